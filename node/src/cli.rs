@@ -1,0 +1,246 @@
+//! The `avs-node` command line: clap derive, one struct per concern.
+//!
+//! Every setting that may also come from the TOML config file is declared here with its built-in
+//! default, and [`crate::config`] decides, per setting, which layer wins (CLI > file > default).
+//! clap records where each value came from, so a default shown in `--help` is the one in force.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::defaults;
+
+/// One operator's node of a BLS-attested AVS consensus network.
+///
+/// Nodes join a libp2p gossipsub mesh and agree, with BLS12-381 votes, on a chain of blocks that
+/// carry task results; a block is final once operators holding more than 2/3 of the voting power
+/// signed it.
+#[derive(Debug, Parser)]
+#[command(name = "avs-node", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node: join the mesh, follow the chain, vote, and serve the HTTP API.
+    Run(Box<RunArgs>),
+    /// Start a local multi-node network on 127.0.0.1 and show its progress until Ctrl-C.
+    Devnet(DevnetArgs),
+    /// Manage operator keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Build a genesis file from operators' public keys and the network's time settings.
+    Genesis(GenesisArgs),
+}
+
+/// Logging, shared by every subcommand.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// Log filter in `RUST_LOG` syntax, e.g. `info,avs_p2p=debug`. The `RUST_LOG` environment
+    /// variable is used when this flag is absent.
+    #[arg(long, global = true, env = "RUST_LOG", default_value = defaults::LOG_FILTER)]
+    pub log_filter: String,
+
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Settings of `avs-node run`. Each may also be set in the `--config` file; the command line wins.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// TOML config file. Its values are used for every flag not given on the command line.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub grpc: GrpcArgs,
+    #[command(flatten)]
+    pub roles: RoleArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Node")]
+pub struct NodeArgs {
+    /// Directory for the database and node state. Created if missing.
+    #[arg(long, value_name = "DIR", default_value = defaults::DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// Genesis file (see `avs-node genesis`).
+    #[arg(long, value_name = "FILE")]
+    pub genesis: Option<PathBuf>,
+
+    /// Directory holding this operator's keys (see `avs-node keys generate`).
+    #[arg(long, value_name = "DIR")]
+    pub keys_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "P2P network")]
+pub struct NetworkArgs {
+    /// Address to listen on for peers (QUIC on UDP and TCP share the port number).
+    #[arg(long, value_name = "IP", default_value_t = defaults::P2P_ADDR)]
+    pub p2p_addr: IpAddr,
+
+    /// Port to listen on for peers.
+    #[arg(long, value_name = "PORT", default_value_t = defaults::P2P_PORT)]
+    pub p2p_port: u16,
+
+    /// Peers to dial at start, as multiaddrs (`/ip4/1.2.3.4/udp/9000/quic-v1/p2p/12D3...`).
+    /// Repeat the flag or separate with commas.
+    #[arg(long = "bootnode", value_name = "MULTIADDR", value_delimiter = ',')]
+    pub bootnodes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "HTTP API")]
+pub struct HttpArgs {
+    /// Address of the HTTP API (health, status, admin, metrics). Keep it on loopback unless a
+    /// proxy or `--admin-token` protects the admin routes.
+    #[arg(long, value_name = "IP", default_value_t = defaults::HTTP_ADDR)]
+    pub http_addr: IpAddr,
+
+    /// Port of the HTTP API.
+    #[arg(long, value_name = "PORT", default_value_t = defaults::HTTP_PORT)]
+    pub http_port: u16,
+
+    /// When set, admin routes require `Authorization: Bearer <TOKEN>`.
+    #[arg(long, value_name = "TOKEN", env = "AVS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "gRPC")]
+pub struct GrpcArgs {
+    /// Port of the gRPC services (operator check-ins, status, finalized-block stream).
+    #[arg(long, value_name = "PORT", default_value_t = defaults::GRPC_PORT)]
+    pub grpc_port: u16,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Roles")]
+pub struct RoleArgs {
+    /// Start with the aggregator role on (subscribes to every vote subnet). The role can be
+    /// switched at runtime with `POST /lean/v0/admin/aggregator`.
+    #[arg(long)]
+    pub is_aggregator: bool,
+
+    /// Perform the internal tasks (VotingPowerSyncTask, id 10001) when this node leads a view.
+    #[arg(long)]
+    pub internal_tasks: bool,
+
+    /// Period of VotingPowerSyncTask in milliseconds (5400000 = 1h30m).
+    #[arg(long, value_name = "MS", default_value_t = defaults::SYNC_INTERVAL_MS)]
+    pub sync_interval: u64,
+}
+
+/// Settings of `avs-node devnet`.
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// Number of node processes to start.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+
+    /// Slot duration in milliseconds (5 intervals per slot).
+    #[arg(long, value_name = "MS", default_value_t = avs_consensus::clock::DEFAULT_SLOT_DURATION_MS)]
+    pub slot_ms: u64,
+
+    /// How many nodes start with the aggregator role on (the first ones by index).
+    #[arg(long, default_value_t = 1)]
+    pub aggregators: u16,
+
+    /// Directory for the devnet's keys, genesis and per-node data. A fresh temporary directory
+    /// when absent.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Generate an operator's keys: BLS key with proof of possession, Ethereum address key and
+    /// libp2p identity, written with owner-only permissions.
+    Generate(KeysGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysGenerateArgs {
+    /// Directory to write the keys to. Refuses to overwrite existing keys.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct GenesisArgs {
+    /// Operator entry as `KEYS_DIR:POWER` (public files of `avs-node keys generate`). Repeat per
+    /// operator.
+    #[arg(long = "operator", value_name = "KEYS_DIR:POWER", required = true)]
+    pub operators: Vec<String>,
+
+    /// Genesis time, unix seconds. Defaults to 30 seconds from now.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub genesis_time: Option<u64>,
+
+    /// Slot duration in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = avs_consensus::clock::DEFAULT_SLOT_DURATION_MS)]
+    pub slot_ms: u64,
+
+    /// Intervals (ticks) per slot.
+    #[arg(long, default_value_t = avs_consensus::clock::DEFAULT_INTERVALS_PER_SLOT)]
+    pub intervals_per_slot: u64,
+
+    /// Where to write the genesis file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        // clap's own checks: conflicting names, bad defaults, missing value names.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_and_flag_has_help() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{path} --{id} has no help text");
+            }
+            for sub in cmd.get_subcommands() {
+                assert!(sub.get_about().is_some(), "{path} {} has no about", sub.get_name());
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        walk(&Cli::command(), "avs-node");
+    }
+}

@@ -1,0 +1,399 @@
+//! Node configuration: built-in defaults, an optional TOML file, and the command line.
+//!
+//! Precedence, per setting: **command line (or the environment variable named in `--help`) >
+//! config file > built-in default.** clap keeps the default in the parsed value, and reports
+//! through [`ArgMatches::value_source`] whether the user actually typed it, which is what lets a
+//! file value beat a default without beating an explicit flag. This is the only place that rule is
+//! implemented; `config_precedence_cli_over_file_over_default` is the test that pins it.
+//!
+//! The file mirrors the flags' groups:
+//!
+//! ```toml
+//! [node]
+//! data_dir = "/var/lib/avs-node"
+//! genesis = "genesis.json"
+//! keys_dir = "keys"
+//!
+//! [network]
+//! p2p_addr = "0.0.0.0"
+//! p2p_port = 9000
+//! bootnodes = ["/ip4/10.0.0.2/udp/9000/quic-v1/p2p/12D3KooW..."]
+//!
+//! [http]
+//! http_addr = "127.0.0.1"
+//! http_port = 5052
+//! admin_token = "..."
+//!
+//! [grpc]
+//! grpc_port = 2206
+//!
+//! [roles]
+//! is_aggregator = false
+//! internal_tasks = false
+//! sync_interval = 5400000
+//!
+//! [log]
+//! log_filter = "info"
+//! log_format = "json"
+//! ```
+//!
+//! Unknown keys are refused, so a typo never silently falls back to a default.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::cli::{LogFormat, RunArgs};
+
+/// Built-in defaults. `--help` shows these values, because clap takes them from here.
+pub mod defaults {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    pub const DATA_DIR: &str = "~/.avs-node";
+    pub const P2P_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    pub const P2P_PORT: u16 = 9000;
+    pub const HTTP_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    pub const HTTP_PORT: u16 = 5052;
+    pub const GRPC_PORT: u16 = 2206;
+    /// 1h30m, the period the reference systems use.
+    pub const SYNC_INTERVAL_MS: u64 = 5_400_000;
+    pub const LOG_FILTER: &str = "info";
+}
+
+/// Below this, VotingPowerSync would propose before the previous update can be final, and read
+/// chains faster than their block time: ten seconds is two and a half default slots.
+pub const MIN_SYNC_INTERVAL_MS: u64 = 10_000;
+
+/// Why a configuration was refused. Nothing starts with a refused configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "--sync-interval {value} ms is below the minimum of {MIN_SYNC_INTERVAL_MS} ms \
+         (5400000 is 1h30m)"
+    )]
+    SyncIntervalTooShort { value: u64 },
+    #[error(
+        "--p2p-port and --{other} are both {port} on overlapping addresses; choose distinct ports"
+    )]
+    PortClash { other: &'static str, port: u16 },
+    #[error(
+        "--bootnode {0:?} is not a multiaddr (expected something like /ip4/1.2.3.4/udp/9000/quic-v1/p2p/<peer id>)"
+    )]
+    Bootnode(String),
+    #[error("--admin-token must not be empty; omit it to leave the admin routes open on {0}")]
+    EmptyAdminToken(IpAddr),
+    #[error("cannot resolve ~ in {0}: HOME is not set; give an absolute --data-dir")]
+    NoHome(PathBuf),
+}
+
+/// The config file, as written. Every field is optional: absent means "not set in the file".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub node: FileNode,
+    pub network: FileNetwork,
+    pub http: FileHttp,
+    pub grpc: FileGrpc,
+    pub roles: FileRoles,
+    pub log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileNode {
+    pub data_dir: Option<PathBuf>,
+    pub genesis: Option<PathBuf>,
+    pub keys_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileNetwork {
+    pub p2p_addr: Option<IpAddr>,
+    pub p2p_port: Option<u16>,
+    pub bootnodes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileHttp {
+    pub http_addr: Option<IpAddr>,
+    pub http_port: Option<u16>,
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileGrpc {
+    pub grpc_port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileRoles {
+    pub is_aggregator: Option<bool>,
+    pub internal_tasks: Option<bool>,
+    pub sync_interval: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileLog {
+    pub log_filter: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file; a missing or malformed file is an error, never ignored.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    }
+}
+
+/// The effective configuration of `avs-node run`, after layering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub genesis: Option<PathBuf>,
+    pub keys_dir: Option<PathBuf>,
+    pub p2p_addr: IpAddr,
+    pub p2p_port: u16,
+    pub bootnodes: Vec<String>,
+    pub http_addr: IpAddr,
+    pub http_port: u16,
+    pub admin_token: Option<String>,
+    pub grpc_port: u16,
+    pub is_aggregator: bool,
+    pub internal_tasks: bool,
+    pub sync_interval_ms: u64,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+/// Picks, per setting, the command line's value if the user gave one, else the file's, else the
+/// built-in default (which clap already put in the parsed value).
+struct Layers<'a> {
+    matches: &'a ArgMatches,
+}
+
+impl Layers<'_> {
+    fn given(&self, id: &str) -> bool {
+        matches!(
+            self.matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    }
+
+    fn pick<T>(&self, id: &str, cli: T, file: Option<T>) -> T {
+        if self.given(id) { cli } else { file.unwrap_or(cli) }
+    }
+}
+
+impl NodeConfig {
+    /// Layers `run`'s arguments over the file over the defaults, then validates the result.
+    ///
+    /// `run_matches` are the `run` subcommand's matches and `top_matches` the top-level ones
+    /// (where the global logging flags live).
+    pub fn resolve(
+        args: &RunArgs,
+        run_matches: &ArgMatches,
+        top_matches: &ArgMatches,
+        log: (&str, LogFormat),
+        file: FileConfig,
+    ) -> Result<Self, ConfigError> {
+        let run = Layers { matches: run_matches };
+        let top = Layers { matches: top_matches };
+        let config = NodeConfig {
+            data_dir: expand_home(run.pick(
+                "data_dir",
+                args.node.data_dir.clone(),
+                file.node.data_dir,
+            ))?,
+            genesis: args.node.genesis.clone().or(file.node.genesis),
+            keys_dir: args.node.keys_dir.clone().or(file.node.keys_dir),
+            p2p_addr: run.pick("p2p_addr", args.network.p2p_addr, file.network.p2p_addr),
+            p2p_port: run.pick("p2p_port", args.network.p2p_port, file.network.p2p_port),
+            bootnodes: run.pick(
+                "bootnodes",
+                args.network.bootnodes.clone(),
+                file.network.bootnodes,
+            ),
+            http_addr: run.pick("http_addr", args.http.http_addr, file.http.http_addr),
+            http_port: run.pick("http_port", args.http.http_port, file.http.http_port),
+            admin_token: args.http.admin_token.clone().or(file.http.admin_token),
+            grpc_port: run.pick("grpc_port", args.grpc.grpc_port, file.grpc.grpc_port),
+            is_aggregator: run.pick(
+                "is_aggregator",
+                args.roles.is_aggregator,
+                file.roles.is_aggregator,
+            ),
+            internal_tasks: run.pick(
+                "internal_tasks",
+                args.roles.internal_tasks,
+                file.roles.internal_tasks,
+            ),
+            sync_interval_ms: run.pick(
+                "sync_interval",
+                args.roles.sync_interval,
+                file.roles.sync_interval,
+            ),
+            log: LogConfig {
+                filter: top.pick("log_filter", log.0.to_owned(), file.log.log_filter),
+                format: top.pick("log_format", log.1, file.log.log_format),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.sync_interval_ms < MIN_SYNC_INTERVAL_MS {
+            return Err(ConfigError::SyncIntervalTooShort { value: self.sync_interval_ms });
+        }
+        let overlaps = |other: IpAddr| {
+            self.p2p_addr.is_unspecified() || other.is_unspecified() || self.p2p_addr == other
+        };
+        if self.p2p_port != 0 && self.p2p_port == self.http_port && overlaps(self.http_addr) {
+            return Err(ConfigError::PortClash { other: "http-port", port: self.p2p_port });
+        }
+        if self.p2p_port != 0 && self.p2p_port == self.grpc_port {
+            return Err(ConfigError::PortClash { other: "grpc-port", port: self.p2p_port });
+        }
+        if let Some(bad) = self.bootnodes.iter().find(|b| !looks_like_multiaddr(b)) {
+            return Err(ConfigError::Bootnode(bad.clone()));
+        }
+        if self.admin_token.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::EmptyAdminToken(self.http_addr));
+        }
+        Ok(())
+    }
+}
+
+/// A cheap shape check; the p2p layer parses the multiaddr fully when it dials.
+fn looks_like_multiaddr(s: &str) -> bool {
+    s.starts_with('/') && s.len() > 1 && !s.contains(char::is_whitespace)
+}
+
+fn expand_home(path: PathBuf) -> Result<PathBuf, ConfigError> {
+    match path.strip_prefix("~") {
+        Ok(rest) => {
+            let home = std::env::var_os("HOME").ok_or_else(|| ConfigError::NoHome(path.clone()))?;
+            Ok(PathBuf::from(home).join(rest))
+        }
+        Err(_) => Ok(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::{CommandFactory, FromArgMatches};
+
+    fn resolve(argv: &[&str], file: &str) -> Result<NodeConfig, ConfigError> {
+        let top = Cli::command().try_get_matches_from(argv).expect("argv parses");
+        let cli = Cli::from_arg_matches(&top).expect("matches convert");
+        let Command::Run(args) = &cli.command else { panic!("not a run command") };
+        let run = top.subcommand_matches("run").expect("run matches");
+        let file = FileConfig::parse(file, Path::new("test.toml"))?;
+        NodeConfig::resolve(args, run, &top, (&cli.log.log_filter, cli.log.log_format), file)
+    }
+
+    #[test]
+    fn config_precedence_cli_over_file_over_default() {
+        let file = r#"
+            [network]
+            p2p_port = 9100
+            [http]
+            http_port = 6000
+            [roles]
+            is_aggregator = true
+            sync_interval = 60000
+            [log]
+            log_format = "json"
+        "#;
+        let cfg = resolve(
+            &[
+                "avs-node",
+                "run",
+                "--p2p-port",
+                "9200",
+                "--data-dir",
+                "/tmp/x",
+                "--log-filter",
+                "debug",
+            ],
+            file,
+        )
+        .unwrap();
+        // Given on the command line: the CLI wins over the file.
+        assert_eq!(cfg.p2p_port, 9200);
+        assert_eq!(cfg.log.filter, "debug");
+        // Only in the file: the file wins over the default.
+        assert_eq!(cfg.http_port, 6000);
+        assert!(cfg.is_aggregator);
+        assert_eq!(cfg.sync_interval_ms, 60_000);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        // In neither: the built-in default.
+        assert_eq!(cfg.grpc_port, defaults::GRPC_PORT);
+        assert_eq!(cfg.http_addr, defaults::HTTP_ADDR);
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn explicit_cli_value_equal_to_default_still_beats_file() {
+        let cfg = resolve(
+            &["avs-node", "run", "--http-port", "5052", "--data-dir", "/d"],
+            "[http]\nhttp_port = 6000\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.http_port, 5052);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let err = resolve(&["avs-node", "run"], "[network]\np2p_prot = 1\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("p2p_prot"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_clear_reason() {
+        let err = resolve(&["avs-node", "run", "--sync-interval", "999"], "").unwrap_err();
+        assert!(err.to_string().contains("minimum"), "{err}");
+        let err = resolve(&["avs-node", "run", "--p2p-port", "7000", "--http-port", "7000"], "")
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::PortClash { .. }), "{err}");
+        let err = resolve(&["avs-node", "run", "--bootnode", "1.2.3.4:9000"], "").unwrap_err();
+        assert!(matches!(err, ConfigError::Bootnode(_)), "{err}");
+        let err = resolve(&["avs-node", "run"], "[http]\nadmin_token = \"\"\n").unwrap_err();
+        assert!(matches!(err, ConfigError::EmptyAdminToken(_)), "{err}");
+    }
+
+    #[test]
+    fn home_is_expanded_in_the_default_data_dir() {
+        let cfg = resolve(&["avs-node", "run"], "").unwrap();
+        assert!(!cfg.data_dir.starts_with("~"), "{:?}", cfg.data_dir);
+        assert!(cfg.data_dir.ends_with(".avs-node"));
+    }
+}

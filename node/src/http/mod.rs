@@ -1,0 +1,111 @@
+//! The node's HTTP API (axum), bound to 127.0.0.1 by default.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /lean/v0/health` | liveness, in leanSpec's exact shape |
+//! | `GET`/`POST /lean/v0/admin/aggregator` | read or switch the aggregator role ([`admin`]) |
+//! | `GET /lean/v0/status` | the node's view: epoch, view, finalized head, peers, role, certificate age |
+//! | `GET /metrics` | Prometheus text of the node's one registry |
+//!
+//! Every JSON response carries exactly `Content-Type: application/json` (leanSpec's wire
+//! contract), errors included: `{"error": "..."}`. Another verb on a known route is a 405 with an
+//! `Allow` header. Admin routes require `Authorization: Bearer <token>` when `--admin-token` is
+//! set.
+
+pub mod admin;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use status::NodeStatus;
+
+use crate::aggregator::AggregatorController;
+
+/// What the handlers read. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    /// `None` until a controller is wired; the admin routes answer 503 meanwhile.
+    pub aggregator: Option<AggregatorController>,
+    pub admin_token: Option<Arc<str>>,
+    pub registry: Arc<Registry>,
+    pub status: watch::Receiver<NodeStatus>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/lean/v0/health", get(health).fallback(|m| not_allowed(m, "GET")))
+        .route(
+            "/lean/v0/admin/aggregator",
+            get(admin::get_aggregator)
+                .post(admin::post_aggregator)
+                .fallback(|m| not_allowed(m, "GET, POST")),
+        )
+        .route("/lean/v0/status", get(status::get_status).fallback(|m| not_allowed(m, "GET")))
+        .route("/metrics", get(metrics).fallback(|m| not_allowed(m, "GET")))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Serves the API on `addr` until `shutdown` is cancelled, then drains in-flight requests.
+pub async fn serve(
+    addr: SocketAddr,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot bind the HTTP API to {addr}: {e}; choose another --http-port")
+    })?;
+    tracing::info!(%addr, "HTTP API listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// A JSON response with exactly `application/json` as its content type.
+pub(crate) fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    json_response(status, json!({ "error": message.into() }))
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, json!({ "status": "healthy", "service": "lean-rpc-api" }))
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}"));
+    }
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response()
+}
+
+async fn not_allowed(method: Method, allow: &'static str) -> Response {
+    let mut response = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed here; use {allow}"),
+    );
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "no such route")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,41 @@
+//! `GET /lean/v0/status`: the node's own view, for operators and the devnet's progress display.
+//! The node loop publishes a [`NodeStatus`] into a watch channel; the handler only reads it.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Serialize;
+
+use super::{ApiState, json_response};
+
+/// What the node loop reports after each step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    pub epoch: u64,
+    pub view: u64,
+    pub finalized_height: u64,
+    /// `0x`-prefixed hex of the finalized block's root.
+    pub finalized_root: String,
+    pub peers: u64,
+    pub is_aggregator: bool,
+    pub operator_index: Option<u64>,
+    /// Unix milliseconds of the last certificate this node saw.
+    #[serde(skip)]
+    pub last_certificate_ms: Option<u64>,
+}
+
+pub(crate) async fn get_status(State(state): State<ApiState>) -> Response {
+    let status = state.status.borrow().clone();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let since = status.last_certificate_ms.map(|at| now_ms.saturating_sub(at) / 1000);
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    if let Some(map) = body.as_object_mut() {
+        map.insert("seconds_since_last_certificate".into(), since.into());
+    }
+    json_response(StatusCode::OK, body)
+}
