@@ -9,6 +9,7 @@
 //! expects is missing or holds a file of a format it does not know, so a vector is never skipped
 //! silently.
 
+pub mod api;
 pub mod leanspec;
 
 use std::path::{Path, PathBuf};

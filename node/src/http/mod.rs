@@ -56,16 +56,22 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `addr` until `shutdown` is cancelled, then drains in-flight requests.
+/// Binds the API's listener; a clear error names the flag to change.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot bind the HTTP API to {addr}: {e}; choose another --http-port")
+    })
+}
+
+/// Serves the API until `shutdown` is cancelled, then drains in-flight requests.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot bind the HTTP API to {addr}: {e}; choose another --http-port")
-    })?;
-    tracing::info!(%addr, "HTTP API listening");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "HTTP API listening");
+    }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
