@@ -1,6 +1,45 @@
-//! avs-consensus: the pure, deterministic protocol crate (see ARCHITECTURE.md).
+//! avs-consensus: a pure, deterministic Simplex-style BFT over weighted BLS votes.
 //!
-//! So far it holds the slot clock arithmetic; types, BLS, the operator set and the state
-//! machine land with the consensus issue.
+//! Data flow: the node decodes gossip into the SSZ containers of `types`, checks signatures
+//! with the pure functions of `verify` (against a per-epoch `operators::KeyTable` built with
+//! `bls`), and feeds the results to `engine::Engine::handle`, which returns the actions to
+//! execute (persist own vote, broadcast, fetch a block, report finality, schedule a tick).
+//! `state` and `task` define the replicated state and the hook tasks implement; `pool` turns
+//! votes into certificates when the aggregator flag is on. Nothing here does I/O, reads a
+//! clock, spawns threads or draws randomness: time and randomness come in as arguments.
+//! `docs/protocol.md` is the normative description this crate implements.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
+pub mod bls;
 pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod gossip;
+pub mod operators;
+pub(crate) mod pool;
+pub mod signing;
+pub mod ssz_check;
+pub mod state;
+pub mod task;
+pub mod timing;
+pub mod types;
+pub mod verify;
+
+#[cfg(test)]
+mod sim;
+
+pub use engine::{Action, Anchor, Engine, EngineConfig, Input, Persisted};
+pub use error::ConsensusError;
+pub use operators::{KeyTable, is_quorum};
+pub use pool::Evidence;
+pub use task::{TaskDefinition, TaskRegistry, TaskValidity};
+pub use verify::{Incoming, Verified};

@@ -1,0 +1,253 @@
+//! The operator set of one epoch as the protocol uses it: validated keys, voting power, the
+//! strict quorum rule and the leader schedule.
+//!
+//! A `KeyTable` is built once per epoch from the epoch's `OperatorSet`: every public key is
+//! decompressed, subgroup-checked and its proof of possession verified, so certificate checks
+//! afterwards are one key aggregation plus one pairing (`bls::fast_aggregate_verify`). All power
+//! arithmetic is in `u128` with checked operations: 1024 operators of `u64::MAX` power sum to
+//! less than 2^74, and `3 * signed` stays below 2^76.
+
+use sha2::{Digest, Sha256};
+
+use crate::bls::{self, PublicKey};
+use crate::error::ConsensusError;
+use crate::signing::NetworkDigest;
+use crate::types::{
+    Epoch, MAX_OPERATORS, OperatorIndex, OperatorSet, Root, Signers, View, root_of,
+};
+
+/// Strict BFT quorum: `3 * signed > 2 * total`, in overflow-checked integers. `false` on
+/// overflow (impossible for u64 powers summed in u128) and for an empty total.
+pub fn is_quorum(signed: u128, total: u128) -> bool {
+    match (signed.checked_mul(3), total.checked_mul(2)) {
+        (Some(lhs), Some(rhs)) => total > 0 && lhs > rhs,
+        _ => false,
+    }
+}
+
+/// Leader-rotation seed of an epoch: `u64_le(sha256(u64_le(epoch) ‖ hash_tree_root(set))[..8])`.
+/// It depends only on data every node holds when the epoch starts.
+pub fn epoch_seed(epoch: Epoch, set_root: &Root) -> u64 {
+    let digest = Sha256::new().chain_update(epoch.to_le_bytes()).chain_update(set_root).finalize();
+    let mut le = [0u8; 8];
+    for (dst, src) in le.iter_mut().zip(digest.iter()) {
+        *dst = *src;
+    }
+    u64::from_le_bytes(le)
+}
+
+/// Validated operator set of one epoch.
+#[derive(Debug, Clone)]
+pub struct KeyTable {
+    epoch: Epoch,
+    digest: NetworkDigest,
+    set_root: Root,
+    set: OperatorSet,
+    keys: Vec<PublicKey>,
+    powers: Vec<u64>,
+    total: u128,
+    /// Indices with non-zero power, ascending: the leader rotation.
+    active: Vec<OperatorIndex>,
+    seed: u64,
+}
+
+impl KeyTable {
+    /// Validate `set` for `epoch`: every key must decompress, be in the subgroup, not be
+    /// infinity, and carry a valid proof of possession; total power must be non-zero.
+    pub fn new(
+        epoch: Epoch,
+        set: &OperatorSet,
+        digest: NetworkDigest,
+    ) -> Result<Self, ConsensusError> {
+        if set.operators.len() > MAX_OPERATORS {
+            return Err(ConsensusError::TooManyOperators(set.operators.len()));
+        }
+        let mut keys = Vec::with_capacity(set.operators.len());
+        let mut powers = Vec::with_capacity(set.operators.len());
+        let mut active = Vec::new();
+        let mut total: u128 = 0;
+        for (i, op) in set.operators.iter().enumerate() {
+            let index = i as u64;
+            keys.push(bls::verify_pop(index, op.pubkey.as_ref(), op.pop.as_ref())?);
+            powers.push(op.power);
+            total = total
+                .checked_add(u128::from(op.power))
+                .ok_or(ConsensusError::Overflow("total power"))?;
+            if op.power > 0 {
+                active.push(index);
+            }
+        }
+        if total == 0 || active.is_empty() {
+            return Err(ConsensusError::EmptyOperatorSet);
+        }
+        let set_root = root_of(set)?;
+        Ok(Self {
+            epoch,
+            digest,
+            set_root,
+            set: set.clone(),
+            keys,
+            powers,
+            total,
+            active,
+            seed: epoch_seed(epoch, &set_root),
+        })
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+    pub fn digest(&self) -> NetworkDigest {
+        self.digest
+    }
+    /// `hash_tree_root` of the operator set; identifies the table in `Verified` wrappers.
+    pub fn set_root(&self) -> Root {
+        self.set_root
+    }
+    pub fn operator_set(&self) -> &OperatorSet {
+        &self.set
+    }
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+    pub fn total_power(&self) -> u128 {
+        self.total
+    }
+    pub fn power(&self, index: OperatorIndex) -> Option<u64> {
+        usize::try_from(index).ok().and_then(|i| self.powers.get(i)).copied()
+    }
+    pub fn key(&self, index: OperatorIndex) -> Option<&PublicKey> {
+        usize::try_from(index).ok().and_then(|i| self.keys.get(i))
+    }
+    /// Index of the operator holding `pubkey`, if any.
+    pub fn index_of(&self, pubkey: &[u8; 48]) -> Option<OperatorIndex> {
+        self.keys.iter().position(|k| &k.to_bytes() == pubkey).map(|i| i as u64)
+    }
+    /// Quorum by this epoch's total power.
+    pub fn has_quorum(&self, signed: u128) -> bool {
+        is_quorum(signed, self.total)
+    }
+
+    /// `leader(v) = active[(v + seed) mod len(active)]`, computed in u128 so it never wraps.
+    pub fn leader(&self, view: View) -> Option<OperatorIndex> {
+        let len = u128::try_from(self.active.len()).ok()?;
+        let pos = (u128::from(view).checked_add(u128::from(self.seed))?).checked_rem(len)?;
+        self.active.get(usize::try_from(pos).ok()?).copied()
+    }
+
+    /// Power of the signers in `signers`; the bitlist must have exactly one bit per operator.
+    pub fn signed_power(&self, signers: &Signers) -> Result<u128, ConsensusError> {
+        if signers.len() != self.keys.len() {
+            return Err(ConsensusError::SignersLength {
+                expected: self.keys.len(),
+                got: signers.len(),
+            });
+        }
+        let mut sum: u128 = 0;
+        for (bit, power) in signers.iter().zip(self.powers.iter()) {
+            if *bit {
+                sum = sum
+                    .checked_add(u128::from(*power))
+                    .ok_or(ConsensusError::Overflow("signed power"))?;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// Keys of the signers, in index order.
+    pub fn signer_keys(&self, signers: &Signers) -> Result<Vec<&PublicKey>, ConsensusError> {
+        if signers.len() != self.keys.len() {
+            return Err(ConsensusError::SignersLength {
+                expected: self.keys.len(),
+                got: signers.len(),
+            });
+        }
+        Ok(signers.iter().zip(self.keys.iter()).filter(|(bit, _)| **bit).map(|(_, k)| k).collect())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::bls::SecretKey;
+    use crate::types::Operator;
+
+    pub(crate) fn make_set(powers: &[u64]) -> (Vec<SecretKey>, OperatorSet) {
+        let keys: Vec<SecretKey> =
+            (0..powers.len()).map(|i| SecretKey::from_seed(&[i as u8 + 1; 32]).unwrap()).collect();
+        let ops: Vec<Operator> = keys
+            .iter()
+            .zip(powers)
+            .enumerate()
+            .map(|(i, (k, p))| Operator {
+                address: [i as u8; 20],
+                pubkey: k.public_key().to_bytes().to_vec().try_into().unwrap(),
+                pop: k.proof_of_possession().to_bytes().to_vec().try_into().unwrap(),
+                power: *p,
+            })
+            .collect();
+        (keys, OperatorSet { operators: ops.try_into().unwrap() })
+    }
+
+    #[test]
+    fn quorum_is_strict_two_thirds() {
+        assert!(!is_quorum(2, 3));
+        assert!(is_quorum(3, 3));
+        assert!(!is_quorum(6, 9));
+        assert!(is_quorum(7, 9));
+        assert!(!is_quorum(0, 0));
+        assert!(is_quorum(3, 4));
+        assert!(!is_quorum(2, 4));
+        // Large values: no overflow, exact boundary.
+        let total = u128::from(u64::MAX) * 1024;
+        assert!(!is_quorum(total * 2 / 3, total));
+        assert!(is_quorum(total * 2 / 3 + 1, total));
+        assert!(!is_quorum(u128::MAX, u128::MAX));
+    }
+
+    #[test]
+    fn table_checks_pop_and_power() {
+        let (_, set) = make_set(&[1, 2, 0, 3]);
+        let t = KeyTable::new(0, &set, [0; 4]).unwrap();
+        assert_eq!(t.total_power(), 6);
+        assert_eq!(t.power(3), Some(3));
+        assert_eq!(t.power(4), None);
+        // Zero-power operator never leads.
+        for v in 0..50 {
+            assert_ne!(t.leader(v), Some(2));
+            assert!(t.leader(v).is_some());
+        }
+        let mut bad = set.clone();
+        bad.operators[1].pop = set.operators[0].pop.clone();
+        assert_eq!(
+            KeyTable::new(0, &bad, [0; 4]).unwrap_err(),
+            ConsensusError::BadProofOfPossession { index: 1 }
+        );
+        let (_, zero) = make_set(&[0, 0]);
+        assert_eq!(KeyTable::new(0, &zero, [0; 4]).unwrap_err(), ConsensusError::EmptyOperatorSet);
+    }
+
+    #[test]
+    fn leader_rotates_over_active() {
+        let (_, set) = make_set(&[1, 1, 1, 1]);
+        let t = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let leaders: Vec<_> = (0..4).map(|v| t.leader(v).unwrap()).collect();
+        let mut sorted = leaders.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2, 3]);
+        assert_eq!(t.leader(u64::MAX), t.leader(u64::MAX)); // no overflow
+    }
+
+    #[test]
+    fn signed_power_requires_exact_length() {
+        let (_, set) = make_set(&[5, 5, 5]);
+        let t = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let mut s = Signers::try_from(&[true, false, true][..]).unwrap();
+        assert_eq!(t.signed_power(&s).unwrap(), 10);
+        s.push(true);
+        assert!(t.signed_power(&s).is_err());
+    }
+}
