@@ -36,6 +36,7 @@ pub(crate) struct Behaviour {
     pub(crate) gossipsub: Gossipsub,
     pub(crate) status: Rpc,
     pub(crate) blocks_by_range: Rpc,
+    pub(crate) blocks_by_root: Rpc,
     pub(crate) certificates: Rpc,
 }
 
@@ -91,6 +92,7 @@ impl Behaviour {
             gossipsub,
             status: rpc(ReqRespProtocol::Status),
             blocks_by_range: rpc(ReqRespProtocol::BlocksByRange),
+            blocks_by_root: rpc(ReqRespProtocol::BlocksByRoot),
             certificates: rpc(ReqRespProtocol::Certificates),
         })
     }
@@ -99,6 +101,7 @@ impl Behaviour {
         match protocol {
             ReqRespProtocol::Status => &mut self.status,
             ReqRespProtocol::BlocksByRange => &mut self.blocks_by_range,
+            ReqRespProtocol::BlocksByRoot => &mut self.blocks_by_root,
             ReqRespProtocol::Certificates => &mut self.certificates,
         }
     }

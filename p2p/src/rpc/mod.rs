@@ -1,4 +1,5 @@
-//! Request/response protocols `/avs/req/{status|blocks_by_range|certificates}/1/ssz_snappy`.
+//! Request/response protocols
+//! `/avs/req/{status|blocks_by_range|blocks_by_root|certificates}/1/ssz_snappy`.
 //!
 //! Each protocol runs as its own libp2p `request_response` behaviour (a request picks its
 //! protocol by picking the behaviour), all sharing [`RpcCodec`]. A request is one
@@ -19,18 +20,26 @@ use crate::codec::MAX_PAYLOAD_SIZE;
 pub enum ReqRespProtocol {
     Status,
     BlocksByRange,
+    /// Blocks by root: what a node fetches when a proposal or certificate names a block it
+    /// does not hold.
+    BlocksByRoot,
     Certificates,
 }
 
 impl ReqRespProtocol {
-    pub const ALL: [ReqRespProtocol; 3] =
-        [ReqRespProtocol::Status, ReqRespProtocol::BlocksByRange, ReqRespProtocol::Certificates];
+    pub const ALL: [ReqRespProtocol; 4] = [
+        ReqRespProtocol::Status,
+        ReqRespProtocol::BlocksByRange,
+        ReqRespProtocol::BlocksByRoot,
+        ReqRespProtocol::Certificates,
+    ];
 
     /// The multistream protocol id.
     pub fn protocol_id(&self) -> &'static str {
         match self {
             ReqRespProtocol::Status => "/avs/req/status/1/ssz_snappy",
             ReqRespProtocol::BlocksByRange => "/avs/req/blocks_by_range/1/ssz_snappy",
+            ReqRespProtocol::BlocksByRoot => "/avs/req/blocks_by_root/1/ssz_snappy",
             ReqRespProtocol::Certificates => "/avs/req/certificates/1/ssz_snappy",
         }
     }
@@ -40,6 +49,7 @@ impl ReqRespProtocol {
         match self {
             ReqRespProtocol::Status => "status",
             ReqRespProtocol::BlocksByRange => "blocks_by_range",
+            ReqRespProtocol::BlocksByRoot => "blocks_by_root",
             ReqRespProtocol::Certificates => "certificates",
         }
     }
@@ -87,7 +97,9 @@ impl RpcLimits {
     pub fn min_chunks(&self, protocol: ReqRespProtocol) -> usize {
         match protocol {
             ReqRespProtocol::Status => 1,
-            ReqRespProtocol::BlocksByRange | ReqRespProtocol::Certificates => 0,
+            ReqRespProtocol::BlocksByRange
+            | ReqRespProtocol::BlocksByRoot
+            | ReqRespProtocol::Certificates => 0,
         }
     }
 
@@ -95,9 +107,9 @@ impl RpcLimits {
     pub fn max_chunks(&self, protocol: ReqRespProtocol) -> usize {
         match protocol {
             ReqRespProtocol::Status => 1,
-            ReqRespProtocol::BlocksByRange | ReqRespProtocol::Certificates => {
-                self.max_response_chunks
-            }
+            ReqRespProtocol::BlocksByRange
+            | ReqRespProtocol::BlocksByRoot
+            | ReqRespProtocol::Certificates => self.max_response_chunks,
         }
     }
 }

@@ -354,6 +354,9 @@ impl Service {
             SwarmEvent::Behaviour(BehaviourEvent::BlocksByRange(event)) => {
                 self.on_rpc(ReqRespProtocol::BlocksByRange, event)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::BlocksByRoot(event)) => {
+                self.on_rpc(ReqRespProtocol::BlocksByRoot, event)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Certificates(event)) => {
                 self.on_rpc(ReqRespProtocol::Certificates, event)
             }
