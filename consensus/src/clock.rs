@@ -96,7 +96,8 @@ impl SlotClock {
 
     /// The interval within the current slot, `0..intervals_per_slot`.
     pub fn interval_in_slot(&self, now_ms: u64) -> u64 {
-        let into_slot = self.since_genesis_ms(now_ms).checked_rem(self.slot_duration_ms).unwrap_or(0);
+        let into_slot =
+            self.since_genesis_ms(now_ms).checked_rem(self.slot_duration_ms).unwrap_or(0);
         div(into_slot, self.interval_ms)
     }
 

@@ -87,10 +87,9 @@ impl Engine {
         {
             return;
         }
-        // Only an aggregator keeps votes: nodes act on certificates.
-        if !is_aggregator {
-            return;
-        }
+        // Every node keeps the votes of its window (hot standby: a node switched to aggregator
+        // can certify at its next tick from what it already holds); only the flag read for
+        // this vote decides whether a certificate may be built now.
         let table = std::sync::Arc::clone(&self.ep.table);
         let vote = match incoming {
             Incoming::Raw(v) => match verify_vote(&table, &v) {
@@ -115,7 +114,9 @@ impl Engine {
             self.evidence.push(ev.clone());
             out.push(Action::Evidence(ev));
         }
-        self.try_certify(&vote.data, out);
+        if is_aggregator {
+            self.try_certify(&vote.data, out);
+        }
     }
 
     /// Build and publish the certificate for `data` if the pool holds a quorum.
