@@ -210,6 +210,10 @@ pub struct GenesisArgs {
     #[arg(long, default_value_t = avs_consensus::clock::DEFAULT_INTERVALS_PER_SLOT)]
     pub intervals_per_slot: u64,
 
+    /// Name of the network; it is part of the network digest, so two networks never mix.
+    #[arg(long, default_value = "avs-mainnet")]
+    pub network_name: String,
+
     /// Where to write the genesis file.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,

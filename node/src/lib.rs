@@ -6,10 +6,23 @@
 //! - [`aggregator`]: the runtime aggregator flag and its `lean_is_aggregator` gauge.
 //! - [`http`]: the HTTP API (health, aggregator admin, status, metrics).
 //! - [`store`]: the durable store (RocksDB, and a memory backend for tests).
+//! - [`chain_store`]: the chain's typed layout on the store (votes, certificates, blocks, anchor).
+//! - [`keys`], [`genesis`]: operator keys on disk and the genesis file.
+//! - [`node`]: the running node, the one loop that drives the consensus engine.
+//! - [`sync`]: req/resp messages and answers (status, blocks, certificates).
+//! - [`devnet`]: a local network of node processes.
+//! - [`metrics`]: the node's own Prometheus metrics.
 
 pub mod aggregator;
+pub mod chain_store;
 pub mod cli;
 pub mod config;
+pub mod devnet;
+pub mod genesis;
 pub mod http;
+pub mod keys;
 pub mod logging;
+pub mod metrics;
+pub mod node;
 pub mod store;
+pub mod sync;

@@ -3,10 +3,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use avs_node::cli::{Cli, Command};
+use avs_node::cli::{Cli, Command, KeysCommand};
 use avs_node::config::{FileConfig, NodeConfig};
-use avs_node::store::RocksStore;
+use avs_node::genesis::{GenesisFile, GenesisOperator};
 use clap::{CommandFactory, FromArgMatches};
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -15,7 +16,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match run(cli, &matches) {
-        Ok(code) => code,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Logging may not be up yet; the error goes to stderr either way.
             #[allow(clippy::print_stderr)]
@@ -27,8 +28,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
-    match &cli.command {
+fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    match cli.command {
         Command::Run(args) => {
             let run_matches =
                 matches.subcommand_matches("run").context("run subcommand matches")?;
@@ -37,30 +38,79 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 None => FileConfig::default(),
             };
             let config = NodeConfig::resolve(
-                args,
+                &args,
                 run_matches,
                 matches,
                 (&cli.log.log_filter, cli.log.log_format),
                 file,
             )?;
             avs_node::logging::init(&config.log.filter, config.log.format)?;
-            tracing::info!(?config, "configuration resolved");
-            let db_path = config.data_dir.join("db");
-            let store = RocksStore::open(&db_path)
-                .with_context(|| format!("opening the store at {}", db_path.display()))?;
-            tracing::info!(path = %db_path.display(), "store open, schema checked");
-            drop(store);
-            anyhow::bail!(
-                "configuration and store are valid, but this build does not contain the \
-                 consensus and network services yet (see ARCHITECTURE.md, Status)"
-            )
+            tracing::debug!(?config, "configuration resolved");
+            runtime()?.block_on(async move {
+                let shutdown = shutdown_on_signals()?;
+                avs_node::node::run(config, shutdown).await
+            })
         }
-        Command::Devnet(_) | Command::Keys(_) | Command::Genesis(_) => {
+        Command::Devnet(args) => {
             avs_node::logging::init(&cli.log.log_filter, cli.log.log_format)?;
-            let name = matches.subcommand_name().unwrap_or("this subcommand");
-            anyhow::bail!(
-                "`avs-node {name}` is not available in this build yet (see ARCHITECTURE.md, Status)"
-            )
+            runtime()?.block_on(async move {
+                let shutdown = shutdown_on_signals()?;
+                avs_node::devnet::run(args, shutdown).await
+            })
+        }
+        Command::Keys(KeysCommand::Generate(args)) => {
+            let public = avs_node::keys::generate(&args.out)?;
+            println!("{}", serde_json::to_string_pretty(&public)?);
+            Ok(())
+        }
+        Command::Genesis(args) => {
+            let mut operators = Vec::with_capacity(args.operators.len());
+            for entry in &args.operators {
+                let (dir, power) = entry
+                    .rsplit_once(':')
+                    .with_context(|| format!("--operator {entry:?}: expected KEYS_DIR:POWER"))?;
+                let power: u64 =
+                    power.parse().with_context(|| format!("--operator {entry:?}: bad power"))?;
+                let public = avs_node::keys::load_public(std::path::Path::new(dir))?;
+                operators.push(GenesisOperator::from_public(&public, power));
+            }
+            let genesis = GenesisFile {
+                network_name: args.network_name,
+                genesis_time: args
+                    .genesis_time
+                    .unwrap_or_else(|| avs_node::node::now_ms() / 1000 + 30),
+                slot_duration_ms: args.slot_ms,
+                intervals_per_slot: args.intervals_per_slot,
+                operators,
+            };
+            genesis.to_config()?;
+            genesis.write(&args.out)?;
+            println!("wrote {}", args.out.display());
+            Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// One root token, cancelled by SIGINT or SIGTERM.
+fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
 }

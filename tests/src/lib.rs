@@ -1,13 +1,20 @@
 //! Multi-process integration tests: real `avs-node` processes on 127.0.0.1.
 //!
-//! This library holds the harness (finding the binary, owning child processes so that none
-//! outlives its test); the scenarios are its unit tests, so the crate builds one test binary.
-//! The binary is the one `cargo nextest run --workspace` builds for the node's own integration
-//! tests, in the same target directory and with the same features.
+//! This library holds the harness ([`Cluster`]: keys, genesis and one `avs-node run` child per
+//! operator, each with its own data directory and ports; killing and restarting them; reading
+//! their HTTP API). The scenarios are its unit tests, so the crate builds one test binary. The
+//! binary under test is the one `cargo nextest run --workspace` builds for the node's own
+//! integration tests, in the same target directory and with the same features.
+//!
+//! Waits are bounded polling loops that fail with the last observed state; no assertion is
+//! about how fast something happened.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 
 /// Path of the `avs-node` binary built alongside this test binary.
 pub fn avs_node_binary() -> anyhow::Result<PathBuf> {
@@ -29,16 +36,286 @@ pub fn avs_node_binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A node's `/lean/v0/status`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Status {
+    pub epoch: u64,
+    pub view: u64,
+    pub finalized_height: u64,
+    pub finalized_root: String,
+    pub peers: u64,
+    pub is_aggregator: bool,
+    pub seconds_since_last_certificate: Option<u64>,
+}
 
-    #[test]
-    fn the_node_binary_is_built_and_reports_its_version() {
-        let bin = avs_node_binary().unwrap();
-        let out = std::process::Command::new(bin).arg("--version").output().unwrap();
-        assert!(out.status.success());
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(text.trim(), format!("avs-node {}", env!("CARGO_PKG_VERSION")));
+/// One `avs-node run` child process.
+pub struct NodeProcess {
+    pub index: usize,
+    pub dir: PathBuf,
+    pub p2p_port: u16,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// (Re)starts the process with the arguments it was created with.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))?;
+        let child = Command::new(avs_node_binary()?)
+            .args(&self.args)
+            .env("RUST_LOG", "info,avs_node=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node{}", self.index))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill_9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    pub fn status(&self) -> anyhow::Result<Status> {
+        let mut response = agent().get(&self.url("/lean/v0/status")).call()?;
+        Ok(response.body_mut().read_json()?)
+    }
+
+    /// The value of a metric (first sample whose line starts with `name`), if exported.
+    pub fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        let mut response = agent().get(&self.url("/metrics")).call()?;
+        let text = response.body_mut().read_to_string()?;
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .find(|l| l.split([' ', '{']).next() == Some(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    pub fn set_aggregator(&self, enabled: bool) -> anyhow::Result<bool> {
+        let mut response = agent()
+            .post(&self.url("/lean/v0/admin/aggregator"))
+            .header("content-type", "application/json")
+            .send(format!("{{\"enabled\":{enabled}}}"))?;
+        let body: serde_json::Value = response.body_mut().read_json()?;
+        body["previous"].as_bool().context("no previous in the toggle response")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }
 }
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.kill_9();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into()
+}
+
+/// A network of node processes sharing one genesis.
+pub struct Cluster {
+    pub nodes: Vec<NodeProcess>,
+    _dir: tempfile::TempDir,
+}
+
+/// How a cluster is set up.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub nodes: usize,
+    /// Nodes `0..aggregators` boot with `--is-aggregator`.
+    pub aggregators: usize,
+    /// Nodes booted with `--is-aggregator` but switched off right away (hot standbys).
+    pub standby: Vec<usize>,
+    pub slot_ms: u64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        Self { nodes: 4, aggregators: 1, standby: Vec::new(), slot_ms: 1000 }
+    }
+}
+
+fn run_cli(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(avs_node_binary()?).args(args).output()?;
+    if !out.status.success() {
+        bail!("avs-node {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    for _ in 0..32 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port")
+}
+
+impl Cluster {
+    /// Generates keys and a genesis with the binary's own subcommands, then starts every node.
+    pub fn start(spec: &ClusterSpec) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("avs-cluster-").tempdir()?;
+        let mut operators = Vec::new();
+        let mut peer_ids = Vec::new();
+        for i in 0..spec.nodes {
+            let keys = dir.path().join(format!("node{i}/keys"));
+            run_cli(&["keys", "generate", "--out", keys.to_str().context("utf-8 path")?])?;
+            let public: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(keys.join("operator.json"))?)?;
+            peer_ids.push(public["peer_id"].as_str().context("peer id")?.to_owned());
+            operators.push(format!("{}:100", keys.display()));
+        }
+        let genesis = dir.path().join("genesis.json");
+        let genesis_time = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            .saturating_add(2);
+        let mut args = vec![
+            "genesis".to_owned(),
+            "--network-name".into(),
+            "avs-test".into(),
+            "--genesis-time".into(),
+            genesis_time.to_string(),
+            "--slot-ms".into(),
+            spec.slot_ms.to_string(),
+            "--out".into(),
+            genesis.display().to_string(),
+        ];
+        for op in &operators {
+            args.push("--operator".into());
+            args.push(op.clone());
+        }
+        run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+
+        let ports: Vec<(u16, u16, u16)> = (0..spec.nodes)
+            .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let mut nodes = Vec::new();
+        for (i, &(p2p, http, grpc)) in ports.iter().enumerate() {
+            let node_dir = dir.path().join(format!("node{i}"));
+            let mut args: Vec<String> = vec![
+                "run".into(),
+                "--data-dir".into(),
+                node_dir.display().to_string(),
+                "--genesis".into(),
+                genesis.display().to_string(),
+                "--keys-dir".into(),
+                node_dir.join("keys").display().to_string(),
+                "--p2p-addr".into(),
+                "127.0.0.1".into(),
+                "--p2p-port".into(),
+                p2p.to_string(),
+                "--http-port".into(),
+                http.to_string(),
+                "--grpc-port".into(),
+                grpc.to_string(),
+            ];
+            for (j, &(peer_p2p, _, _)) in ports.iter().enumerate() {
+                if j != i {
+                    args.push("--bootnode".into());
+                    args.push(format!("/ip4/127.0.0.1/udp/{peer_p2p}/quic-v1/p2p/{}", peer_ids[j]));
+                }
+            }
+            if i < spec.aggregators || spec.standby.contains(&i) {
+                args.push("--is-aggregator".into());
+            }
+            let mut node = NodeProcess {
+                index: i,
+                dir: node_dir,
+                p2p_port: p2p,
+                http_port: http,
+                grpc_port: grpc,
+                args,
+                child: None,
+            };
+            node.start()?;
+            nodes.push(node);
+        }
+        let cluster = Self { nodes, _dir: dir };
+        for &i in &spec.standby {
+            cluster.wait_for(&format!("node{i}'s API"), Duration::from_secs(30), |c| {
+                Ok(c.nodes[i].status().is_ok())
+            })?;
+            cluster.nodes[i].set_aggregator(false)?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn statuses(&self) -> Vec<Option<Status>> {
+        self.nodes.iter().map(|n| n.status().ok()).collect()
+    }
+
+    /// Polls `condition` every 200 ms until it holds or `limit` passes; the error shows what
+    /// the nodes reported last and the tail of every log.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut condition: impl FnMut(&Self) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        let mut last_error = None;
+        while Instant::now() < deadline {
+            match condition(self) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => last_error = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut report = format!("timed out waiting for {what}; last error: {last_error:?}\n");
+        for (node, status) in self.nodes.iter().zip(self.statuses()) {
+            report.push_str(&format!("node{}: {status:?}\n", node.index));
+            let log = node.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            for line in tail.into_iter().rev() {
+                report.push_str(&format!("  | {line}\n"));
+            }
+        }
+        bail!(report)
+    }
+
+    /// Lowest finalized height among the running nodes that answer.
+    pub fn min_finalized(&self) -> Option<u64> {
+        self.statuses()
+            .into_iter()
+            .map(|s| s.map(|s| s.finalized_height))
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .min()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+#[cfg(test)]
+mod scenarios;

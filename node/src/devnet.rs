@@ -1,0 +1,265 @@
+//! `avs-node devnet`: a local network of real node processes on 127.0.0.1.
+//!
+//! It generates keys and a genesis (or reuses those already in `--data-dir`), starts one
+//! `avs-node run` child per operator with its own data directory and ports, every node's
+//! bootnodes being all the others, and prints one progress line per second from the nodes'
+//! status endpoints until Ctrl-C or SIGTERM, then stops every child (SIGTERM, then SIGKILL
+//! after a grace period). Each child's log is in `<data-dir>/node<i>/node.log`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::DevnetArgs;
+use crate::genesis::{GenesisFile, GenesisOperator};
+use crate::keys;
+
+const GRACE: Duration = Duration::from_secs(10);
+
+/// One child node of the devnet.
+struct DevNode {
+    index: usize,
+    http_port: u16,
+    child: Child,
+}
+
+/// What a node's status endpoint says, for the progress line.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Status {
+    epoch: u64,
+    view: u64,
+    finalized_height: u64,
+    finalized_root: String,
+    peers: u64,
+    is_aggregator: bool,
+}
+
+pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let n = usize::from(args.nodes);
+    if usize::from(args.aggregators) > n {
+        bail!("--aggregators {} is more than --nodes {n}", args.aggregators);
+    }
+    let (dir, _temp) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let temp = tempfile::Builder::new().prefix("avs-devnet-").tempdir()?;
+            (temp.path().to_owned(), Some(temp))
+        }
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let genesis_path = prepare(&dir, n, args.slot_ms)?;
+    let genesis = GenesisFile::load(&genesis_path)?;
+    let exe = std::env::current_exe().context("locating the avs-node binary")?;
+
+    let ports: Vec<(u16, u16, u16)> = (0..n)
+        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let peer_ids: Vec<String> =
+        genesis.operators.iter().map(|o| o.peer_id.clone().unwrap_or_default()).collect();
+
+    println!("devnet: {n} nodes, slot {} ms, data in {}", args.slot_ms, dir.display());
+    let mut nodes = Vec::with_capacity(n);
+    for (i, &(p2p, http, grpc)) in ports.iter().enumerate() {
+        let node_dir = dir.join(format!("node{i}"));
+        let log = std::fs::File::create(node_dir.join("node.log"))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("run")
+            .arg("--data-dir")
+            .arg(&node_dir)
+            .arg("--genesis")
+            .arg(&genesis_path)
+            .arg("--keys-dir")
+            .arg(node_dir.join("keys"))
+            .args(["--p2p-addr", "127.0.0.1", "--p2p-port", &p2p.to_string()])
+            .args(["--http-port", &http.to_string(), "--grpc-port", &grpc.to_string()]);
+        for (j, &(peer_port, _, _)) in ports.iter().enumerate() {
+            if j != i {
+                cmd.arg("--bootnode")
+                    .arg(format!("/ip4/127.0.0.1/udp/{peer_port}/quic-v1/p2p/{}", peer_ids[j]));
+            }
+        }
+        if i < usize::from(args.aggregators) {
+            cmd.arg("--is-aggregator");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).kill_on_drop(true);
+        let child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
+        println!(
+            "  node{i}: http://127.0.0.1:{http}  p2p {p2p}  log {}{}",
+            node_dir.join("node.log").display(),
+            if i < usize::from(args.aggregators) { "  (aggregator)" } else { "" }
+        );
+        nodes.push(DevNode { index: i, http_port: http, child });
+    }
+    println!("Ctrl-C stops the devnet. Switch the aggregator role of node i at runtime with:");
+    println!(
+        "  curl -X POST -d '{{\"enabled\":true}}' http://127.0.0.1:{}/lean/v0/admin/aggregator",
+        nodes.last().map_or(0, |n| n.http_port)
+    );
+
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let result = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            _ = ticker.tick() => {
+                if let Some((i, status)) = exited(&mut nodes) {
+                    break Err(anyhow::anyhow!(
+                        "node{i} exited ({status}); see {}",
+                        dir.join(format!("node{i}/node.log")).display()
+                    ));
+                }
+                println!("{}", progress_line(started.elapsed(), &nodes).await);
+            }
+        }
+    };
+    stop_all(&mut nodes).await;
+    if args.data_dir.is_none() {
+        println!("devnet stopped; its temporary data directory is removed");
+    } else {
+        println!("devnet stopped; data kept in {}", dir.display());
+    }
+    result
+}
+
+/// Keys for every node and the genesis, created once per data directory.
+fn prepare(dir: &Path, n: usize, slot_ms: u64) -> anyhow::Result<PathBuf> {
+    let genesis_path = dir.join("genesis.json");
+    for i in 0..n {
+        let keys_dir = dir.join(format!("node{i}/keys"));
+        if !keys_dir.join(keys::OPERATOR_FILE).exists() {
+            keys::generate(&keys_dir)?;
+        }
+    }
+    if genesis_path.exists() {
+        let existing = GenesisFile::load(&genesis_path)?;
+        if existing.operators.len() != n {
+            bail!(
+                "{} has {} operators but --nodes is {n}; use another --data-dir",
+                genesis_path.display(),
+                existing.operators.len()
+            );
+        }
+        return Ok(genesis_path);
+    }
+    let operators = (0..n)
+        .map(|i| {
+            let public = keys::load_public(&dir.join(format!("node{i}/keys")))?;
+            Ok(GenesisOperator::from_public(&public, 100))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let genesis = GenesisFile {
+        network_name: "avs-devnet".into(),
+        // A few seconds ahead, so every node is up when view 0 starts.
+        genesis_time: crate::node::now_ms() / 1000 + 3,
+        slot_duration_ms: slot_ms,
+        intervals_per_slot: avs_consensus::clock::DEFAULT_INTERVALS_PER_SLOT,
+        operators,
+    };
+    genesis.to_config()?;
+    genesis.write(&genesis_path)?;
+    Ok(genesis_path)
+}
+
+/// A port free for both TCP and UDP on 127.0.0.1 right now.
+fn free_port() -> anyhow::Result<u16> {
+    for _ in 0..32 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("found no port free for both TCP and UDP on 127.0.0.1")
+}
+
+fn exited(nodes: &mut [DevNode]) -> Option<(usize, std::process::ExitStatus)> {
+    nodes.iter_mut().find_map(|n| n.child.try_wait().ok().flatten().map(|s| (n.index, s)))
+}
+
+async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
+    let ports: Vec<u16> = nodes.iter().map(|n| n.http_port).collect();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(500)))
+            .build()
+            .into();
+        ports
+            .iter()
+            .map(|port| {
+                let url = format!("http://127.0.0.1:{port}/lean/v0/status");
+                agent.get(&url).call().ok()?.body_mut().read_json::<Status>().ok()
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let best = statuses.iter().flatten().max_by_key(|s| (s.finalized_height, s.epoch, s.view));
+    let mut line = format!("[{:>4}s]", elapsed.as_secs());
+    match best {
+        Some(s) => {
+            let _ = write!(
+                line,
+                " epoch {} view {:>3} finalized #{:<4} {}",
+                s.epoch,
+                s.view,
+                s.finalized_height,
+                s.finalized_root.get(..10).unwrap_or(&s.finalized_root)
+            );
+        }
+        None => line.push_str(" waiting for the nodes' APIs"),
+    }
+    let aggregators: Vec<String> = statuses
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.as_ref().is_some_and(|s| s.is_aggregator))
+        .map(|(i, _)| format!("node{i}"))
+        .collect();
+    let _ = write!(
+        line,
+        " | aggregator: {}",
+        if aggregators.is_empty() {
+            "NONE (finality stalls)".to_owned()
+        } else {
+            aggregators.join(",")
+        }
+    );
+    line.push_str(" |");
+    for (i, status) in statuses.iter().enumerate() {
+        match status {
+            Some(s) => {
+                let _ = write!(line, " n{i}:v{}/f{}/p{}", s.view, s.finalized_height, s.peers);
+            }
+            None => {
+                let _ = write!(line, " n{i}:down");
+            }
+        }
+    }
+    line
+}
+
+async fn stop_all(nodes: &mut [DevNode]) {
+    for node in nodes.iter() {
+        if let Some(pid) = node.child.id() {
+            terminate(pid);
+        }
+    }
+    let deadline = Instant::now() + GRACE;
+    for node in nodes.iter_mut() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, node.child.wait()).await.is_err() {
+            let _ = node.child.kill().await;
+        }
+    }
+}
+
+/// SIGTERM, so the child flushes its store and closes its connections.
+fn terminate(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+}

@@ -1,0 +1,186 @@
+//! The genesis file: JSON for people, converted to the consensus's SSZ `GenesisConfig`.
+//!
+//! ```json
+//! {
+//!   "network_name": "avs-devnet",
+//!   "genesis_time": 1767225600,
+//!   "slot_duration_ms": 4000,
+//!   "intervals_per_slot": 5,
+//!   "operators": [
+//!     { "address": "0x…", "bls_pubkey": "0x…", "pop": "0x…", "power": 100, "peer_id": "12D3…" }
+//!   ]
+//! }
+//! ```
+//!
+//! Loading checks everything a node would otherwise trip over later: every proof of possession,
+//! unique addresses and keys, at least one operator with power, and a valid slot clock. The
+//! network digest (and so every topic and signature domain) is derived from the SSZ form, so two
+//! nodes agree on the network exactly when they load byte-identical genesis values.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::{Context, bail, ensure};
+use avs_consensus::clock::SlotClock;
+use avs_consensus::types::{GenesisConfig, Operator, OperatorSet, byte_list};
+use serde::{Deserialize, Serialize};
+use ssz_rs::prelude::{List, Vector};
+
+use crate::keys::{OperatorPublic, parse_hex_array};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisFile {
+    pub network_name: String,
+    pub genesis_time: u64,
+    pub slot_duration_ms: u64,
+    pub intervals_per_slot: u64,
+    pub operators: Vec<GenesisOperator>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisOperator {
+    pub address: String,
+    pub bls_pubkey: String,
+    pub pop: String,
+    pub power: u64,
+    /// Informational: where to find this operator on the mesh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+}
+
+impl GenesisOperator {
+    pub fn from_public(public: &OperatorPublic, power: u64) -> Self {
+        Self {
+            address: public.address.clone(),
+            bls_pubkey: public.bls_pubkey.clone(),
+            pop: public.pop.clone(),
+            power,
+            peer_id: Some(public.peer_id.clone()),
+        }
+    }
+}
+
+impl GenesisFile {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading genesis file {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("genesis file {} is not valid", path.display()))
+    }
+
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing genesis file {}", path.display()))
+    }
+
+    /// Validates and converts to the consensus's SSZ form.
+    pub fn to_config(&self) -> anyhow::Result<GenesisConfig> {
+        SlotClock::new(self.genesis_time, self.slot_duration_ms, self.intervals_per_slot)?;
+        ensure!(!self.operators.is_empty(), "genesis has no operators");
+        ensure!(
+            self.operators.iter().any(|o| o.power > 0),
+            "genesis has no operator with voting power"
+        );
+        let mut addresses = HashSet::new();
+        let mut keys = HashSet::new();
+        let mut operators = Vec::with_capacity(self.operators.len());
+        for (index, op) in self.operators.iter().enumerate() {
+            let field = |name: &str| format!("operators[{index}].{name}");
+            let address: [u8; 20] = parse_hex_array(&field("address"), &op.address)?;
+            let pubkey: [u8; 48] = parse_hex_array(&field("bls_pubkey"), &op.bls_pubkey)?;
+            let pop: [u8; 96] = parse_hex_array(&field("pop"), &op.pop)?;
+            avs_consensus::bls::verify_pop(index as u64, &pubkey, &pop)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", field("pop")))?;
+            if !addresses.insert(address) {
+                bail!("{} {} appears twice", field("address"), op.address);
+            }
+            if !keys.insert(pubkey) {
+                bail!("{} appears twice", field("bls_pubkey"));
+            }
+            operators.push(Operator {
+                address,
+                pubkey: Vector::try_from(pubkey.to_vec()).map_err(|_| anyhow::anyhow!("pubkey"))?,
+                pop: Vector::try_from(pop.to_vec()).map_err(|_| anyhow::anyhow!("pop"))?,
+                power: op.power,
+            });
+        }
+        let operators = List::try_from(operators).map_err(|_| {
+            anyhow::anyhow!(
+                "too many operators (the limit is {})",
+                avs_consensus::types::MAX_OPERATORS
+            )
+        })?;
+        Ok(GenesisConfig {
+            network_name: byte_list(self.network_name.as_bytes())
+                .map_err(|e| anyhow::anyhow!("network_name: {e}"))?,
+            genesis_time: self.genesis_time,
+            slot_duration_ms: self.slot_duration_ms,
+            intervals_per_slot: self.intervals_per_slot,
+            operators: OperatorSet { operators },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(n: usize) -> (tempfile::TempDir, GenesisFile) {
+        let dir = tempfile::tempdir().unwrap();
+        let operators = (0..n)
+            .map(|i| {
+                let public = crate::keys::generate(&dir.path().join(format!("op{i}"))).unwrap();
+                GenesisOperator::from_public(&public, 100)
+            })
+            .collect();
+        let file = GenesisFile {
+            network_name: "test".into(),
+            genesis_time: 1_700_000_000,
+            slot_duration_ms: 4000,
+            intervals_per_slot: 5,
+            operators,
+        };
+        (dir, file)
+    }
+
+    #[test]
+    fn valid_genesis_converts_and_round_trips_through_json() {
+        let (dir, file) = file_with(2);
+        let path = dir.path().join("genesis.json");
+        file.write(&path).unwrap();
+        let loaded = GenesisFile::load(&path).unwrap();
+        assert_eq!(loaded, file);
+        let config = loaded.to_config().unwrap();
+        assert_eq!(config.operators.operators.len(), 2);
+        assert_eq!(config.operators.operators[1].power, 100);
+    }
+
+    #[test]
+    fn bad_genesis_is_refused_with_the_field_named() {
+        let (_dir, file) = file_with(2);
+
+        let mut swapped = file.clone();
+        swapped.operators[0].pop = file.operators[1].pop.clone();
+        let err = swapped.to_config().unwrap_err().to_string();
+        assert!(err.contains("operators[0].pop"), "{err}");
+
+        let mut duplicate = file.clone();
+        duplicate.operators[1].address = file.operators[0].address.clone();
+        assert!(duplicate.to_config().unwrap_err().to_string().contains("appears twice"));
+
+        let mut powerless = file.clone();
+        powerless.operators.iter_mut().for_each(|o| o.power = 0);
+        assert!(powerless.to_config().is_err());
+
+        let mut uneven = file.clone();
+        uneven.slot_duration_ms = 4001;
+        assert!(uneven.to_config().is_err());
+
+        let mut short = file;
+        short.operators[0].address = "0x1234".into();
+        assert!(short.to_config().unwrap_err().to_string().contains("expected 20 bytes"));
+    }
+}
