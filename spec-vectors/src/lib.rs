@@ -5,11 +5,18 @@
 //! with `fixtureFormat` and a Given/When/Then `description`. [`Fixture::load`] reads that
 //! envelope; the format modules check one fixture each and return a readable reason on mismatch.
 //!
+//! Our own vectors are produced by [`kinds`]: every kind generates its cases from the real
+//! implementation (`avs-consensus`, and the node's HTTP router) and checks a fixture by running
+//! the same code again. [`json`] holds the hex helpers and the canonical writer that makes
+//! generation byte-stable.
+//!
 //! The runner (`tests/vectors.rs`) turns every file into its own test and fails when a folder it
-//! expects is missing or holds a file of a format it does not know, so a vector is never skipped
-//! silently.
+//! expects is missing, or when a file under `vectors/` belongs to no known kind, so a vector is
+//! never skipped silently.
 
 pub mod api;
+pub mod json;
+pub mod kinds;
 pub mod leanspec;
 
 use std::path::{Path, PathBuf};

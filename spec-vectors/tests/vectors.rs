@@ -1,52 +1,18 @@
-//! Runs every conformance vector as its own test (libtest-mimic), one per file.
+//! Runs every conformance vector as its own test (libtest-mimic), one per file: leanSpec's
+//! applicable ones and every kind of ours.
 //!
-//! A missing or incomplete folder is itself a failing test, so vectors are never skipped by
-//! accident: `cargo test -p avs-spec-vectors` lists each file by name.
+//! Nothing is skipped silently: a missing or empty folder is a failing test, a file under
+//! `spec-vectors/vectors/` that no known kind reads is a failing test, and
+//! `generated::up_to_date` fails when the committed files differ from what the generator writes
+//! now. `cargo nextest run -p avs-spec-vectors` lists each file by name.
 
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::path::{Path, PathBuf};
 
-use avs_node::aggregator::AggregatorController;
-use avs_node::http::{ApiState, NodeStatus};
-use avs_spec_vectors::api::{ApiTarget, ContentTypeCheck};
+use avs_spec_vectors::kinds::{self, KINDS, list_json};
 use avs_spec_vectors::{Fixture, fixture_files, leanspec};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 type Check = fn(&Fixture) -> anyhow::Result<()>;
-
-/// Our node's HTTP API, served on an ephemeral 127.0.0.1 port for the life of this process
-/// (nextest runs each vector in its own process, so each gets a fresh node API).
-fn node_api() -> &'static ApiTarget {
-    static API: OnceLock<ApiTarget> = OnceLock::new();
-    API.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            let Ok(runtime) = runtime else { return };
-            runtime.block_on(async move {
-                let mut registry = prometheus_client::registry::Registry::default();
-                let aggregator = AggregatorController::new(false, &mut registry);
-                let (_status_tx, status) = tokio::sync::watch::channel(NodeStatus::default());
-                let state = ApiState {
-                    aggregator: Some(aggregator),
-                    admin_token: None,
-                    registry: Arc::new(registry),
-                    status,
-                };
-                let listener = avs_node::http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                avs_node::http::serve(listener, state, shutdown).await.unwrap();
-            });
-        });
-        let addr = rx.recv().expect("the in-process API started");
-        ApiTarget::new(&format!("http://{addr}"), ContentTypeCheck::Exact, None)
-    })
-}
-
-fn api_check(fixture: &Fixture) -> anyhow::Result<()> {
-    avs_spec_vectors::api::check(fixture, node_api())
-}
 
 fn folder_trials(
     suite: &str,
@@ -81,9 +47,32 @@ fn folder_trials(
     }
 }
 
+/// Every file under `vectors/` must sit directly in a known kind's folder.
+fn unread_files(dir: PathBuf) -> Trial {
+    Trial::test("vectors::every_file_belongs_to_a_kind", move || {
+        let files = list_json(&dir).map_err(|e| format!("{e:#}"))?;
+        let unread: Vec<String> = files
+            .iter()
+            .filter(|path| {
+                let mut parts = path.components();
+                let kind = parts.next().map(|c| c.as_os_str().to_string_lossy().into_owned());
+                let known = kind.is_some_and(|k| KINDS.iter().any(|kind| kind.name == k));
+                !(known && parts.count() == 1)
+            })
+            .map(|p| p.display().to_string())
+            .collect();
+        if unread.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no known kind reads these files: {}", unread.join(", ")).into())
+        }
+    })
+}
+
 fn main() {
     let args = Arguments::from_args();
     let lean = leanspec::vectors_dir();
+    let ours = kinds::vectors_dir();
     let mut trials = Vec::new();
     folder_trials(
         "leanspec::slot_clock",
@@ -92,6 +81,19 @@ fn main() {
         leanspec::slot_clock::check,
         &mut trials,
     );
-    folder_trials("leanspec::api", &lean.join("api"), 7, api_check, &mut trials);
+    folder_trials("leanspec::api", &lean.join("api"), 7, kinds::api_endpoint::check, &mut trials);
+    for kind in KINDS {
+        folder_trials(kind.name, &ours.join(kind.name), 1, kind.check, &mut trials);
+    }
+    trials.push(unread_files(ours.clone()));
+    trials.push(Trial::test("generated::up_to_date", move || {
+        let problems = kinds::differences(&ours).map_err(|e| format!("{e:#}"))?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{}\nrun `cargo run -p avs-spec-vectors -- generate`", problems.join("\n"))
+                .into())
+        }
+    }));
     libtest_mimic::run(&args, trials).exit();
 }
