@@ -1,0 +1,89 @@
+//! Durable vote write: `ChainStore::persist_vote` (SSZ encoding of a `SignedVote`, one
+//! `RocksStore` write with `Durability::Sync`, i.e. RocksDB's WAL append plus fdatasync)
+//! against a raw `File::write_all` + `sync_data()` append of the same number of bytes, in the
+//! same directory, interleaved sample by sample. Goal: <= 1.2x.
+//!
+//! The directory is under the target directory (`CARGO_TARGET_TMPDIR`), i.e. on the disk the
+//! build uses; set `AVS_BENCH_DIR` to measure another filesystem (a node's data directory).
+//!
+//! Run: `cargo bench -p avs-node --bench store --profile dev` (the dev profile reuses the
+//! workspace's build; a release build of RocksDB's C++ takes long on 2 cores).
+
+#[path = "../../consensus/benches/common/mod.rs"]
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use avs_consensus::types::{SignedVote, VoteData, encode};
+use avs_node::chain_store::ChainStore;
+use avs_node::store::{Column, Durability, RocksStore, Store};
+use common::{compare, per_op, print_table};
+
+const WRITES_PER_SAMPLE: u32 = 25;
+const ROUNDS: usize = 12;
+
+fn main() -> anyhow::Result<()> {
+    let base = std::env::var_os("AVS_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&base)?;
+    let dir = tempfile::Builder::new().prefix("avs-store-bench-").tempdir_in(&base)?;
+    println!("directory: {}", dir.path().display());
+
+    let store: Arc<dyn Store> = Arc::new(RocksStore::open(&dir.path().join("db"))?);
+    let chain = ChainStore::new(store);
+    let mut view = 0u64;
+    let mut vote = move || {
+        view += 1;
+        SignedVote {
+            data: VoteData::notarize(0, view, [0x42; 32]),
+            operator_index: 3,
+            signature: vec![0x99; 96].try_into().expect("96 bytes"),
+        }
+    };
+    let size = encode(&vote())?.len();
+    let payload = vec![0x5au8; size];
+    let mut file = OpenOptions::new().create(true).append(true).open(dir.path().join("raw.log"))?;
+    println!("value size: {size} bytes (an SSZ SignedVote)");
+
+    let row = compare(
+        "durable vote write",
+        ("RocksStore Sync put", "write_all + sync_data"),
+        1.2,
+        ROUNDS,
+        || {
+            per_op(WRITES_PER_SAMPLE, || {
+                chain.persist_vote(&vote()).expect("durable write");
+            })
+        },
+        || {
+            per_op(WRITES_PER_SAMPLE, || {
+                file.write_all(&payload).expect("append");
+                file.sync_data().expect("fdatasync");
+            })
+        },
+    );
+    // Where the difference goes: the same write without the sync is RocksDB's CPU path (WAL
+    // record, memtable insert), which the dev profile builds without optimisation.
+    let mut key = 0u64;
+    let mut buffered: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            per_op(WRITES_PER_SAMPLE, || {
+                key += 1;
+                chain
+                    .store()
+                    .put(Column::Votes, &key.to_be_bytes(), &payload, Durability::Buffered)
+                    .expect("buffered write");
+            })
+        })
+        .collect();
+    println!(
+        "of which without the sync (Durability::Buffered put): {}",
+        common::fmt_ns(common::median(&mut buffered))
+    );
+    print_table(&[row]);
+    Ok(())
+}
