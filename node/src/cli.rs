@@ -79,6 +79,10 @@ pub struct RunArgs {
     pub grpc: GrpcArgs,
     #[command(flatten)]
     pub roles: RoleArgs,
+    #[command(flatten)]
+    pub pool: PoolArgs,
+    #[command(flatten)]
+    pub tasks: TaskArgs,
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +141,31 @@ pub struct GrpcArgs {
     /// Port of the gRPC services (operator check-ins, status, finalized-block stream).
     #[arg(long, value_name = "PORT", default_value_t = defaults::GRPC_PORT)]
     pub grpc_port: u16,
+
+    /// Address of the gRPC services. Check-ins are signed, so exposing it is safe; reads
+    /// (status, operators, finalized blocks) are public data.
+    #[arg(long, value_name = "IP", default_value_t = defaults::GRPC_ADDR)]
+    pub grpc_addr: IpAddr,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Operator pool")]
+pub struct PoolArgs {
+    /// Block explorer page of an address on the telemetry dashboard: a prefix the address is
+    /// appended to, or a template containing `{address}`.
+    #[arg(long, value_name = "URL", default_value = defaults::EXPLORER_URL)]
+    pub explorer_url: String,
+
+    /// EigenLayer profile page of an operator on the telemetry dashboard: a prefix the address
+    /// is appended to, or a template containing `{address}`.
+    #[arg(long, value_name = "URL", default_value = defaults::EIGENLAYER_PROFILE_URL)]
+    pub eigenlayer_profile_url: String,
+
+    /// Also send this node's signed check-ins to a remote node's gRPC service
+    /// (e.g. `http://10.0.0.2:2206`), for nodes outside the gossip mesh. Retried with
+    /// exponential backoff (1 s to 60 s, with jitter) while the remote is unreachable.
+    #[arg(long, value_name = "URL")]
+    pub checkin_remote: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +183,35 @@ pub struct RoleArgs {
     /// Period of VotingPowerSyncTask in milliseconds (5400000 = 1h30m).
     #[arg(long, value_name = "MS", default_value_t = defaults::SYNC_INTERVAL_MS)]
     pub sync_interval: u64,
+}
+
+/// Where VotingPowerSyncTask reads stake: an embedded schedule, or two JSON-RPC chains.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Internal tasks")]
+pub struct TaskArgs {
+    /// Embedded stake source: a scripted L1/L2 stake schedule (JSON, see `avs-node devnet`).
+    #[arg(long, value_name = "FILE")]
+    pub stake_schedule: Option<PathBuf>,
+
+    /// JSON-RPC endpoint of the L1 chain (stake truth, `StakeRegistry`).
+    #[arg(long, value_name = "URL")]
+    pub l1_rpc: Option<String>,
+
+    /// JSON-RPC endpoint of the L2 chain (recorded power, `PowerRegistry`).
+    #[arg(long, value_name = "URL")]
+    pub l2_rpc: Option<String>,
+
+    /// Address of the `StakeRegistry` contract on L1.
+    #[arg(long, value_name = "ADDRESS")]
+    pub l1_registry: Option<String>,
+
+    /// Address of the `PowerRegistry` contract on L2.
+    #[arg(long, value_name = "ADDRESS")]
+    pub l2_registry: Option<String>,
+
+    /// Blocks below a chain's head before they are read (reorg safety).
+    #[arg(long, value_name = "BLOCKS", default_value_t = crate::tasks::DEFAULT_CONFIRMATIONS)]
+    pub confirmations: u64,
 }
 
 /// Settings of `avs-node devnet`.

@@ -25,12 +25,26 @@
 //! admin_token = "..."
 //!
 //! [grpc]
+//! grpc_addr = "127.0.0.1"
 //! grpc_port = 2206
+//!
+//! [pool]
+//! explorer_url = "https://etherscan.io/address/"
+//! eigenlayer_profile_url = "https://app.eigenlayer.xyz/operator/{address}"
+//! checkin_remote = "http://10.0.0.2:2206"
 //!
 //! [roles]
 //! is_aggregator = false
 //! internal_tasks = false
 //! sync_interval = 5400000
+//!
+//! [tasks]                       # VotingPowerSyncTask's stake source: one of
+//! stake_schedule = "stake.json" # the embedded schedule, or
+//! l1_rpc = "http://127.0.0.1:8545"
+//! l2_rpc = "http://127.0.0.1:8546"
+//! l1_registry = "0x…"           # StakeRegistry
+//! l2_registry = "0x…"           # PowerRegistry
+//! confirmations = 2
 //!
 //! [log]
 //! log_filter = "info"
@@ -59,6 +73,9 @@ pub mod defaults {
     pub const HTTP_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     pub const HTTP_PORT: u16 = 5052;
     pub const GRPC_PORT: u16 = 2206;
+    pub const GRPC_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    pub const EXPLORER_URL: &str = "https://etherscan.io/address/";
+    pub const EIGENLAYER_PROFILE_URL: &str = "https://app.eigenlayer.xyz/operator/";
     /// 1h30m, the period the reference systems use.
     pub const SYNC_INTERVAL_MS: u64 = 5_400_000;
     pub const LOG_FILTER: &str = "info";
@@ -92,6 +109,10 @@ pub enum ConfigError {
     EmptyAdminToken(IpAddr),
     #[error("cannot resolve ~ in {0}: HOME is not set; give an absolute --data-dir")]
     NoHome(PathBuf),
+    #[error("--{flag} {value:?} must be an http:// or https:// URL")]
+    BadUrl { flag: &'static str, value: String },
+    #[error("{0}")]
+    Tasks(String),
 }
 
 /// The config file, as written. Every field is optional: absent means "not set in the file".
@@ -103,6 +124,8 @@ pub struct FileConfig {
     pub http: FileHttp,
     pub grpc: FileGrpc,
     pub roles: FileRoles,
+    pub pool: FilePool,
+    pub tasks: crate::tasks::FileTasks,
     pub log: FileLog,
 }
 
@@ -134,6 +157,15 @@ pub struct FileHttp {
 #[serde(deny_unknown_fields, default)]
 pub struct FileGrpc {
     pub grpc_port: Option<u16>,
+    pub grpc_addr: Option<IpAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilePool {
+    pub explorer_url: Option<String>,
+    pub eigenlayer_profile_url: Option<String>,
+    pub checkin_remote: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,9 +210,14 @@ pub struct NodeConfig {
     pub http_port: u16,
     pub admin_token: Option<String>,
     pub grpc_port: u16,
+    pub grpc_addr: IpAddr,
+    pub explorer_url: String,
+    pub eigenlayer_profile_url: String,
+    pub checkin_remote: Option<String>,
     pub is_aggregator: bool,
     pub internal_tasks: bool,
     pub sync_interval_ms: u64,
+    pub tasks: crate::tasks::TaskConfig,
     pub log: LogConfig,
 }
 
@@ -242,6 +279,18 @@ impl NodeConfig {
             http_port: run.pick("http_port", args.http.http_port, file.http.http_port),
             admin_token: args.http.admin_token.clone().or(file.http.admin_token),
             grpc_port: run.pick("grpc_port", args.grpc.grpc_port, file.grpc.grpc_port),
+            grpc_addr: run.pick("grpc_addr", args.grpc.grpc_addr, file.grpc.grpc_addr),
+            explorer_url: run.pick(
+                "explorer_url",
+                args.pool.explorer_url.clone(),
+                file.pool.explorer_url,
+            ),
+            eigenlayer_profile_url: run.pick(
+                "eigenlayer_profile_url",
+                args.pool.eigenlayer_profile_url.clone(),
+                file.pool.eigenlayer_profile_url,
+            ),
+            checkin_remote: args.pool.checkin_remote.clone().or(file.pool.checkin_remote),
             is_aggregator: run.pick(
                 "is_aggregator",
                 args.roles.is_aggregator,
@@ -257,6 +306,18 @@ impl NodeConfig {
                 args.roles.sync_interval,
                 file.roles.sync_interval,
             ),
+            tasks: crate::tasks::TaskConfig {
+                stake_schedule: args.tasks.stake_schedule.clone().or(file.tasks.stake_schedule),
+                l1_rpc: args.tasks.l1_rpc.clone().or(file.tasks.l1_rpc),
+                l2_rpc: args.tasks.l2_rpc.clone().or(file.tasks.l2_rpc),
+                l1_registry: args.tasks.l1_registry.clone().or(file.tasks.l1_registry),
+                l2_registry: args.tasks.l2_registry.clone().or(file.tasks.l2_registry),
+                confirmations: run.pick(
+                    "confirmations",
+                    args.tasks.confirmations,
+                    file.tasks.confirmations,
+                ),
+            },
             log: LogConfig {
                 filter: top.pick("log_filter", log.0.to_owned(), file.log.log_filter),
                 format: top.pick("log_format", log.1, file.log.log_format),
@@ -270,6 +331,7 @@ impl NodeConfig {
         if self.sync_interval_ms < MIN_SYNC_INTERVAL_MS {
             return Err(ConfigError::SyncIntervalTooShort { value: self.sync_interval_ms });
         }
+        self.tasks.validate(self.internal_tasks).map_err(ConfigError::Tasks)?;
         let overlaps = |other: IpAddr| {
             self.p2p_addr.is_unspecified() || other.is_unspecified() || self.p2p_addr == other
         };
@@ -285,8 +347,25 @@ impl NodeConfig {
         if self.admin_token.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::EmptyAdminToken(self.http_addr));
         }
+        let urls = [
+            ("explorer-url", Some(&self.explorer_url)),
+            ("eigenlayer-profile-url", Some(&self.eigenlayer_profile_url)),
+            ("checkin-remote", self.checkin_remote.as_ref()),
+        ];
+        for (flag, url) in urls {
+            if let Some(url) = url
+                && !is_http_url(url)
+            {
+                return Err(ConfigError::BadUrl { flag, value: url.clone() });
+            }
+        }
         Ok(())
     }
+}
+
+fn is_http_url(s: &str) -> bool {
+    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
 }
 
 /// A cheap shape check; the p2p layer parses the multiaddr fully when it dials.
@@ -391,9 +470,46 @@ mod tests {
     }
 
     #[test]
+    fn pool_settings_layer_and_bad_urls_are_refused() {
+        let file = "[pool]\nexplorer_url = \"https://scan.example/a/\"\n\
+                    checkin_remote = \"http://10.0.0.2:2206\"\n[grpc]\ngrpc_addr = \"0.0.0.0\"\n";
+        let cfg =
+            resolve(&["avs-node", "run", "--eigenlayer-profile-url", "https://el/{address}"], file)
+                .unwrap();
+        assert_eq!(cfg.explorer_url, "https://scan.example/a/");
+        assert_eq!(cfg.eigenlayer_profile_url, "https://el/{address}");
+        assert_eq!(cfg.checkin_remote.as_deref(), Some("http://10.0.0.2:2206"));
+        assert_eq!(cfg.grpc_addr.to_string(), "0.0.0.0");
+        let cfg = resolve(&["avs-node", "run"], "").unwrap();
+        assert_eq!(cfg.explorer_url, defaults::EXPLORER_URL);
+        assert_eq!(cfg.checkin_remote, None);
+        let err =
+            resolve(&["avs-node", "run", "--explorer-url", "javascript:alert(1)"], "").unwrap_err();
+        assert!(matches!(err, ConfigError::BadUrl { flag: "explorer-url", .. }), "{err}");
+        let err =
+            resolve(&["avs-node", "run", "--checkin-remote", "10.0.0.2:2206"], "").unwrap_err();
+        assert!(matches!(err, ConfigError::BadUrl { flag: "checkin-remote", .. }), "{err}");
+    }
+
+    #[test]
     fn home_is_expanded_in_the_default_data_dir() {
         let cfg = resolve(&["avs-node", "run"], "").unwrap();
         assert!(!cfg.data_dir.starts_with("~"), "{:?}", cfg.data_dir);
         assert!(cfg.data_dir.ends_with(".avs-node"));
+    }
+
+    #[test]
+    fn task_settings_layer_and_an_incomplete_stake_source_is_refused() {
+        let file = "[tasks]\nstake_schedule = \"s.json\"\nconfirmations = 3\n";
+        let cfg = resolve(&["avs-node", "run", "--confirmations", "5"], file).unwrap();
+        assert_eq!(cfg.tasks.stake_schedule, Some(PathBuf::from("s.json")));
+        assert_eq!(cfg.tasks.confirmations, 5);
+        let cfg = resolve(&["avs-node", "run"], file).unwrap();
+        assert_eq!(cfg.tasks.confirmations, 3);
+        let err =
+            resolve(&["avs-node", "run", "--l1-rpc", "http://127.0.0.1:8545"], "").unwrap_err();
+        assert!(matches!(err, ConfigError::Tasks(_)), "{err}");
+        let err = resolve(&["avs-node", "run", "--internal-tasks"], "").unwrap_err();
+        assert!(err.to_string().contains("needs a stake source"), "{err}");
     }
 }

@@ -5,6 +5,14 @@
 //! bootnodes being all the others, and prints one progress line per second from the nodes'
 //! status endpoints until Ctrl-C or SIGTERM, then stops every child (SIGTERM, then SIGKILL
 //! after a grace period). Each child's log is in `<data-dir>/node<i>/node.log`.
+//!
+//! Stake follows an embedded, scripted schedule (`<data-dir>/stake-schedule.json`, see
+//! `avs_internal_tasks::embedded`): operator 1's L1 stake triples at L1 block
+//! [`POWER_CHANGE_BLOCK`], and one more operator, whose node the devnet also starts (keys
+//! generated, not in the genesis set), registers on L1 at block [`JOIN_BLOCK`]. Every node runs
+//! with `--internal-tasks`, so VotingPowerSync (id 10001) proposes each change, the others
+//! attest it, and its finalization ends the epoch; the progress output prints those steps from
+//! the nodes' task metrics.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,8 +26,17 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::DevnetArgs;
 use crate::genesis::{GenesisFile, GenesisOperator};
 use crate::keys;
+use avs_internal_tasks::embedded::{ScheduledOperator, StakeSchedule, Step};
 
 const GRACE: Duration = Duration::from_secs(10);
+/// L1 block (one per second from genesis) at which operator 1's stake goes from 100 to 300.
+pub const POWER_CHANGE_BLOCK: u64 = 15;
+/// L1 block at which the extra operator registers with power 100.
+pub const JOIN_BLOCK: u64 = 35;
+/// Block time of both embedded chains.
+const DEVNET_BLOCK_MS: u64 = 1000;
+/// The devnet checks stake at the shortest allowed period, so changes show within seconds.
+const DEVNET_SYNC_INTERVAL_MS: u64 = crate::config::MIN_SYNC_INTERVAL_MS;
 
 /// One child node of the devnet.
 struct DevNode {
@@ -53,17 +70,23 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let genesis_path = prepare(&dir, n, args.slot_ms)?;
+    let schedule_path = dir.join("stake-schedule.json");
     let genesis = GenesisFile::load(&genesis_path)?;
     let exe = std::env::current_exe().context("locating the avs-node binary")?;
 
-    let ports: Vec<(u16, u16, u16)> = (0..n)
+    // Node `n` is the operator that joins through VotingPowerSync: not in the genesis set.
+    let ports: Vec<(u16, u16, u16)> = (0..=n)
         .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
         .collect::<anyhow::Result<_>>()?;
-    let peer_ids: Vec<String> =
+    let mut peer_ids: Vec<String> =
         genesis.operators.iter().map(|o| o.peer_id.clone().unwrap_or_default()).collect();
+    peer_ids.push(keys::load_public(&dir.join(format!("node{n}/keys")))?.peer_id);
 
     println!("devnet: {n} nodes, slot {} ms, data in {}", args.slot_ms, dir.display());
-    let mut nodes = Vec::with_capacity(n);
+    let mut nodes = Vec::with_capacity(n.saturating_add(1));
+    // The joining operator's node starts when the network has made it a member: a key outside
+    // the set would have its check-ins refused by the members.
+    let mut newcomer: Option<(Command, u16)> = None;
     for (i, &(p2p, http, grpc)) in ports.iter().enumerate() {
         let node_dir = dir.join(format!("node{i}"));
         let log = std::fs::File::create(node_dir.join("node.log"))?;
@@ -86,14 +109,28 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
         if i < usize::from(args.aggregators) {
             cmd.arg("--is-aggregator");
         }
+        cmd.arg("--internal-tasks")
+            .args(["--sync-interval", &DEVNET_SYNC_INTERVAL_MS.to_string()])
+            .arg("--stake-schedule")
+            .arg(&schedule_path);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).kill_on_drop(true);
-        let child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
         println!(
             "  node{i}: http://127.0.0.1:{http}  p2p {p2p}  log {}{}",
             node_dir.join("node.log").display(),
-            if i < usize::from(args.aggregators) { "  (aggregator)" } else { "" }
+            if i < usize::from(args.aggregators) {
+                "  (aggregator)"
+            } else if i == n {
+                "  (not in genesis: started once its L1 registration is synced and final)"
+            } else {
+                ""
+            }
         );
-        nodes.push(DevNode { index: i, http_port: http, child });
+        if i == n {
+            newcomer = Some((cmd, http));
+        } else {
+            let child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
+            nodes.push(DevNode { index: i, http_port: http, child });
+        }
     }
     println!("Ctrl-C stops the devnet. Switch the aggregator role of node i at runtime with:");
     println!(
@@ -101,7 +138,14 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
         nodes.last().map_or(0, |n| n.http_port)
     );
 
+    println!(
+        "stake schedule {}: node1's L1 stake 100 -> 300 at L1 block {POWER_CHANGE_BLOCK}, node{n} \
+         registers at block {JOIN_BLOCK}; VotingPowerSync (10001) checks every {} s",
+        schedule_path.display(),
+        DEVNET_SYNC_INTERVAL_MS / 1000
+    );
     let started = Instant::now();
+    let mut task_counts = TaskCounts::default();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let result = loop {
         tokio::select! {
@@ -114,6 +158,21 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
                     ));
                 }
                 println!("{}", progress_line(started.elapsed(), &nodes).await);
+                for event in task_events(&nodes, &mut task_counts).await {
+                    println!("  {event}");
+                }
+                // Two updates final (the power change, then the registration): node n joins.
+                if task_counts.seen.iter().map(|c| c[3]).max().unwrap_or(0) >= 2
+                    && let Some((mut cmd, http_port)) = newcomer.take()
+                {
+                    match cmd.spawn() {
+                        Ok(child) => {
+                            println!("  node{n} is in the operator set now: started it");
+                            nodes.push(DevNode { index: n, http_port, child });
+                        }
+                        Err(e) => break Err(anyhow::anyhow!("starting node{n}: {e}")),
+                    }
+                }
             }
         }
     };
@@ -129,7 +188,7 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
 /// Keys for every node and the genesis, created once per data directory.
 fn prepare(dir: &Path, n: usize, slot_ms: u64) -> anyhow::Result<PathBuf> {
     let genesis_path = dir.join("genesis.json");
-    for i in 0..n {
+    for i in 0..=n {
         let keys_dir = dir.join(format!("node{i}/keys"));
         if !keys_dir.join(keys::OPERATOR_FILE).exists() {
             keys::generate(&keys_dir)?;
@@ -143,6 +202,11 @@ fn prepare(dir: &Path, n: usize, slot_ms: u64) -> anyhow::Result<PathBuf> {
                 genesis_path.display(),
                 existing.operators.len()
             );
+        }
+        let schedule = dir.join("stake-schedule.json");
+        if !schedule.exists() {
+            let newcomer = keys::load_public(&dir.join(format!("node{n}/keys")))?;
+            stake_schedule(&existing, &newcomer).write(&schedule)?;
         }
         return Ok(genesis_path);
     }
@@ -162,7 +226,47 @@ fn prepare(dir: &Path, n: usize, slot_ms: u64) -> anyhow::Result<PathBuf> {
     };
     genesis.to_config()?;
     genesis.write(&genesis_path)?;
+    let newcomer = keys::load_public(&dir.join(format!("node{n}/keys")))?;
+    stake_schedule(&genesis, &newcomer).write(&dir.join("stake-schedule.json"))?;
     Ok(genesis_path)
+}
+
+/// The devnet's scripted stake: every genesis operator at its genesis power on both chains;
+/// operator 1 (0 with a single node) triples on L1 at [`POWER_CHANGE_BLOCK`] (L2 keeps the old
+/// record); `newcomer` registers on L1 at [`JOIN_BLOCK`].
+pub fn stake_schedule(genesis: &GenesisFile, newcomer: &keys::OperatorPublic) -> StakeSchedule {
+    let changed = usize::from(genesis.operators.len() > 1);
+    let mut operators: Vec<ScheduledOperator> = genesis
+        .operators
+        .iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let mut l1 = vec![Step { from_block: 0, power: op.power }];
+            if i == changed {
+                l1.push(Step { from_block: POWER_CHANGE_BLOCK, power: op.power.saturating_mul(3) });
+            }
+            ScheduledOperator {
+                address: op.address.clone(),
+                bls_pubkey: op.bls_pubkey.clone(),
+                pop: op.pop.clone(),
+                l1,
+                l2: vec![Step { from_block: 0, power: op.power }],
+            }
+        })
+        .collect();
+    operators.push(ScheduledOperator {
+        address: newcomer.address.clone(),
+        bls_pubkey: newcomer.bls_pubkey.clone(),
+        pop: newcomer.pop.clone(),
+        l1: vec![Step { from_block: JOIN_BLOCK, power: 100 }],
+        l2: Vec::new(),
+    });
+    StakeSchedule {
+        start_ms: genesis.genesis_time.saturating_mul(1000),
+        l1_block_ms: DEVNET_BLOCK_MS,
+        l2_block_ms: DEVNET_BLOCK_MS,
+        operators,
+    }
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 right now.
@@ -232,7 +336,11 @@ async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
     for (i, status) in statuses.iter().enumerate() {
         match status {
             Some(s) => {
-                let _ = write!(line, " n{i}:v{}/f{}/p{}", s.view, s.finalized_height, s.peers);
+                let _ = write!(
+                    line,
+                    " n{i}:e{}/v{}/f{}/p{}",
+                    s.epoch, s.view, s.finalized_height, s.peers
+                );
             }
             None => {
                 let _ = write!(line, " n{i}:down");
@@ -262,4 +370,72 @@ fn terminate(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     }
+}
+
+/// Per node: VotingPowerSync results proposed, judged valid, refused, and applied (final).
+#[derive(Debug, Default)]
+struct TaskCounts {
+    seen: Vec<[u64; 4]>,
+}
+
+const SYNC_METRICS: [(&str, &str); 4] = [
+    ("avs_node_task_performed_total", ""),
+    ("avs_node_task_validations_total", "verdict=\"valid\""),
+    ("avs_node_task_validations_total", "verdict=\"invalid\""),
+    ("avs_node_task_applied_total", ""),
+];
+
+/// The value of `name{...task_id="10001"...label...}` in Prometheus text, 0 when absent.
+fn sync_metric(text: &str, name: &str, label: &str) -> u64 {
+    let task = format!("task_id=\"{}\"", avs_internal_tasks::VOTING_POWER_SYNC_TASK_ID);
+    text.lines()
+        .filter(|l| l.split('{').next() == Some(name) && l.contains(&task) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Lines describing what changed in the nodes' VotingPowerSync counters since the last call:
+/// who proposed the update, who attested or refused it, where it was applied.
+async fn task_events(nodes: &[DevNode], counts: &mut TaskCounts) -> Vec<String> {
+    let ports: Vec<u16> = nodes.iter().map(|n| n.http_port).collect();
+    let now: Vec<Option<[u64; 4]>> = tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(500)))
+            .build()
+            .into();
+        ports
+            .iter()
+            .map(|port| {
+                let url = format!("http://127.0.0.1:{port}/metrics");
+                let text = agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
+                Some(SYNC_METRICS.map(|(name, label)| sync_metric(&text, name, label)))
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
+    counts.seen.resize(nodes.len(), [0; 4]);
+    let what =
+        ["proposed (performed) by", "attested valid by", "REFUSED by", "applied (block final) on"];
+    let mut lines = Vec::new();
+    for (k, label) in what.iter().enumerate() {
+        let who: Vec<String> = now
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = (*c)?;
+                (c[k] > counts.seen[i][k]).then(|| format!("node{i}"))
+            })
+            .collect();
+        if !who.is_empty() {
+            lines.push(format!("VotingPowerSync (task 10001) {label} {}", who.join(",")));
+        }
+    }
+    for (i, c) in now.into_iter().enumerate() {
+        if let Some(c) = c {
+            counts.seen[i] = c;
+        }
+    }
+    lines
 }

@@ -12,6 +12,10 @@
 //! - [`sync`]: req/resp messages and answers (status, blocks, certificates).
 //! - [`devnet`]: a local network of node processes.
 //! - [`metrics`]: the node's own Prometheus metrics.
+//! - [`tasks`]: internal tasks (VotingPowerSyncTask): registry, stake source refresher, logs.
+//! - [`pool`]: the operator pool: signed check-ins, their verification, one row per operator.
+//! - [`grpc`]: the gRPC `NodeService` (check-ins, status, operators, finalized stream) and the
+//!   check-in client mode.
 
 pub mod aggregator;
 pub mod chain_store;
@@ -19,10 +23,13 @@ pub mod cli;
 pub mod config;
 pub mod devnet;
 pub mod genesis;
+pub mod grpc;
 pub mod http;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod pool;
 pub mod store;
 pub mod sync;
+pub mod tasks;

@@ -18,10 +18,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use avs_consensus::clock::SlotClock;
 use avs_consensus::gossip::{GossipContext, GossipOutcome};
-use avs_consensus::task::TaskRegistry;
 use avs_consensus::types::{Block, Certificate, SignedProposal, SignedVote, encode};
 use avs_consensus::verify::{Incoming, Verified};
 use avs_consensus::{Action, Engine, EngineConfig, Input};
@@ -31,15 +30,17 @@ use avs_p2p::{
 };
 use prometheus_client::registry::Registry;
 use ssz_rs::prelude::List;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregator::AggregatorController;
 use crate::chain_store::ChainStore;
 use crate::config::NodeConfig;
 use crate::genesis::GenesisFile;
-use crate::http::{ApiState, NodeStatus};
+use crate::grpc::{FinalizedEvent, FinalizedFeed, GrpcState};
+use crate::http::{ApiState, NodeStatus, PoolApi};
 use crate::metrics::NodeMetrics;
+use crate::pool::{CheckinSigner, OperatorPool};
 use crate::store::{RocksStore, Store, WriteBatch};
 use crate::sync::{BlocksByRootRequest, CertificatesRequest, StatusMessage, answer, decode_chunks};
 
@@ -95,6 +96,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         RocksStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?,
     );
     let chain = ChainStore::new(store.clone());
+    let pool = Arc::new(OperatorPool::open(store.clone())?);
+    let tasks = crate::tasks::NodeTasks::build(&config, &genesis)?;
     let engine_config = EngineConfig::new(genesis.clone());
     let nullify_intervals = engine_config.nullify_timeout_intervals;
     let engine = match chain.load_restart()? {
@@ -105,22 +108,28 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
                 certificates = persisted.certificates.len(),
                 "resuming from the store"
             );
-            Engine::restart(engine_config, keys.bls.clone(), TaskRegistry::new(), anchor, persisted)
+            Engine::restart(engine_config, keys.bls.clone(), tasks.registry(), anchor, persisted)
         }
-        None => Engine::new(engine_config, keys.bls.clone(), TaskRegistry::new()),
+        None => Engine::new(engine_config, keys.bls.clone(), tasks.registry()),
     }
     .map_err(|e| anyhow::anyhow!("starting the consensus engine: {e}"))?;
-    let Some(me) = engine.operator_index() else {
-        bail!(
-            "this node's BLS key is not in the operator set of epoch {}; check --keys-dir and \
-             the genesis file",
-            engine.epoch()
+    // A key outside the set follows the chain without voting: an operator registered on L1
+    // joins through VotingPowerSync, and the engine picks its index up at the epoch switch.
+    let me = engine.operator_index();
+    if me.is_none() {
+        tracing::warn!(
+            epoch = engine.epoch(),
+            "this node's BLS key is not in the operator set: following the chain without \
+             voting until an epoch's set includes it (check --keys-dir and the genesis file if \
+             it should be a member)"
         );
-    };
+    }
 
     let mut registry = Registry::default();
     let aggregator = AggregatorController::new(config.is_aggregator, &mut registry);
     let metrics = NodeMetrics::register(&mut registry);
+    tasks.register_metrics(&mut registry);
+    tasks.spawn_refresher(shutdown.child_token());
     let digest = engine.network_digest();
     let mut net_config =
         NetworkConfig::new(digest, NodeKeySource::Provided(Box::new(keys.node_key.clone())));
@@ -134,9 +143,14 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         .collect::<anyhow::Result<_>>()?;
     let net = avs_p2p::spawn(net_config, &mut registry, shutdown.child_token())?;
 
-    let mut topics =
-        vec![TopicKind::Block, TopicKind::Certificate, TopicKind::Vote { subnet: vote_subnet(me) }];
-    if config.is_aggregator {
+    pool.set_operators(engine.key_table())?;
+    let mut topics = vec![
+        TopicKind::Block,
+        TopicKind::Certificate,
+        TopicKind::Vote { subnet: me.map_or(0, vote_subnet) },
+        TopicKind::Checkin,
+    ];
+    if config.is_aggregator || me.is_none() {
         // Hot standby: an aggregator at boot listens to every subnet whatever its flag later.
         topics.extend((0..VOTE_SUBNET_COUNT).map(|subnet| TopicKind::Vote { subnet }));
     }
@@ -149,13 +163,54 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         aggregator: Some(aggregator.clone()),
         admin_token: config.admin_token.as_deref().map(Arc::from),
         registry: Arc::new(registry),
-        status: status_rx,
+        status: status_rx.clone(),
     };
     let listener = crate::http::bind((config.http_addr, config.http_port).into()).await?;
-    let http = tokio::spawn(crate::http::serve(listener, api, shutdown.child_token()));
+    let pool_api = PoolApi {
+        pool: pool.clone(),
+        status: status_rx.clone(),
+        explorer_url: Arc::from(config.explorer_url.as_str()),
+        profile_url: Arc::from(config.eigenlayer_profile_url.as_str()),
+    };
+    let http = tokio::spawn(crate::http::serve_with_pool(
+        listener,
+        api,
+        Some(pool_api),
+        shutdown.child_token(),
+    ));
+    let (finalized_feed, _) = broadcast::channel(crate::grpc::FINALIZED_FEED_CAPACITY);
+    let grpc_state = GrpcState {
+        pool: pool.clone(),
+        status: status_rx.clone(),
+        chain: chain.clone(),
+        finalized: finalized_feed.clone(),
+    };
+    let grpc_listener = crate::grpc::bind((config.grpc_addr, config.grpc_port).into()).await?;
+    let grpc = tokio::spawn(crate::grpc::serve(grpc_listener, grpc_state, shutdown.child_token()));
+    let signer = CheckinSigner::new(
+        keys.bls.clone(),
+        keys.address,
+        digest,
+        config.http_port,
+        status_rx.clone(),
+        pool.events(),
+    );
+    if let Some(url) = config.checkin_remote.clone() {
+        tokio::spawn(crate::grpc::client::run_checkin_client(
+            url,
+            signer.clone(),
+            shutdown.child_token(),
+        ));
+    }
+    tokio::spawn(crate::pool::run_gossip_checkins(
+        signer,
+        pool.clone(),
+        net.handle.clone(),
+        shutdown.child_token(),
+    ));
 
     tracing::info!(
-        operator = me,
+        operator = ?me,
         peer = %net.handle.local_peer_id(),
         epoch = engine.epoch(),
         view = engine.view(),
@@ -180,6 +235,9 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         last_certificate_ms: None,
         peers: 0,
         pending_fetches: VecDeque::new(),
+        tasks,
+        pool,
+        finalized_feed,
     };
     let result = node.run_loop(net.events, checked_rx, fetched_rx, &shutdown).await;
     shutdown.cancel();
@@ -191,6 +249,11 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "HTTP API stopped with an error"),
         Err(e) => tracing::error!(error = %e, "HTTP API task failed"),
+    }
+    match grpc.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "gRPC services stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "gRPC task failed"),
     }
     tracing::info!("node stopped");
     result
@@ -242,6 +305,12 @@ struct Node {
     peers: u64,
     /// Roots the engine asked for that are not yet requested (one request at a time per root).
     pending_fetches: VecDeque<avs_consensus::types::Root>,
+    /// Internal tasks: their logs and metrics (the engine holds their registry).
+    tasks: crate::tasks::NodeTasks,
+    /// Check-ins from gossip are verified and recorded here; it follows the operator set.
+    pool: Arc<OperatorPool>,
+    /// Finalized blocks for gRPC `SubscribeFinalized` streams.
+    finalized_feed: FinalizedFeed,
 }
 
 impl Node {
@@ -303,6 +372,7 @@ impl Node {
                     self.metrics.votes_persisted.inc();
                 }
                 Action::BroadcastProposal(proposal) => {
+                    self.tasks.proposed(&proposal);
                     self.publish(TopicKind::Block, encode(&proposal)?).await;
                 }
                 Action::BroadcastVote(vote) => {
@@ -336,10 +406,21 @@ impl Node {
                         tasks = block.body.tasks.len(),
                         "finalized"
                     );
+                    self.tasks.finalized(&block);
+                    // No subscriber is the normal case: nothing to do then.
+                    let _ = self.finalized_feed.send(Arc::new(FinalizedEvent {
+                        root,
+                        block,
+                        certificate,
+                    }));
                     finalized_any = true;
                 }
                 Action::EpochChanged { epoch, operators } => {
                     tracing::info!(epoch, operators = operators.operators.len(), "epoch changed");
+                    // Rows of operators that left the set expire now.
+                    if let Err(e) = self.pool.set_operators(self.engine.key_table()) {
+                        tracing::warn!(error = %e, "updating the operator pool's set failed");
+                    }
                 }
                 Action::FetchBlock(root) => {
                     if !self.pending_fetches.contains(&root) {
@@ -401,12 +482,15 @@ impl Node {
         let checked_tx = self.checked_tx.clone();
         let permits = self.validations.clone();
         let metrics = self.metrics.clone();
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else { return };
             let GossipMessage { topic, data, peer, message_id } = message;
             let kind = topic.kind;
-            let verdict =
-                tokio::task::spawn_blocking(move || check_gossip(&context, kind, &data)).await;
+            let verdict = tokio::task::spawn_blocking(move || {
+                check_gossip(&context, &pool, peer, kind, &data)
+            })
+            .await;
             let (outcome, checked) = match verdict {
                 Ok(result) => result,
                 Err(e) => {
@@ -546,6 +630,7 @@ impl Node {
             operator_index: self.engine.operator_index(),
             last_certificate_ms: self.last_certificate_ms,
         };
+        self.tasks.set_view(status.view);
         self.metrics.view.set(i64::try_from(status.view).unwrap_or(i64::MAX));
         self.metrics.epoch.set(i64::try_from(status.epoch).unwrap_or(i64::MAX));
         self.status.send_if_modified(|current| {
@@ -593,6 +678,22 @@ async fn catch_up(net: NetworkHandle, peer: PeerId, me: StatusMessage, tx: mpsc:
 
 fn check_gossip(
     context: &GossipContext,
+    pool: &OperatorPool,
+    peer: PeerId,
+    kind: TopicKind,
+    data: &[u8],
+) -> (GossipOutcome, Option<Checked>) {
+    let (outcome, checked) = judge_gossip(context, pool, peer, kind, data);
+    if kind != TopicKind::Checkin && outcome == GossipOutcome::Accept {
+        pool.count_event();
+    }
+    (outcome, checked)
+}
+
+fn judge_gossip(
+    context: &GossipContext,
+    pool: &OperatorPool,
+    peer: PeerId,
     kind: TopicKind,
     data: &[u8],
 ) -> (GossipOutcome, Option<Checked>) {
@@ -609,9 +710,9 @@ fn check_gossip(
             let (outcome, verified) = context.validate_certificate_bytes(data);
             (outcome, verified.map(Checked::Certificate))
         }
-        TopicKind::Checkin => {
-            (GossipOutcome::Ignore("check-ins are not processed yet".into()), None)
-        }
+        // Verified against the pool's set (the engine's current one) and recorded here: the
+        // loop has nothing to do with check-ins.
+        TopicKind::Checkin => (pool.validate_gossip(data, &peer.to_string(), now_ms()), None),
     }
 }
 

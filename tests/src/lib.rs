@@ -21,11 +21,16 @@ pub fn avs_node_binary() -> anyhow::Result<PathBuf> {
     // The test executable is `<target>/<profile>/deps/avs_tests-<hash>`; the binary sits in
     // `<target>/<profile>/`.
     let exe = std::env::current_exe().context("locating the test executable")?;
+    let name = format!("avs-node{}", std::env::consts::EXE_SUFFIX);
+    // A binary of this crate (`avs-bench`) runs from `<target>/<profile>/` itself.
+    if let Some(beside) = exe.parent().map(|dir| dir.join(&name)).filter(|p| p.is_file()) {
+        return Ok(beside);
+    }
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .context("test executable is not in <target>/<profile>/deps")?;
-    let bin = profile_dir.join(format!("avs-node{}", std::env::consts::EXE_SUFFIX));
+    let bin = profile_dir.join(&name);
     if !bin.is_file() {
         bail!(
             "{} is missing: build it with the whole workspace (`scripts/test`) or \
@@ -318,4 +323,15 @@ impl Cluster {
 }
 
 #[cfg(test)]
+mod pool;
+#[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod tasks;
+
+impl NodeProcess {
+    /// Process id of the running child, for reading its `/proc/<pid>/status` (benchmarks).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}

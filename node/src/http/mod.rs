@@ -6,6 +6,8 @@
 //! | `GET`/`POST /lean/v0/admin/aggregator` | read or switch the aggregator role ([`admin`]) |
 //! | `GET /lean/v0/status` | the node's view: epoch, view, finalized head, peers, role, certificate age |
 //! | `GET /metrics` | Prometheus text of the node's one registry |
+//! | `GET /operator` | the operator pool as `{"data": [...]}` ([`operator`]) |
+//! | `GET /telemetry` | the operator pool dashboard, self-contained HTML ([`telemetry`]) |
 //!
 //! Every JSON response carries exactly `Content-Type: application/json` (leanSpec's wire
 //! contract), errors included: `{"error": "..."}`. Another verb on a known route is a 405 with an
@@ -13,7 +15,9 @@
 //! set.
 
 pub mod admin;
+pub mod operator;
 mod status;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use operator::PoolApi;
 pub use status::NodeStatus;
 
 use crate::aggregator::AggregatorController;
@@ -56,6 +61,15 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The operator pool's routes (`/operator`, `/telemetry`), merged into the API by
+/// [`serve_with_pool`].
+pub fn pool_router(api: PoolApi) -> Router {
+    Router::new()
+        .route("/operator", get(operator::get_operators).fallback(|m| not_allowed(m, "GET")))
+        .route("/telemetry", get(telemetry::get_telemetry).fallback(|m| not_allowed(m, "GET")))
+        .with_state(api)
+}
+
 /// Binds the API's listener; a clear error names the flag to change.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -69,10 +83,24 @@ pub async fn serve(
     state: ApiState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_with_pool(listener, state, None, shutdown).await
+}
+
+/// [`serve`], plus the operator pool's routes when `pool` is given.
+pub async fn serve_with_pool(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    pool: Option<PoolApi>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "HTTP API listening");
     }
-    axum::serve(listener, router(state))
+    let mut app = router(state);
+    if let Some(pool) = pool {
+        app = app.merge(pool_router(pool));
+    }
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())

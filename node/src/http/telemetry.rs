@@ -1,0 +1,169 @@
+//! `GET /telemetry`: a server-rendered HTML dashboard of the operator pool and this node's own
+//! view. Self-contained (inline CSS, no scripts, no CDN) so it works offline, and it reloads
+//! itself every [`REFRESH_SECONDS`] with a `<meta http-equiv="refresh">`. Every value coming
+//! from a check-in is HTML-escaped: check-ins are signed by operators, not trusted for markup.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{NodeStatus, PoolApi};
+use crate::pool::{Liveness, OperatorView};
+
+pub const REFRESH_SECONDS: u32 = 5;
+
+/// Escapes text for HTML content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `template` with `{address}` replaced, or `address` appended when there is no placeholder.
+pub fn link(template: &str, address: &str) -> String {
+    if template.contains("{address}") {
+        template.replace("{address}", address)
+    } else {
+        format!("{template}{address}")
+    }
+}
+
+pub(crate) async fn get_telemetry(State(api): State<PoolApi>) -> Response {
+    let status = api.status.borrow().clone();
+    let rows = api.pool.rows(crate::node::now_ms());
+    let html = render(&status, &rows, &api.explorer_url, &api.profile_url);
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\
+table{border-collapse:collapse;width:100%}th,td{padding:.4em .7em;border-bottom:1px solid #ddd;\
+text-align:left;font-size:.9em}th{background:#f4f4f4}code{font-size:.85em}\
+.Active{color:#137333;font-weight:600}.Late{color:#b06000;font-weight:600}\
+.Offline{color:#c5221f;font-weight:600}.summary span{margin-right:2em}";
+
+/// The dashboard's HTML.
+pub fn render(status: &NodeStatus, rows: &[OperatorView], explorer: &str, profile: &str) -> String {
+    let active = rows.iter().filter(|r| r.status == Liveness::Active).count();
+    let mut html = String::with_capacity(2048 + rows.len() * 512);
+    let _ = write!(
+        html,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\
+         <title>avs-node telemetry</title><style>{STYLE}</style></head><body>\
+         <h1>Operator pool</h1><p class=\"summary\" id=\"node\">\
+         <span>view <b id=\"view\">{}</b></span><span>epoch <b id=\"epoch\">{}</b></span>\
+         <span>finalized height <b id=\"finalized\">{}</b></span>\
+         <span>peers <b>{}</b></span><span>operators <b>{}</b> ({active} active)</span>\
+         <span>version <b>{}</b></span></p>",
+        status.view,
+        status.epoch,
+        status.finalized_height,
+        status.peers,
+        rows.len(),
+        env!("CARGO_PKG_VERSION"),
+    );
+    html.push_str(
+        "<table id=\"operators\"><thead><tr><th>Address</th><th>Version</th><th>Last seen</th>\
+         <th>Status</th><th>Block</th><th>Events</th><th>Voting power</th><th>Aggregator</th>\
+         <th>Remote</th></tr></thead><tbody>",
+    );
+    if rows.is_empty() {
+        html.push_str("<tr><td colspan=\"9\">No check-ins yet.</td></tr>");
+    }
+    for r in rows {
+        let address = escape(&r.row.address);
+        let _ = write!(
+            html,
+            "<tr class=\"operator\" data-address=\"{address}\">\
+             <td><a href=\"{}\"><code>{address}</code></a> \
+             (<a href=\"{}\">EigenLayer</a>)</td>\
+             <td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td></tr>",
+            escape(&link(explorer, &r.row.address)),
+            escape(&link(profile, &r.row.address)),
+            escape(&r.row.version),
+            escape(&r.last_seen),
+            r.status.as_str(),
+            r.status.as_str(),
+            r.row.block_number,
+            r.row.event_count,
+            r.row.voting_power,
+            if r.row.is_aggregator { "yes" } else { "no" },
+            escape(&r.row.remote_ip),
+        );
+    }
+    html.push_str("</tbody></table></body></html>");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::PoolRow;
+
+    fn view(address: &str, version: &str, status: Liveness) -> OperatorView {
+        OperatorView {
+            row: PoolRow {
+                address: address.into(),
+                remote_ip: "10.0.0.1".into(),
+                last_ping_ms: 0,
+                checkin_timestamp_ms: 0,
+                version: version.into(),
+                metrics_port: 5052,
+                block_number: 42,
+                event_count: 9,
+                peer_id: String::new(),
+                voting_power: 100,
+                is_aggregator: true,
+            },
+            last_seen: "5m30s ago".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn links_use_the_template_or_append_the_address() {
+        assert_eq!(link("https://x/address/", "0xab"), "https://x/address/0xab");
+        assert_eq!(link("https://x/{address}/info", "0xab"), "https://x/0xab/info");
+    }
+
+    #[test]
+    fn the_page_lists_every_operator_escaped_and_linked_and_refreshes_itself() {
+        let status = NodeStatus { epoch: 3, view: 17, finalized_height: 12, ..Default::default() };
+        let rows = [
+            view("0xaa", "1.0", Liveness::Active),
+            view("0xbb", "<script>x</script>", Liveness::Offline),
+        ];
+        let html = render(&status, &rows, "https://explorer/address/", "https://el/operator/");
+        assert_eq!(html.matches("<tr class=\"operator\"").count(), 2);
+        assert!(html.contains("href=\"https://explorer/address/0xaa\""));
+        assert!(html.contains("href=\"https://el/operator/0xbb\""));
+        assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+        assert!(html.contains("<b id=\"view\">17</b>") && html.contains("<b id=\"epoch\">3</b>"));
+        assert!(html.contains("<b id=\"finalized\">12</b>"));
+        assert!(html.contains("class=\"Offline\">Offline<") && html.contains("5m30s ago"));
+        // Offline-capable: nothing is loaded from elsewhere.
+        assert!(!html.contains("src=") && !html.contains("<link"));
+    }
+}

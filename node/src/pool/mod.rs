@@ -1,0 +1,392 @@
+//! The operator pool: who is up, what they run and how far their chain view is.
+//!
+//! Data flow: every node signs a [`Checkin`] every [`CHECKIN_PERIOD`] and publishes it on the
+//! gossip `checkin` topic (and, in client mode, sends it over gRPC to a remote node). A received
+//! check-in is decoded strictly, checked for freshness and verified against the current epoch's
+//! operator set ([`checkin::verify`]); then [`OperatorPool::record`] refuses a replay (timestamp
+//! not newer than the recorded one) and writes the operator's row, one per address, under
+//! `operator:0x<address hex>` in [`Column::OperatorPool`]. The remote address kept is the one the
+//! node observed (TCP peer of the gRPC call, or the gossip peer it came through), never one the
+//! sender claims. The node loop hands the pool each new operator set; rows of operators that
+//! left the set are deleted then. `/operator`, `/telemetry` and gRPC `ListOperators` read
+//! [`OperatorPool::rows`], which derives the status (Active / Late / Offline) from the age.
+
+pub mod checkin;
+pub mod worker;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use avs_consensus::gossip::GossipOutcome;
+use avs_consensus::operators::KeyTable;
+use serde::{Deserialize, Serialize};
+
+pub use checkin::{Checkin, CheckinError, SignedCheckin, VerifiedCheckin};
+pub use worker::{CheckinSigner, run_gossip_checkins};
+
+use crate::store::{Column, Durability, Store, StoreError, WriteBatch};
+
+/// How often a node checks in.
+pub const CHECKIN_PERIOD: Duration = Duration::from_secs(5);
+/// Up to this age a row is Active (three periods: one lost check-in is not news).
+pub const ACTIVE_WITHIN_MS: u64 = 15_000;
+/// Up to this age a row is Late; older ones are Offline.
+pub const LATE_WITHIN_MS: u64 = 60_000;
+
+const KEY_PREFIX: &[u8] = b"operator:";
+/// Most rows read back from the store (the operator set is at most 1024).
+const MAX_ROWS: usize = 4096;
+
+/// How a check-in reached this node: decides the recorded remote address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// This node's own check-in.
+    Local,
+    /// Over gossip, forwarded to us by this peer (not necessarily the origin).
+    Gossip { peer: String, addr: Option<String> },
+    /// Over gRPC, from this TCP peer address (`None` if the transport did not say).
+    Grpc { remote: Option<std::net::SocketAddr> },
+}
+
+impl Observed {
+    fn remote_ip(&self) -> String {
+        match self {
+            Observed::Local => "local".into(),
+            Observed::Gossip { addr: Some(addr), .. } => addr.clone(),
+            Observed::Gossip { peer, addr: None } => format!("gossip via {peer}"),
+            Observed::Grpc { remote: Some(addr) } => addr.ip().to_string(),
+            Observed::Grpc { remote: None } => "unknown".into(),
+        }
+    }
+
+    fn peer_id(&self) -> String {
+        match self {
+            Observed::Gossip { peer, .. } => peer.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// One operator's row, as stored (JSON) and served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRow {
+    /// `0x`-prefixed lowercase hex.
+    pub address: String,
+    pub remote_ip: String,
+    /// Unix milliseconds at which this node recorded the last check-in.
+    pub last_ping_ms: u64,
+    /// The check-in's own timestamp: replays must be newer than this.
+    pub checkin_timestamp_ms: u64,
+    pub version: String,
+    pub metrics_port: u16,
+    pub block_number: u64,
+    pub event_count: u64,
+    pub peer_id: String,
+    pub voting_power: u64,
+    pub is_aggregator: bool,
+}
+
+/// Liveness derived from the age of the last check-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Liveness {
+    Active,
+    Late,
+    Offline,
+}
+
+impl Liveness {
+    pub fn from_age_ms(age_ms: u64) -> Self {
+        if age_ms <= ACTIVE_WITHIN_MS {
+            Liveness::Active
+        } else if age_ms <= LATE_WITHIN_MS {
+            Liveness::Late
+        } else {
+            Liveness::Offline
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Active => "Active",
+            Liveness::Late => "Late",
+            Liveness::Offline => "Offline",
+        }
+    }
+}
+
+/// "45s ago", "5m30s ago", "2h15m ago", "3d4h ago": the two largest units, like the
+/// reference's `LastSeen`.
+pub fn last_seen(age_ms: u64) -> String {
+    let secs = age_ms / 1000;
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d{h}h ago")
+    } else if h > 0 {
+        format!("{h}h{m}m ago")
+    } else if m > 0 {
+        format!("{m}m{s}s ago")
+    } else {
+        format!("{s}s ago")
+    }
+}
+
+/// A row with what is derived from the clock, for display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperatorView {
+    #[serde(flatten)]
+    pub row: PoolRow,
+    pub last_seen: String,
+    pub status: Liveness,
+}
+
+/// Why recording failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Refused(#[from] CheckinError),
+    #[error("the check-in was verified against epoch {checked}, the pool is at epoch {current}")]
+    EpochMoved { checked: u64, current: u64 },
+    #[error("the node has no operator set yet")]
+    NoOperatorSet,
+    #[error("operator pool store: {0}")]
+    Store(#[from] StoreError),
+    #[error("operator pool row: {0}")]
+    Encoding(String),
+}
+
+struct Inner {
+    rows: BTreeMap<[u8; 20], PoolRow>,
+    table: Option<Arc<KeyTable>>,
+}
+
+/// The pool: rows in memory, written through to the store. Thread-safe; cheap to share as an
+/// `Arc`. One mutex orders record and expiry, so two copies of one check-in arriving at once
+/// cannot both pass the replay check.
+#[derive(Debug)]
+pub struct OperatorPool {
+    store: Arc<dyn Store>,
+    inner: Mutex<Inner>,
+    /// Mirror of the current set for readers that must not wait on the mutex.
+    table: RwLock<Option<Arc<KeyTable>>>,
+    /// Consensus messages this node accepted from gossip (reported as its "events seen").
+    events: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("rows", &self.rows.len()).finish()
+    }
+}
+
+fn key(address: &[u8; 20]) -> Vec<u8> {
+    [KEY_PREFIX, format!("0x{}", hex::encode(address)).as_bytes()].concat()
+}
+
+fn parse_address(text: &str) -> Option<[u8; 20]> {
+    let raw = hex::decode(text.strip_prefix("0x")?).ok()?;
+    raw.try_into().ok()
+}
+
+impl OperatorPool {
+    /// Loads the stored rows. A row that does not parse is deleted (it is a cache of
+    /// check-ins, refreshed every few seconds), not fatal.
+    pub fn open(store: Arc<dyn Store>) -> Result<Self, PoolError> {
+        let mut rows = BTreeMap::new();
+        let mut bad = WriteBatch::new();
+        for (k, v) in store.range(Column::OperatorPool, KEY_PREFIX, MAX_ROWS)? {
+            if !k.starts_with(KEY_PREFIX) {
+                break;
+            }
+            match serde_json::from_slice::<PoolRow>(&v).ok().and_then(|row| {
+                let addr = parse_address(&row.address)?;
+                (key(&addr) == k).then_some((addr, row))
+            }) {
+                Some((addr, row)) => {
+                    rows.insert(addr, row);
+                }
+                None => bad.delete(Column::OperatorPool, k),
+            }
+        }
+        if !bad.is_empty() {
+            tracing::warn!(rows = bad.len(), "dropping unreadable operator pool rows");
+            store.write(bad, Durability::Buffered)?;
+        }
+        Ok(Self {
+            store,
+            inner: Mutex::new(Inner { rows, table: None }),
+            table: RwLock::new(None),
+            events: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every write is one batch).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The operator set check-ins are verified against.
+    pub fn table(&self) -> Option<Arc<KeyTable>> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adopts the current epoch's set: rows of operators no longer in it are deleted and the
+    /// others' voting power follows the new set. Cheap when the set did not change.
+    pub fn set_operators(&self, table: Arc<KeyTable>) -> Result<(), PoolError> {
+        let mut inner = self.lock();
+        if inner
+            .table
+            .as_ref()
+            .is_some_and(|t| t.epoch() == table.epoch() && t.set_root() == table.set_root())
+        {
+            return Ok(());
+        }
+        let members: BTreeMap<[u8; 20], u64> =
+            table.operator_set().operators.iter().map(|op| (op.address, op.power)).collect();
+        let mut batch = WriteBatch::new();
+        let mut updated = inner.rows.clone();
+        updated.retain(|addr, row| match members.get(addr) {
+            Some(power) => {
+                row.voting_power = *power;
+                true
+            }
+            None => {
+                batch.delete(Column::OperatorPool, key(addr));
+                false
+            }
+        });
+        for (addr, row) in &updated {
+            batch.put(Column::OperatorPool, key(addr), encode_row(row)?);
+        }
+        self.store.write(batch, Durability::Buffered)?;
+        let expired = inner.rows.len().saturating_sub(updated.len());
+        if expired > 0 {
+            tracing::info!(expired, epoch = table.epoch(), "expired operator pool rows");
+        }
+        inner.rows = updated;
+        inner.table = Some(table.clone());
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Some(table);
+        Ok(())
+    }
+
+    /// Records a verified check-in, unless it is a replay or was checked against an older set.
+    /// A refused check-in changes nothing.
+    pub fn record(
+        &self,
+        verified: &VerifiedCheckin,
+        observed: &Observed,
+        now_ms: u64,
+    ) -> Result<PoolRow, PoolError> {
+        let mut inner = self.lock();
+        if let Some(current) = inner.table.as_ref().map(|t| t.epoch())
+            && current != verified.epoch
+        {
+            return Err(PoolError::EpochMoved { checked: verified.epoch, current });
+        }
+        let c = &verified.checkin;
+        if let Some(last) = inner.rows.get(&c.address)
+            && c.timestamp_ms <= last.checkin_timestamp_ms
+        {
+            return Err(CheckinError::Replayed {
+                got: c.timestamp_ms,
+                last: last.checkin_timestamp_ms,
+            }
+            .into());
+        }
+        let row = PoolRow {
+            address: format!("0x{}", hex::encode(c.address)),
+            remote_ip: observed.remote_ip(),
+            last_ping_ms: now_ms,
+            checkin_timestamp_ms: c.timestamp_ms,
+            version: String::from_utf8_lossy(c.version.as_ref()).into_owned(),
+            metrics_port: c.metrics_port,
+            block_number: c.finalized_height,
+            event_count: c.events_seen,
+            peer_id: observed.peer_id(),
+            voting_power: verified.voting_power,
+            is_aggregator: c.is_aggregator,
+        };
+        self.store.put(
+            Column::OperatorPool,
+            &key(&c.address),
+            &encode_row(&row)?,
+            Durability::Buffered,
+        )?;
+        inner.rows.insert(c.address, row.clone());
+        Ok(row)
+    }
+
+    /// Decodes, verifies against the current set, and records: the whole path for bytes from
+    /// gossip or a client.
+    pub fn accept(
+        &self,
+        signed: &SignedCheckin,
+        observed: &Observed,
+        now_ms: u64,
+    ) -> Result<PoolRow, PoolError> {
+        let table = self.table().ok_or(PoolError::NoOperatorSet)?;
+        let verified = checkin::verify(&table, signed, now_ms)?;
+        self.record(&verified, observed, now_ms)
+    }
+
+    /// Counts one consensus message accepted from gossip.
+    pub fn count_event(&self) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counter behind [`Self::count_event`], for the check-in signer.
+    pub fn events(&self) -> Arc<AtomicU64> {
+        self.events.clone()
+    }
+
+    /// The gossip verdict on a check-in, recording it when valid. Malformed and forged
+    /// check-ins are the forwarder's fault (Reject); stale, replayed, non-member (see
+    /// [`CheckinError::is_senders_fault`]) or ones that cannot be judged yet are dropped without
+    /// penalty (Ignore). Either way a refused check-in changes nothing.
+    pub fn validate_gossip(&self, data: &[u8], peer: &str, now_ms: u64) -> GossipOutcome {
+        let signed = match checkin::decode_signed(data) {
+            Ok(signed) => signed,
+            Err(e) => return GossipOutcome::Reject(e.to_string()),
+        };
+        let observed = Observed::Gossip { peer: peer.to_owned(), addr: None };
+        match self.accept(&signed, &observed, now_ms) {
+            Ok(_) => GossipOutcome::Accept,
+            Err(PoolError::Refused(e)) if e.is_senders_fault() => {
+                GossipOutcome::Reject(e.to_string())
+            }
+            Err(e) => GossipOutcome::Ignore(e.to_string()),
+        }
+    }
+
+    /// Every row, with status and "last seen" derived at `now_ms`, in address order.
+    pub fn rows(&self, now_ms: u64) -> Vec<OperatorView> {
+        self.lock()
+            .rows
+            .values()
+            .map(|row| {
+                let age = now_ms.saturating_sub(row.last_ping_ms);
+                OperatorView {
+                    row: row.clone(),
+                    last_seen: last_seen(age),
+                    status: Liveness::from_age_ms(age),
+                }
+            })
+            .collect()
+    }
+
+    /// The stored row of `address`, if any (what the store holds, read back).
+    pub fn stored_row(&self, address: &[u8; 20]) -> Result<Option<PoolRow>, PoolError> {
+        self.store
+            .get(Column::OperatorPool, &key(address))?
+            .map(|v| serde_json::from_slice(&v).map_err(|e| PoolError::Encoding(e.to_string())))
+            .transpose()
+    }
+}
+
+fn encode_row(row: &PoolRow) -> Result<Vec<u8>, PoolError> {
+    serde_json::to_vec(row).map_err(|e| PoolError::Encoding(e.to_string()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,381 @@
+//! The node's internal tasks: the task registry handed to the engine, the stake source behind
+//! it, and the logs and metrics of scheduling, execution and validation.
+//!
+//! [`NodeTasks::build`] reads the task settings (`--stake-schedule` for the embedded source,
+//! or `--l1-rpc`/`--l2-rpc` with registry addresses for real chains) and registers
+//! VotingPowerSyncTask (id 10001) in every node, since every node must validate it; only a
+//! node started with `--internal-tasks` performs it. The engine calls the task synchronously
+//! and must not block, so [`NodeTasks::spawn_refresher`] polls the source in a background task
+//! and fills the cache the task reads; missing data makes the task answer `NotYet`.
+//!
+//! Logs carry stable fields: `task_id`, `view`, `height`, `verdict`, `reason`. Metrics:
+//! `avs_node_task_performed_total{task_id}`, `avs_node_task_validations_total{task_id,verdict}`
+//! (each distinct result and verdict counted once, not every re-judgement) and
+//! `avs_node_task_applied_total{task_id}` (results in finalized blocks).
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use avs_consensus::task::{TaskRegistry, TaskValidity};
+use avs_consensus::types::{Block, GenesisConfig, Root, SignedProposal};
+use avs_internal_tasks::VOTING_POWER_SYNC_TASK_ID;
+use avs_internal_tasks::embedded::{EmbeddedSource, StakeSchedule};
+use avs_internal_tasks::rpc::{RpcConfig, RpcSource};
+use avs_internal_tasks::source::{SourceCache, StakeSource, refresh};
+use avs_internal_tasks::voting_power::{
+    Performer, TaskObserver, VotingPowerSyncTask, decode_update, summarize,
+};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NodeConfig;
+
+/// Default confirmation depth: blocks this close to a chain's head are not read.
+pub const DEFAULT_CONFIRMATIONS: u64 = 2;
+/// How often the embedded source is polled: it is a pure function of time, so often is cheap,
+/// and attesters should hold the block a leader names within a fraction of a view.
+const EMBEDDED_POLL: Duration = Duration::from_millis(100);
+const RPC_POLL: Duration = Duration::from_millis(500);
+/// Distinct (task, height, result, verdict) entries remembered to log and count each once.
+const SEEN_VERDICTS: usize = 256;
+
+/// Task settings of `avs-node run` (flags of [`crate::cli::TaskArgs`], `[tasks]` in the file).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TaskConfig {
+    /// Embedded stake source: a scripted L1/L2 schedule (JSON).
+    pub stake_schedule: Option<PathBuf>,
+    pub l1_rpc: Option<String>,
+    pub l2_rpc: Option<String>,
+    /// `0x` address of `StakeRegistry` on L1.
+    pub l1_registry: Option<String>,
+    /// `0x` address of `PowerRegistry` on L2.
+    pub l2_registry: Option<String>,
+    pub confirmations: u64,
+}
+
+/// `[tasks]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileTasks {
+    pub stake_schedule: Option<PathBuf>,
+    pub l1_rpc: Option<String>,
+    pub l2_rpc: Option<String>,
+    pub l1_registry: Option<String>,
+    pub l2_registry: Option<String>,
+    pub confirmations: Option<u64>,
+}
+
+impl TaskConfig {
+    /// Checks that the settings name at most one source, completely; `internal_tasks` needs one.
+    pub fn validate(&self, internal_tasks: bool) -> Result<(), String> {
+        let rpc = [&self.l1_rpc, &self.l2_rpc, &self.l1_registry, &self.l2_registry];
+        let any_rpc = rpc.iter().any(|v| v.is_some());
+        if any_rpc && self.stake_schedule.is_some() {
+            return Err(
+                "--stake-schedule and --l1-rpc/--l2-rpc are two stake sources; give one".into()
+            );
+        }
+        if any_rpc && rpc.iter().any(|v| v.is_none()) {
+            return Err(
+                "the JSON-RPC stake source needs all of --l1-rpc, --l2-rpc, --l1-registry and \
+                 --l2-registry"
+                    .into(),
+            );
+        }
+        for (flag, value) in
+            [("--l1-registry", &self.l1_registry), ("--l2-registry", &self.l2_registry)]
+        {
+            if let Some(v) = value {
+                parse_address(v).map_err(|e| format!("{flag} {v:?}: {e}"))?;
+            }
+        }
+        if internal_tasks && !any_rpc && self.stake_schedule.is_none() {
+            return Err(
+                "--internal-tasks needs a stake source: --stake-schedule FILE, or --l1-rpc, \
+                 --l2-rpc, --l1-registry and --l2-registry"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn parse_address(text: &str) -> Result<[u8; 20], String> {
+    let bytes = hex::decode(text.strip_prefix("0x").unwrap_or(text)).map_err(|e| e.to_string())?;
+    bytes.try_into().map_err(|_| "expected 20 bytes".to_owned())
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task_id: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    task_id: u16,
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Default)]
+struct TaskMetrics {
+    performed: Family<TaskLabels, Counter>,
+    validations: Family<VerdictLabels, Counter>,
+    applied: Family<TaskLabels, Counter>,
+}
+
+/// Logs and counts what the task definitions report, with the node's current view.
+struct NodeObserver {
+    metrics: TaskMetrics,
+    view: Arc<AtomicU64>,
+    seen: Mutex<VecDeque<(u16, u64, Root, &'static str)>>,
+}
+
+fn verdict_label(verdict: &TaskValidity) -> (&'static str, &str) {
+    match verdict {
+        TaskValidity::Valid => ("valid", ""),
+        TaskValidity::Invalid(r) => ("invalid", r),
+        TaskValidity::NotYet(r) => ("not_yet", r),
+    }
+}
+
+impl TaskObserver for NodeObserver {
+    fn performed(&self, task_id: u16, height: u64, summary: &str) {
+        self.metrics.performed.get_or_create(&TaskLabels { task_id }).inc();
+        tracing::info!(
+            task_id,
+            view = self.view.load(Ordering::Relaxed),
+            height,
+            update = summary,
+            "task performed: proposing its result"
+        );
+    }
+
+    fn validated(&self, task_id: u16, height: u64, data_root: Root, verdict: &TaskValidity) {
+        let (label, reason) = verdict_label(verdict);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (task_id, height, data_root, label);
+            if seen.contains(&key) {
+                return;
+            }
+            if seen.len() >= SEEN_VERDICTS {
+                seen.pop_front();
+            }
+            seen.push_back(key);
+        }
+        self.metrics.validations.get_or_create(&VerdictLabels { task_id, verdict: label }).inc();
+        let view = self.view.load(Ordering::Relaxed);
+        match verdict {
+            TaskValidity::Valid => {
+                tracing::info!(task_id, view, height, verdict = label, "task validated")
+            }
+            TaskValidity::Invalid(_) => {
+                tracing::warn!(task_id, view, height, verdict = label, reason, "task refused")
+            }
+            TaskValidity::NotYet(_) => {
+                tracing::info!(
+                    task_id,
+                    view,
+                    height,
+                    verdict = label,
+                    reason,
+                    "task cannot be judged yet"
+                )
+            }
+        }
+    }
+}
+
+/// The internal tasks of one node.
+pub struct NodeTasks {
+    registry: TaskRegistry,
+    cache: SourceCache,
+    source: Option<Arc<dyn StakeSource>>,
+    poll: Duration,
+    metrics: TaskMetrics,
+    view: Arc<AtomicU64>,
+}
+
+fn now_ms() -> u64 {
+    crate::node::now_ms()
+}
+
+impl NodeTasks {
+    pub fn build(config: &NodeConfig, genesis: &GenesisConfig) -> anyhow::Result<Self> {
+        let tasks = &config.tasks;
+        tasks.validate(config.internal_tasks).map_err(anyhow::Error::msg)?;
+        let (source, poll): (Option<Arc<dyn StakeSource>>, Duration) =
+            if let Some(path) = &tasks.stake_schedule {
+                let schedule = StakeSchedule::load(path)?;
+                let source = EmbeddedSource::new(&schedule, tasks.confirmations, Arc::new(now_ms))?;
+                (Some(Arc::new(source)), EMBEDDED_POLL)
+            } else if let (Some(l1), Some(l2), Some(r1), Some(r2)) =
+                (&tasks.l1_rpc, &tasks.l2_rpc, &tasks.l1_registry, &tasks.l2_registry)
+            {
+                let source = RpcSource::new(&RpcConfig {
+                    l1_url: l1.clone(),
+                    l2_url: l2.clone(),
+                    l1_registry: parse_address(r1).map_err(anyhow::Error::msg)?,
+                    l2_registry: parse_address(r2).map_err(anyhow::Error::msg)?,
+                    confirmations: tasks.confirmations,
+                })?;
+                (Some(Arc::new(source)), RPC_POLL)
+            } else {
+                (None, RPC_POLL)
+            };
+        let metrics = TaskMetrics::default();
+        let view = Arc::new(AtomicU64::new(0));
+        let observer = Arc::new(NodeObserver {
+            metrics: metrics.clone(),
+            view: view.clone(),
+            seen: Mutex::new(VecDeque::new()),
+        });
+        let cache = SourceCache::new();
+        let performer = config.internal_tasks.then(|| {
+            let first_due =
+                genesis.genesis_time.saturating_mul(1000).saturating_add(config.sync_interval_ms);
+            Performer::new(config.sync_interval_ms, first_due, Arc::new(now_ms))
+        });
+        let sync = VotingPowerSyncTask::new(cache.clone(), performer, observer);
+        let registry = avs_internal_tasks::internal_registry(vec![Arc::new(sync)])
+            .context("building the task registry")?;
+        tracing::info!(
+            task_id = VOTING_POWER_SYNC_TASK_ID,
+            performs = config.internal_tasks,
+            sync_interval_ms = config.sync_interval_ms,
+            source = source.as_ref().map_or("none", |s| s.kind()),
+            "internal tasks registered"
+        );
+        Ok(Self { registry, cache, source, poll, metrics, view })
+    }
+
+    /// The registry for the engine (cheap clone: tasks are shared).
+    pub fn registry(&self) -> TaskRegistry {
+        self.registry.clone()
+    }
+
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("avs_node");
+        r.register(
+            "task_performed",
+            "Task results this node proposed",
+            self.metrics.performed.clone(),
+        );
+        r.register(
+            "task_validations",
+            "Task results judged, by task and verdict (each result and verdict once)",
+            self.metrics.validations.clone(),
+        );
+        r.register(
+            "task_applied",
+            "Task results in finalized blocks",
+            self.metrics.applied.clone(),
+        );
+    }
+
+    /// Polls the stake source into the cache until `shutdown`.
+    pub fn spawn_refresher(&self, shutdown: CancellationToken) {
+        let Some(source) = self.source.clone() else { return };
+        let cache = self.cache.clone();
+        let poll = self.poll;
+        tokio::spawn(async move {
+            let mut last_error: Option<String> = None;
+            loop {
+                match refresh(source.as_ref(), &cache).await {
+                    Ok(_) => {
+                        if last_error.take().is_some() {
+                            tracing::info!(source = source.kind(), "stake source reachable again");
+                        }
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        if last_error.as_deref() != Some(text.as_str()) {
+                            tracing::warn!(source = source.kind(), error = %text, "stake source refresh failed");
+                        }
+                        last_error = Some(text);
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+        });
+    }
+
+    /// The view the engine is in, for the task logs.
+    pub fn set_view(&self, view: u64) {
+        self.view.store(view, Ordering::Relaxed);
+    }
+
+    /// Logs the task results of a proposal this node publishes.
+    pub fn proposed(&self, proposal: &SignedProposal) {
+        for result in proposal.message.block.body.tasks.iter() {
+            tracing::info!(
+                task_id = result.task_definition_id,
+                view = proposal.message.view,
+                epoch = proposal.message.epoch,
+                height = proposal.message.block.height,
+                "task scheduled: result in this node's proposal"
+            );
+        }
+    }
+
+    /// Logs and counts the task results of a finalized block: their effects are now final.
+    pub fn finalized(&self, block: &Block) {
+        for result in block.body.tasks.iter() {
+            let task_id = result.task_definition_id;
+            self.metrics.applied.get_or_create(&TaskLabels { task_id }).inc();
+            let update = (task_id == VOTING_POWER_SYNC_TASK_ID)
+                .then(|| decode_update(result))
+                .flatten()
+                .map(|u| summarize(&u))
+                .unwrap_or_default();
+            tracing::info!(
+                task_id,
+                view = self.view.load(Ordering::Relaxed),
+                height = block.height,
+                update,
+                "task applied: its block is final"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_settings_name_one_complete_source() {
+        let ok = TaskConfig::default();
+        assert!(ok.validate(false).is_ok());
+        assert!(ok.validate(true).unwrap_err().contains("needs a stake source"));
+        let schedule =
+            TaskConfig { stake_schedule: Some("s.json".into()), ..TaskConfig::default() };
+        assert!(schedule.validate(true).is_ok());
+        let partial =
+            TaskConfig { l1_rpc: Some("http://127.0.0.1:8545".into()), ..TaskConfig::default() };
+        assert!(partial.validate(false).unwrap_err().contains("needs all of"));
+        let full = TaskConfig {
+            l1_rpc: Some("http://127.0.0.1:8545".into()),
+            l2_rpc: Some("http://127.0.0.1:8546".into()),
+            l1_registry: Some(format!("0x{}", "11".repeat(20))),
+            l2_registry: Some(format!("0x{}", "22".repeat(20))),
+            ..TaskConfig::default()
+        };
+        assert!(full.validate(true).is_ok());
+        let both = TaskConfig { stake_schedule: Some("s.json".into()), ..full.clone() };
+        assert!(both.validate(true).unwrap_err().contains("two stake sources"));
+        let bad = TaskConfig { l1_registry: Some("0x1234".into()), ..full };
+        assert!(bad.validate(true).unwrap_err().contains("--l1-registry"));
+    }
+}
