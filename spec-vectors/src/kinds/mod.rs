@@ -19,6 +19,7 @@ pub mod quorum;
 pub mod signing_root;
 pub mod ssz;
 mod ssz_json;
+pub mod voting_power_sync;
 
 use std::path::{Path, PathBuf};
 
@@ -61,10 +62,6 @@ pub struct Kind {
 }
 
 /// Every kind we generate, in generation order.
-///
-/// `voting_power_sync` (issue 8, L1/L2 powers -> update, root and validator verdicts) is built
-/// by another engineer: it belongs here as one more entry with its own module, and until then
-/// no `vectors/voting_power_sync/` folder exists (the runner would refuse one it cannot read).
 pub const KINDS: &[Kind] = &[
     Kind { name: "ssz", format: "ssz_test", generate: ssz::generate, check: ssz::check },
     Kind { name: "bls", format: "bls_test", generate: bls::generate, check: bls::check },
@@ -85,6 +82,12 @@ pub const KINDS: &[Kind] = &[
         format: "consensus_test",
         generate: consensus::generate,
         check: consensus::check,
+    },
+    Kind {
+        name: "voting_power_sync",
+        format: "voting_power_sync_test",
+        generate: voting_power_sync::generate,
+        check: voting_power_sync::check,
     },
     Kind {
         name: "api_endpoint",
