@@ -141,6 +141,45 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into()
 }
 
+/// `(p2p, http, grpc)` ports of one node.
+pub type Ports = (u16, u16, u16);
+
+/// The `avs-node run` arguments of node `i` of a local network: its own directory, keys and
+/// ports on 127.0.0.1, and every other node as a QUIC bootnode.
+pub fn run_args(
+    node_dir: &Path,
+    genesis: &Path,
+    ports: &[Ports],
+    peer_ids: &[String],
+    i: usize,
+) -> Vec<String> {
+    let (p2p, http, grpc) = ports[i];
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--data-dir".into(),
+        node_dir.display().to_string(),
+        "--genesis".into(),
+        genesis.display().to_string(),
+        "--keys-dir".into(),
+        node_dir.join("keys").display().to_string(),
+        "--p2p-addr".into(),
+        "127.0.0.1".into(),
+        "--p2p-port".into(),
+        p2p.to_string(),
+        "--http-port".into(),
+        http.to_string(),
+        "--grpc-port".into(),
+        grpc.to_string(),
+    ];
+    for (j, &(peer_p2p, _, _)) in ports.iter().enumerate() {
+        if j != i {
+            args.push("--bootnode".into());
+            args.push(format!("/ip4/127.0.0.1/udp/{peer_p2p}/quic-v1/p2p/{}", peer_ids[j]));
+        }
+    }
+    args
+}
+
 /// A network of node processes sharing one genesis.
 pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
@@ -225,29 +264,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, &(p2p, http, grpc)) in ports.iter().enumerate() {
             let node_dir = dir.path().join(format!("node{i}"));
-            let mut args: Vec<String> = vec![
-                "run".into(),
-                "--data-dir".into(),
-                node_dir.display().to_string(),
-                "--genesis".into(),
-                genesis.display().to_string(),
-                "--keys-dir".into(),
-                node_dir.join("keys").display().to_string(),
-                "--p2p-addr".into(),
-                "127.0.0.1".into(),
-                "--p2p-port".into(),
-                p2p.to_string(),
-                "--http-port".into(),
-                http.to_string(),
-                "--grpc-port".into(),
-                grpc.to_string(),
-            ];
-            for (j, &(peer_p2p, _, _)) in ports.iter().enumerate() {
-                if j != i {
-                    args.push("--bootnode".into());
-                    args.push(format!("/ip4/127.0.0.1/udp/{peer_p2p}/quic-v1/p2p/{}", peer_ids[j]));
-                }
-            }
+            let mut args = run_args(&node_dir, &genesis, &ports, &peer_ids, i);
             if i < spec.aggregators || spec.standby.contains(&i) {
                 args.push("--is-aggregator".into());
             }

@@ -78,34 +78,10 @@ fn start_nodes(
         .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
         .collect::<anyhow::Result<_>>()?;
     let mut nodes = Vec::new();
+    let peer_ids: Vec<String> = publics.iter().map(|p| p.peer_id.clone()).collect();
     for (i, &(p2p, http, grpc)) in ports.iter().enumerate() {
         let node_dir = dir.path().join(format!("node{i}"));
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--data-dir".into(),
-            node_dir.display().to_string(),
-            "--genesis".into(),
-            genesis.display().to_string(),
-            "--keys-dir".into(),
-            node_dir.join("keys").display().to_string(),
-            "--p2p-addr".into(),
-            "127.0.0.1".into(),
-            "--p2p-port".into(),
-            p2p.to_string(),
-            "--http-port".into(),
-            http.to_string(),
-            "--grpc-port".into(),
-            grpc.to_string(),
-        ];
-        for (j, &(peer_p2p, _, _)) in ports.iter().enumerate() {
-            if j != i {
-                args.push("--bootnode".into());
-                args.push(format!(
-                    "/ip4/127.0.0.1/udp/{peer_p2p}/quic-v1/p2p/{}",
-                    publics[j].peer_id
-                ));
-            }
-        }
+        let mut args = run_args(&node_dir, genesis, &ports, &peer_ids, i);
         if i == 0 {
             args.push("--is-aggregator".into());
         }
@@ -498,6 +474,10 @@ fn a_stake_change_on_a_real_evm_chain_is_picked_up_through_json_rpc() {
         })
         .unwrap();
     let (l1_url, l2_url) = (l1_node.url.clone(), l2_node.url.clone());
+    // The registrations span several blocks: let them all be buried under the confirmation
+    // depth (2 blocks at one per second) before any node reads L1, or a performer may
+    // legitimately propose the half-registered set it sees at an earlier block.
+    std::thread::sleep(Duration::from_secs(4));
     let cluster = start_nodes(dir, &publics, &genesis, &[], |_| {
         vec![
             "--internal-tasks".into(),
