@@ -273,7 +273,10 @@ fn gossip_timing(clock: &SlotClock, nullify_intervals: u64) -> avs_p2p::GossipCo
     let resend = interval.saturating_mul(nullify_intervals.max(3));
     avs_p2p::GossipConfig {
         heartbeat_interval: heartbeat,
-        history_length: 6,
+        // Served to IWANT for 6 intervals, so a slow requester still gets what was advertised
+        // (IHAVE stops after 1.5 intervals, before the duplicate cache forgets, so a longer
+        // cache cannot bring a message back).
+        history_length: 12,
         history_gossip: 3,
         duplicate_cache_time: Duration::from_millis(resend.saturating_mul(2) / 3),
         ..avs_p2p::GossipConfig::default()

@@ -152,6 +152,10 @@ fn peer_score_params() -> gossipsub::PeerScoreParams {
         topic_score_cap: 50.0,
         // No application score yet: keep it out of the sum.
         app_specific_weight: 0.0,
+        // Broken IWANT promises and early re-GRAFTs happen to honest peers that are merely slow
+        // (a busy validator, a short message cache): only a sustained pattern is misbehaviour,
+        // as in Lighthouse's parameters.
+        behaviour_penalty_threshold: 6.0,
         decay_interval: Duration::from_secs(1),
         ..Default::default()
     }
