@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -211,15 +212,25 @@ fn run_cli(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A port free for TCP and UDP on 127.0.0.1, chosen *below* Linux's ephemeral range
+/// (32768-60999). Between this check and the node's own bind the port is free for anyone to
+/// take, and every port-0 bind of the other tests running in parallel draws from the ephemeral
+/// range (a CI run lost a node's gRPC port that way); ports here are handed out in sequence
+/// from a per-process offset, so they do not collide with those nor with each other.
 fn free_port() -> anyhow::Result<u16> {
-    for _ in 0..32 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = tcp.local_addr()?.port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(LOW + (start + step) % SPAN)?;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if tcp.is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
     }
-    bail!("no free port")
+    bail!("no free port below the ephemeral range")
 }
 
 impl Cluster {
