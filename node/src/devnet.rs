@@ -17,6 +17,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -75,9 +76,7 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
     let exe = std::env::current_exe().context("locating the avs-node binary")?;
 
     // Node `n` is the operator that joins through VotingPowerSync: not in the genesis set.
-    let ports: Vec<(u16, u16, u16)> = (0..=n)
-        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
-        .collect::<anyhow::Result<_>>()?;
+    let ports = node_ports(n + 1)?;
     let mut peer_ids: Vec<String> =
         genesis.operators.iter().map(|o| o.peer_id.clone().unwrap_or_default()).collect();
     peer_ids.push(keys::load_public(&dir.join(format!("node{n}/keys")))?.peer_id);
@@ -269,25 +268,45 @@ pub fn stake_schedule(genesis: &GenesisFile, newcomer: &keys::OperatorPublic) ->
     }
 }
 
-/// A port free for both TCP and UDP on 127.0.0.1 right now.
-fn free_port() -> anyhow::Result<u16> {
-    for _ in 0..32 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = tcp.local_addr()?.port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+/// `(p2p, http, grpc)` ports for each of `n` local nodes.
+pub fn node_ports(n: usize) -> anyhow::Result<Vec<(u16, u16, u16)>> {
+    (0..n).map(|_| Ok((free_port()?, free_port()?, free_port()?))).collect()
+}
+
+/// A port free for TCP and UDP on 127.0.0.1, chosen *below* Linux's ephemeral range
+/// (32768-60999). Between this check and the node's own bind the port is free for anyone to
+/// take, and every port-0 bind of other processes draws from the ephemeral range (a CI run lost
+/// a node's gRPC port that way); ports here are handed out in sequence from a per-process
+/// offset, so they collide neither with those nor with each other. The test harness uses it too.
+pub fn free_port() -> anyhow::Result<u16> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(LOW + (start + step) % SPAN)?;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if tcp.is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
     }
-    bail!("found no port free for both TCP and UDP on 127.0.0.1")
+    bail!("found no port free for both TCP and UDP on 127.0.0.1 below the ephemeral range")
 }
 
 fn exited(nodes: &mut [DevNode]) -> Option<(usize, std::process::ExitStatus)> {
     nodes.iter_mut().find_map(|n| n.child.try_wait().ok().flatten().map(|s| (n.index, s)))
 }
 
-async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
+/// GETs `path` from every node's HTTP API on the blocking pool (short timeout, so one stuck
+/// node does not hold up the progress line) and parses each answer with `read`.
+async fn poll_nodes<T: Send + 'static>(
+    nodes: &[DevNode],
+    path: &'static str,
+    read: fn(&mut ureq::Body) -> Option<T>,
+) -> Vec<Option<T>> {
     let ports: Vec<u16> = nodes.iter().map(|n| n.http_port).collect();
-    let statuses = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_millis(500)))
             .build()
@@ -295,13 +314,17 @@ async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
         ports
             .iter()
             .map(|port| {
-                let url = format!("http://127.0.0.1:{port}/lean/v0/status");
-                agent.get(&url).call().ok()?.body_mut().read_json::<Status>().ok()
+                read(agent.get(&format!("http://127.0.0.1:{port}{path}")).call().ok()?.body_mut())
             })
-            .collect::<Vec<_>>()
+            .collect()
     })
     .await
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
+
+async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
+    let statuses: Vec<Option<Status>> =
+        poll_nodes(nodes, "/lean/v0/status", |body| body.read_json::<Status>().ok()).await;
     let best = statuses.iter().flatten().max_by_key(|s| (s.finalized_height, s.epoch, s.view));
     let mut line = format!("[{:>4}s]", elapsed.as_secs());
     match best {
@@ -398,23 +421,11 @@ fn sync_metric(text: &str, name: &str, label: &str) -> u64 {
 /// Lines describing what changed in the nodes' VotingPowerSync counters since the last call:
 /// who proposed the update, who attested or refused it, where it was applied.
 async fn task_events(nodes: &[DevNode], counts: &mut TaskCounts) -> Vec<String> {
-    let ports: Vec<u16> = nodes.iter().map(|n| n.http_port).collect();
-    let now: Vec<Option<[u64; 4]>> = tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_millis(500)))
-            .build()
-            .into();
-        ports
-            .iter()
-            .map(|port| {
-                let url = format!("http://127.0.0.1:{port}/metrics");
-                let text = agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
-                Some(SYNC_METRICS.map(|(name, label)| sync_metric(&text, name, label)))
-            })
-            .collect()
+    let now: Vec<Option<[u64; 4]>> = poll_nodes(nodes, "/metrics", |body| {
+        let text = body.read_to_string().ok()?;
+        Some(SYNC_METRICS.map(|(name, label)| sync_metric(&text, name, label)))
     })
-    .await
-    .unwrap_or_default();
+    .await;
     counts.seen.resize(nodes.len(), [0; 4]);
     let what =
         ["proposed (performed) by", "attested valid by", "REFUSED by", "applied (block final) on"];

@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -66,6 +65,11 @@ pub struct NodeProcess {
 }
 
 impl NodeProcess {
+    /// A node of a local network, not started yet.
+    pub fn new(index: usize, dir: PathBuf, (p2p, http, grpc): Ports, args: Vec<String>) -> Self {
+        Self { index, dir, p2p_port: p2p, http_port: http, grpc_port: grpc, args, child: None }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http_port)
     }
@@ -212,27 +216,6 @@ fn run_cli(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A port free for TCP and UDP on 127.0.0.1, chosen *below* Linux's ephemeral range
-/// (32768-60999). Between this check and the node's own bind the port is free for anyone to
-/// take, and every port-0 bind of the other tests running in parallel draws from the ephemeral
-/// range (a CI run lost a node's gRPC port that way); ports here are handed out in sequence
-/// from a per-process offset, so they do not collide with those nor with each other.
-fn free_port() -> anyhow::Result<u16> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    let start = std::process::id().wrapping_mul(97) % SPAN;
-    for _ in 0..SPAN {
-        let step = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = u16::try_from(LOW + (start + step) % SPAN)?;
-        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
-        if tcp.is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free port below the ephemeral range")
-}
-
 impl Cluster {
     /// Generates keys and a genesis with the binary's own subcommands, then starts every node.
     pub fn start(spec: &ClusterSpec) -> anyhow::Result<Self> {
@@ -269,25 +252,15 @@ impl Cluster {
         }
         run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
 
-        let ports: Vec<(u16, u16, u16)> = (0..spec.nodes)
-            .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
-            .collect::<anyhow::Result<_>>()?;
+        let ports = avs_node::devnet::node_ports(spec.nodes)?;
         let mut nodes = Vec::new();
-        for (i, &(p2p, http, grpc)) in ports.iter().enumerate() {
+        for (i, &node_ports) in ports.iter().enumerate() {
             let node_dir = dir.path().join(format!("node{i}"));
             let mut args = run_args(&node_dir, &genesis, &ports, &peer_ids, i);
             if i < spec.aggregators || spec.standby.contains(&i) {
                 args.push("--is-aggregator".into());
             }
-            let mut node = NodeProcess {
-                index: i,
-                dir: node_dir,
-                p2p_port: p2p,
-                http_port: http,
-                grpc_port: grpc,
-                args,
-                child: None,
-            };
+            let mut node = NodeProcess::new(i, node_dir, node_ports, args);
             node.start()?;
             nodes.push(node);
         }

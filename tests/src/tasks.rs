@@ -74,27 +74,17 @@ fn start_nodes(
     deferred: &[usize],
     extra: impl Fn(usize) -> Vec<String>,
 ) -> anyhow::Result<Cluster> {
-    let ports: Vec<(u16, u16, u16)> = (0..publics.len())
-        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
-        .collect::<anyhow::Result<_>>()?;
+    let ports = avs_node::devnet::node_ports(publics.len())?;
     let mut nodes = Vec::new();
     let peer_ids: Vec<String> = publics.iter().map(|p| p.peer_id.clone()).collect();
-    for (i, &(p2p, http, grpc)) in ports.iter().enumerate() {
+    for (i, &node_ports) in ports.iter().enumerate() {
         let node_dir = dir.path().join(format!("node{i}"));
         let mut args = run_args(&node_dir, genesis, &ports, &peer_ids, i);
         if i == 0 {
             args.push("--is-aggregator".into());
         }
         args.extend(extra(i));
-        let mut node = NodeProcess {
-            index: i,
-            dir: node_dir,
-            p2p_port: p2p,
-            http_port: http,
-            grpc_port: grpc,
-            args,
-            child: None,
-        };
+        let mut node = NodeProcess::new(i, node_dir, node_ports, args);
         if !deferred.contains(&i) {
             node.start()?;
         }
@@ -157,6 +147,11 @@ fn epoch_of(node: &NodeProcess) -> anyhow::Result<u64> {
     Ok(node.status()?.epoch)
 }
 
+/// Every one of `nodes` reports an epoch of at least `epoch`.
+fn all_reached_epoch(nodes: &[NodeProcess], epoch: u64) -> anyhow::Result<bool> {
+    Ok(nodes.iter().map(epoch_of).collect::<anyhow::Result<Vec<_>>>()?.iter().all(|e| *e >= epoch))
+}
+
 /// After a change to node1 (500) and node4's registration (100), the set is
 /// {100, 500, 100, 100, 100}: total 900, a quorum needs more than 600. Nodes 0, 1 and 4 hold
 /// 700, so with nodes 2 and 3 killed the chain still finalizes, which it could neither with the
@@ -185,30 +180,17 @@ fn a_scripted_stake_change_and_a_registration_end_the_epoch_and_the_next_one_run
     }
     .write(&schedule)
     .unwrap();
-    // node4 starts once the others run epoch 1. Started earlier, it would follow epoch 0 as a
-    // non-member, but its check-ins, refused by the members as from an unknown operator, get
-    // it banned from the mesh (see the report on the operator pool's gossip verdicts).
+    // node4 starts once the others run epoch 1, as a newly registered operator would: it joins
+    // the mesh when it is in the set, and catches up through req/resp.
     let mut cluster =
         start_nodes(dir, &publics, &genesis, &[4], |_| sync_args(&schedule, true)).unwrap();
     cluster
-        .wait_for("nodes 0-3 to enter epoch 1", LIMIT, |c| {
-            Ok(c.nodes[..4]
-                .iter()
-                .map(epoch_of)
-                .collect::<anyhow::Result<Vec<_>>>()?
-                .iter()
-                .all(|e| *e >= 1))
-        })
+        .wait_for("nodes 0-3 to enter epoch 1", LIMIT, |c| all_reached_epoch(&c.nodes[..4], 1))
         .unwrap();
     cluster.nodes[4].start().unwrap();
     cluster
         .wait_for("node4, started after its registration, to catch up into epoch 1", LIMIT, |c| {
-            Ok(c.nodes
-                .iter()
-                .map(epoch_of)
-                .collect::<anyhow::Result<Vec<_>>>()?
-                .iter()
-                .all(|e| *e >= 1))
+            all_reached_epoch(&c.nodes, 1)
         })
         .unwrap();
     let s = raw_status(&cluster.nodes[4]).unwrap();
@@ -369,7 +351,7 @@ mod chain {
 
     impl Ganache {
         pub(super) fn start(bin: &Path, chain_id: u64, log: &Path) -> anyhow::Result<Self> {
-            let port = free_port()?;
+            let port = avs_node::devnet::free_port()?;
             let child = Command::new(bin)
                 .args(["--server.host", "127.0.0.1", "--server.port", &port.to_string()])
                 .args(["--chain.chainId", &chain_id.to_string(), "--wallet.deterministic"])
@@ -507,12 +489,7 @@ fn a_stake_change_on_a_real_evm_chain_is_picked_up_through_json_rpc() {
     drop(l2);
     cluster
         .wait_for("every node to enter epoch 1 after the on-chain change", LIMIT, |c| {
-            Ok(c.nodes
-                .iter()
-                .map(epoch_of)
-                .collect::<anyhow::Result<Vec<_>>>()?
-                .iter()
-                .all(|e| *e >= 1))
+            all_reached_epoch(&c.nodes, 1)
         })
         .unwrap_or_else(|e| {
             // The source's own log lines say why (RPC errors, NotYet reasons) better than the tail.
