@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{allow_block_list, connection_limits, gossipsub, identify, ping, request_response};
+use libp2p::{
+    StreamProtocol, allow_block_list, connection_limits, gossipsub, identify, kad, ping,
+    request_response,
+};
 use prometheus_client::registry::Registry;
 
 use crate::codec::MAX_PAYLOAD_SIZE;
@@ -23,6 +26,8 @@ use crate::topic::AvsTopicFilter;
 
 /// Agent and protocol version announced through identify.
 const IDENTIFY_PROTOCOL: &str = "/avs/id/1.0.0";
+/// The Kademlia protocol peers are discovered with (service::discovery).
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/avs/kad/1.0.0");
 
 pub(crate) type Gossipsub = gossipsub::Behaviour<SnappyTransform, AvsTopicFilter>;
 pub(crate) type Rpc = request_response::Behaviour<RpcCodec>;
@@ -33,11 +38,13 @@ pub(crate) struct Behaviour {
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     pub(crate) gossipsub: Gossipsub,
     pub(crate) status: Rpc,
     pub(crate) blocks_by_range: Rpc,
     pub(crate) blocks_by_root: Rpc,
     pub(crate) certificates: Rpc,
+    pub(crate) votes: Rpc,
 }
 
 /// Why the behaviour could not be built from the configuration.
@@ -81,6 +88,15 @@ impl Behaviour {
             )
         };
 
+        let local = keypair.public().to_peer_id();
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config.set_periodic_bootstrap_interval(Some(config.discovery_interval * 12));
+        let mut kad =
+            kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
+        // Answer queries even before any address of ours is confirmed external (on a private
+        // network or loopback it never is).
+        kad.set_mode(Some(kad::Mode::Server));
+
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             blocked: Default::default(),
@@ -89,11 +105,13 @@ impl Behaviour {
                     .with_agent_version(format!("avs-node/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
+            kad,
             gossipsub,
             status: rpc(ReqRespProtocol::Status),
             blocks_by_range: rpc(ReqRespProtocol::BlocksByRange),
             blocks_by_root: rpc(ReqRespProtocol::BlocksByRoot),
             certificates: rpc(ReqRespProtocol::Certificates),
+            votes: rpc(ReqRespProtocol::Votes),
         })
     }
 
@@ -103,6 +121,7 @@ impl Behaviour {
             ReqRespProtocol::BlocksByRange => &mut self.blocks_by_range,
             ReqRespProtocol::BlocksByRoot => &mut self.blocks_by_root,
             ReqRespProtocol::Certificates => &mut self.certificates,
+            ReqRespProtocol::Votes => &mut self.votes,
         }
     }
 }

@@ -109,7 +109,12 @@ pub struct NetworkConfig {
     /// Most connections to one peer (a QUIC and a TCP dial can race).
     pub max_connections_per_peer: u32,
     pub idle_connection_timeout: Duration,
+    /// The longest redial back-off (bootnodes and lost peers start at 1 s and double).
     pub bootnode_redial_interval: Duration,
+    /// Connections the node looks for peers to reach; below it a discovery lookup runs every
+    /// `discovery_interval`.
+    pub target_peers: usize,
+    pub discovery_interval: Duration,
     /// Capacity of the handle → service command channel.
     pub command_channel_capacity: usize,
     /// Capacity of the service → node event channel.
@@ -136,6 +141,8 @@ impl NetworkConfig {
             max_connections_per_peer: 2,
             idle_connection_timeout: Duration::from_secs(60),
             bootnode_redial_interval: Duration::from_secs(30),
+            target_peers: 32,
+            discovery_interval: Duration::from_secs(5),
             command_channel_capacity: 1024,
             event_channel_capacity: 4096,
         }

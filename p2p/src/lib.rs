@@ -29,7 +29,7 @@
 //!
 //! # Req/resp
 //!
-//! `/avs/req/{status|blocks_by_range|blocks_by_root|certificates}/1/ssz_snappy`: a request is
+//! `/avs/req/{status|blocks_by_range|blocks_by_root|certificates|votes}/1/ssz_snappy`: a request is
 //! `varint(len) ‖ snappy_frame(ssz)`, a response zero or more chunks
 //! `code ‖ varint(len) ‖ snappy_frame(payload)` (see [`codec`] and [`rpc`]). Lengths are
 //! checked before decompression; requests time out; inbound requests reach the node with a

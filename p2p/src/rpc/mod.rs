@@ -1,5 +1,5 @@
 //! Request/response protocols
-//! `/avs/req/{status|blocks_by_range|blocks_by_root|certificates}/1/ssz_snappy`.
+//! `/avs/req/{status|blocks_by_range|blocks_by_root|certificates|votes}/1/ssz_snappy`.
 //!
 //! Each protocol runs as its own libp2p `request_response` behaviour (a request picks its
 //! protocol by picking the behaviour), all sharing [`RpcCodec`]. A request is one
@@ -24,14 +24,18 @@ pub enum ReqRespProtocol {
     /// does not hold.
     BlocksByRoot,
     Certificates,
+    /// The verified votes a peer holds for one view: how a node that missed votes (or whose
+    /// own vote never left it) repairs a stalled view without re-publishing anything.
+    Votes,
 }
 
 impl ReqRespProtocol {
-    pub const ALL: [ReqRespProtocol; 4] = [
+    pub const ALL: [ReqRespProtocol; 5] = [
         ReqRespProtocol::Status,
         ReqRespProtocol::BlocksByRange,
         ReqRespProtocol::BlocksByRoot,
         ReqRespProtocol::Certificates,
+        ReqRespProtocol::Votes,
     ];
 
     /// The multistream protocol id.
@@ -41,6 +45,7 @@ impl ReqRespProtocol {
             ReqRespProtocol::BlocksByRange => "/avs/req/blocks_by_range/1/ssz_snappy",
             ReqRespProtocol::BlocksByRoot => "/avs/req/blocks_by_root/1/ssz_snappy",
             ReqRespProtocol::Certificates => "/avs/req/certificates/1/ssz_snappy",
+            ReqRespProtocol::Votes => "/avs/req/votes/1/ssz_snappy",
         }
     }
 
@@ -51,6 +56,7 @@ impl ReqRespProtocol {
             ReqRespProtocol::BlocksByRange => "blocks_by_range",
             ReqRespProtocol::BlocksByRoot => "blocks_by_root",
             ReqRespProtocol::Certificates => "certificates",
+            ReqRespProtocol::Votes => "votes",
         }
     }
 }
@@ -75,7 +81,8 @@ pub struct RpcLimits {
     pub max_request_size: usize,
     /// Largest SSZ payload of one success chunk.
     pub max_chunk_size: usize,
-    /// Most chunks in one blocks_by_range or certificates response (status has one).
+    /// Most chunks in one blocks, certificates or votes response (status has one); a votes
+    /// response holds up to three votes per operator of a 1024-operator set.
     pub max_response_chunks: usize,
     /// Most payload bytes in one whole response.
     pub max_response_bytes: usize,
@@ -86,7 +93,7 @@ impl Default for RpcLimits {
         Self {
             max_request_size: 64 * 1024,
             max_chunk_size: MAX_PAYLOAD_SIZE,
-            max_response_chunks: 1024,
+            max_response_chunks: 3072,
             max_response_bytes: 4 * MAX_PAYLOAD_SIZE,
         }
     }
@@ -99,7 +106,8 @@ impl RpcLimits {
             ReqRespProtocol::Status => 1,
             ReqRespProtocol::BlocksByRange
             | ReqRespProtocol::BlocksByRoot
-            | ReqRespProtocol::Certificates => 0,
+            | ReqRespProtocol::Certificates
+            | ReqRespProtocol::Votes => 0,
         }
     }
 
@@ -109,7 +117,8 @@ impl RpcLimits {
             ReqRespProtocol::Status => 1,
             ReqRespProtocol::BlocksByRange
             | ReqRespProtocol::BlocksByRoot
-            | ReqRespProtocol::Certificates => self.max_response_chunks,
+            | ReqRespProtocol::Certificates
+            | ReqRespProtocol::Votes => self.max_response_chunks,
         }
     }
 }

@@ -116,6 +116,14 @@ impl NetworkHandle {
         self.call(|reply| Command::Publish { topic, data, reply }).await?
     }
 
+    /// Queues a publish without waiting for the network task: `Busy` when its command queue is
+    /// full (the caller keeps the message and retries), never a wait. Failures inside the task
+    /// (no peers, a duplicate) are counted there.
+    pub fn publish_nowait(&self, topic: GossipTopic, data: Vec<u8>) -> Result<(), NetworkError> {
+        let (reply, _ignored) = oneshot::channel();
+        self.send(Command::Publish { topic, data, reply })
+    }
+
     /// Reports the verdict on a received gossip message, charged to `propagation_source`.
     pub fn report_validation(
         &self,

@@ -1,6 +1,7 @@
 //! The network task: one tokio task owns the libp2p `Swarm` and runs a `tokio::select!` over
 //! swarm events, the bounded command channel, pending inbound responses, a score-check timer,
-//! a bootnode redial timer and the cancellation token.
+//! a maintenance timer (redials with back-off, discovery lookups: [`discovery`]) and the
+//! cancellation token.
 //!
 //! Gossip in: gossipsub decompresses the payload (bounded) in its transform, computes the
 //! message id, and emits the message; the task parses the topic and hands
@@ -13,6 +14,7 @@
 //! keeps a bounded set of pending responses and answers a server error if the node drops the
 //! responder or does not answer in time.
 
+mod discovery;
 mod handle;
 #[cfg(test)]
 mod tests;
@@ -27,7 +29,8 @@ use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, noise, tcp, yamux};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, kad, noise, tcp, yamux};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -41,7 +44,9 @@ pub use types::{
     ValidationOutcome,
 };
 
-use crate::behaviour::{Behaviour, BehaviourError, BehaviourEvent, topic_score_params};
+use crate::behaviour::{
+    Behaviour, BehaviourError, BehaviourEvent, KAD_PROTOCOL, topic_score_params,
+};
 use crate::codec::{ResponseChunk, ResponseCode};
 use crate::config::{NetworkConfig, NodeKeySource};
 use crate::keys::{KeyError, load_or_generate_node_key};
@@ -88,9 +93,12 @@ pub fn spawn(
     if config.vote_subnet_count == 0 {
         return Err(StartError::Config("vote_subnet_count must be at least 1"));
     }
-    if config.scoring.check_interval.is_zero() || config.bootnode_redial_interval.is_zero() {
+    if config.scoring.check_interval.is_zero()
+        || config.bootnode_redial_interval.is_zero()
+        || config.discovery_interval.is_zero()
+    {
         return Err(StartError::Config(
-            "score check and bootnode redial intervals must be positive",
+            "score check, redial and discovery intervals must be positive",
         ));
     }
     if config.max_pending_inbound_requests == 0 {
@@ -143,6 +151,12 @@ pub fn spawn(
         connected: HashSet::new(),
         bans: HashMap::new(),
         awaiting_verdict: HashMap::new(),
+        redialer: discovery::Redialer::new(
+            &config.bootnodes,
+            config.bootnode_redial_interval,
+            Instant::now(),
+        ),
+        last_lookup: None,
         config,
     };
     let task = tokio::spawn(service.run(cancel));
@@ -198,6 +212,8 @@ struct Service {
     /// carry the topic. Entries the node never judges are purged once gossipsub's cache has
     /// forgotten the message, which bounds the map by the message rate.
     awaiting_verdict: HashMap<gossipsub::MessageId, (String, Instant)>,
+    redialer: discovery::Redialer,
+    last_lookup: Option<Instant>,
     config: NetworkConfig,
 }
 
@@ -205,8 +221,8 @@ impl Service {
     async fn run(mut self, cancel: CancellationToken) {
         let mut score_check = tokio::time::interval(self.config.scoring.check_interval);
         score_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut redial = tokio::time::interval(self.config.bootnode_redial_interval);
-        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut maintenance = tokio::time::interval(std::time::Duration::from_millis(250));
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -224,7 +240,7 @@ impl Service {
                     self.check_scores();
                     self.purge_stale_verdicts();
                 }
-                _ = redial.tick() => self.redial_bootnodes(),
+                _ = maintenance.tick() => self.maintain_peers(),
             }
         }
         info!("network service stopped");
@@ -339,14 +355,28 @@ impl Service {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
                 self.libp2p_metrics.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
-                    // Remember a few of the peer's own addresses so req/resp can redial it.
-                    for addr in info.listen_addrs.into_iter().take(8) {
-                        self.swarm.add_peer_address(peer_id, addr);
+                    // Remember a few of the peer's own addresses so req/resp can redial it,
+                    // discovery can hand them on, and we can redial it if it goes away.
+                    let addrs: Vec<Multiaddr> =
+                        info.listen_addrs.into_iter().take(discovery::MAX_ADDRS_PER_PEER).collect();
+                    let speaks_kad = info.protocols.contains(&KAD_PROTOCOL);
+                    for addr in &addrs {
+                        self.swarm.add_peer_address(peer_id, addr.clone());
+                        if speaks_kad {
+                            self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                        }
+                    }
+                    if !self.bans.contains_key(&peer_id) {
+                        self.redialer.learn(peer_id, &addrs, Instant::now());
                     }
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => {
                 self.libp2p_metrics.record(&event)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => {
+                self.libp2p_metrics.record(&event);
+                self.on_kad(event);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Status(event)) => {
                 self.on_rpc(ReqRespProtocol::Status, event)
@@ -360,12 +390,16 @@ impl Service {
             SwarmEvent::Behaviour(BehaviourEvent::Certificates(event)) => {
                 self.on_rpc(ReqRespProtocol::Certificates, event)
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Votes(event)) => {
+                self.on_rpc(ReqRespProtocol::Votes, event)
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::Blocked(never)) => match never {},
             SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
                 if num_established.get() == 1 && self.connected.insert(peer_id) =>
             {
                 self.metrics.peers.set(self.connected.len() as i64);
+                self.redialer.connected(&peer_id, Instant::now());
                 debug!(peer = %peer_id, "peer connected");
                 self.emit(NetworkEvent::PeerConnected(peer_id), "peer");
             }
@@ -373,6 +407,7 @@ impl Service {
                 if self.connected.remove(&peer_id) =>
             {
                 self.metrics.peers.set(self.connected.len() as i64);
+                self.redialer.disconnected(&peer_id, Instant::now());
                 debug!(peer = %peer_id, "peer disconnected");
                 self.emit(NetworkEvent::PeerDisconnected(peer_id), "peer");
             }
@@ -549,6 +584,8 @@ impl Service {
             self.metrics.score_disconnects.inc();
             self.swarm.behaviour_mut().blocked.block_peer(peer);
             self.bans.insert(peer, now + self.config.scoring.ban_duration);
+            self.redialer.forget(&peer);
+            self.swarm.behaviour_mut().kad.remove_peer(&peer);
         }
         let expired: Vec<PeerId> =
             self.bans.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
@@ -568,18 +605,57 @@ impl Service {
         self.awaiting_verdict.retain(|_, (_, since)| now.duration_since(*since) < ttl);
     }
 
-    fn redial_bootnodes(&mut self) {
-        for addr in &self.config.bootnodes {
-            let peer = addr.iter().find_map(|p| match p {
-                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
-                _ => None,
-            });
-            if peer.is_some_and(|p| self.connected.contains(&p) || self.bans.contains_key(&p)) {
-                continue;
+    /// Peers learned from Kademlia: kept for dialling (while we are below the target).
+    fn on_kad(&mut self, event: kad::Event) {
+        let now = Instant::now();
+        match event {
+            kad::Event::RoutingUpdated { peer, addresses, .. } => {
+                if !self.bans.contains_key(&peer) && peer != *self.swarm.local_peer_id() {
+                    self.redialer.learn(peer, &addresses.into_vec(), now);
+                }
             }
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(ok)),
+                ..
+            } => {
+                for info in ok.peers {
+                    if !self.bans.contains_key(&info.peer_id)
+                        && info.peer_id != *self.swarm.local_peer_id()
+                    {
+                        self.redialer.learn(info.peer_id, &info.addrs, now);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Redials what is due (bootnodes always; other peers while below the target) and looks
+    /// for more peers while below the target.
+    fn maintain_peers(&mut self) {
+        let now = Instant::now();
+        let below_target = self.connected.len() < self.config.target_peers;
+        let (connected, bans) = (&self.connected, &self.bans);
+        let (bootnodes, peers) = self
+            .redialer
+            .due(now, |p| connected.contains(p) || bans.contains_key(p) || !below_target);
+        for addr in bootnodes {
             if let Err(error) = self.swarm.dial(addr.clone()) {
                 debug!(%addr, %error, "bootnode dial failed");
             }
+        }
+        for (peer, addrs) in peers {
+            let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+            if let Err(error) = self.swarm.dial(opts) {
+                debug!(%peer, %error, "redial failed");
+            }
+        }
+        let lookup_due = self
+            .last_lookup
+            .is_none_or(|t| now.duration_since(t) >= self.config.discovery_interval);
+        if below_target && lookup_due && !self.connected.is_empty() {
+            self.last_lookup = Some(now);
+            self.swarm.behaviour_mut().kad.get_closest_peers(PeerId::random());
         }
     }
 }
