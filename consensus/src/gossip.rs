@@ -1,28 +1,116 @@
-//! Gossip validation outcomes (docs/protocol.md, "Gossip validation").
+//! Gossip validation (docs/protocol.md, section 12): what a node checks before a message is
+//! forwarded or handed to the engine, and whose fault a refusal is.
 //!
-//! `Reject` only what the sender is answerable for (malformed SSZ or data, a non-member
-//! index, a bad signature, a certificate without quorum); `Ignore` what we cannot or need not
-//! judge (another epoch, a view outside our window, below our finalized floor). The node takes
-//! a `GossipContext` snapshot from the engine and may run these on a worker thread; the
-//! `Verified` value it gets back is fed to the engine without a second signature check.
+//! [`GossipError`] is the one verdict type: every refusal is a variant, and
+//! [`GossipError::verdict`] maps each to Reject (the sender is answerable) or Ignore (nobody's
+//! fault, or nothing to gain) in one exhaustive match. The checks run against a
+//! [`GossipContext`], a snapshot of the engine cheap enough to share with worker threads, and
+//! cheap checks come first: nothing costs a pairing that a comparison can refuse. Votes are only
+//! cheap-checked here; their signatures are checked lazily in the engine's pool (section 9),
+//! which gives their verdict later.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::engine::{Engine, VIEW_WINDOW_AHEAD, VOTE_WINDOW_BEHIND};
+use crate::bls::Signature;
+use crate::engine::{Engine, VIEW_WINDOW_AHEAD, VOTE_WINDOW_BEHIND, Verdict};
 use crate::error::ConsensusError;
 use crate::operators::KeyTable;
-use crate::types::{Certificate, Epoch, SignedProposal, SignedVote, View, decode};
-use crate::verify::{Verified, verify_certificate, verify_proposal, verify_vote};
+use crate::types::{
+    Certificate, Epoch, SignedProposal, SignedVote, View, VoteData, VoteKind, decode,
+};
+use crate::verify::{Verified, verify_certificate, verify_proposal};
 
-/// What the gossip layer should do with a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GossipOutcome {
-    /// Valid: forward it and hand it to the engine.
-    Accept,
-    /// The sender's fault: drop it and penalise the peer.
-    Reject(String),
-    /// Not judged (duplicate, other epoch, outside the view window): drop without penalty.
-    Ignore(String),
+/// Why a gossip message is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GossipError {
+    // ----- the sender's fault: Reject -----
+    #[error("undecodable: {0}")]
+    Undecodable(String),
+    #[error("malformed vote data (unknown kind, or a root that does not fit the kind)")]
+    MalformedData,
+    #[error("operator index {0} is not in the epoch's set")]
+    NotAMember(u64),
+    #[error("signature bytes are not a point on the curve")]
+    BadSignatureEncoding,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("certificate signers: {0}")]
+    BadSigners(String),
+    #[error("certificate signers hold no quorum")]
+    NoQuorum,
+    // ----- nobody's fault: Ignore -----
+    #[error("epoch {got} is behind ours ({ours})")]
+    EarlierEpoch { got: Epoch, ours: Epoch },
+    #[error("epoch {got} is ahead of ours ({ours})")]
+    LaterEpoch { got: Epoch, ours: Epoch },
+    #[error("view {view} is behind our window")]
+    TooOld { view: View },
+    #[error("view {view} is too far ahead")]
+    TooFarAhead { view: View },
+    #[error("a certificate for this vote data is already held")]
+    AlreadyCertified,
+}
+
+impl GossipError {
+    /// Accept/Ignore/Reject for a refusal, with whose fault it is.
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            // Bytes that do not decode, data no honest node produces, indices outside the set,
+            // signatures that are not curve points or do not verify, certificates without a
+            // quorum: an honest sender never forwards these (it validates before forwarding),
+            // so the peer that sent it is answerable.
+            Self::Undecodable(_)
+            | Self::MalformedData
+            | Self::NotAMember(_)
+            | Self::BadSignatureEncoding
+            | Self::BadSignature
+            | Self::BadSigners(_)
+            | Self::NoQuorum => Verdict::Reject,
+            // Another epoch (the sender may be on the other side of an epoch switch), outside
+            // our view window (it may be ahead or behind us in good faith), or already held:
+            // valid for someone, useless to us, and nobody's fault.
+            Self::EarlierEpoch { .. }
+            | Self::LaterEpoch { .. }
+            | Self::TooOld { .. }
+            | Self::TooFarAhead { .. }
+            | Self::AlreadyCertified => Verdict::Ignore,
+        }
+    }
+
+    /// A short stable label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Undecodable(_) => "undecodable",
+            Self::MalformedData => "malformed",
+            Self::NotAMember(_) => "not_a_member",
+            Self::BadSignatureEncoding => "bad_signature_encoding",
+            Self::BadSignature => "bad_signature",
+            Self::BadSigners(_) => "bad_signers",
+            Self::NoQuorum => "no_quorum",
+            Self::EarlierEpoch { .. } => "earlier_epoch",
+            Self::LaterEpoch { .. } => "later_epoch",
+            Self::TooOld { .. } => "too_old",
+            Self::TooFarAhead { .. } => "too_far_ahead",
+            Self::AlreadyCertified => "already_certified",
+        }
+    }
+}
+
+impl From<ConsensusError> for GossipError {
+    fn from(e: ConsensusError) -> Self {
+        match e {
+            ConsensusError::Ssz(m) => Self::Undecodable(m),
+            ConsensusError::MalformedVote => Self::MalformedData,
+            ConsensusError::UnknownOperator(i) => Self::NotAMember(i),
+            ConsensusError::BadSignatureEncoding => Self::BadSignatureEncoding,
+            ConsensusError::NoQuorum { .. } => Self::NoQuorum,
+            ConsensusError::SignersLength { .. } => Self::BadSigners(e.to_string()),
+            // Anything else a verification can say is a signature or shape the sender should
+            // not have forwarded.
+            _ => Self::BadSignature,
+        }
+    }
 }
 
 /// A snapshot of what validation needs; cheap to clone, `Send + Sync`.
@@ -33,117 +121,103 @@ pub struct GossipContext {
     /// Lowest view still open in this epoch.
     pub floor: View,
     pub table: Arc<KeyTable>,
+    /// `VoteData`s for which a certificate is held.
+    pub certified: BTreeSet<VoteData>,
+    /// Views for which a nullification is held.
+    pub nullified: BTreeSet<View>,
 }
 
 impl Engine {
     pub fn gossip_context(&self) -> GossipContext {
+        let certified = self.certified();
+        let nullified = certified
+            .iter()
+            .filter(|d| d.vote_kind() == Some(VoteKind::Nullify))
+            .map(|d| d.view)
+            .collect();
         GossipContext {
             epoch: self.ep.epoch,
             view: self.ep.view,
             floor: self.ep.floor,
             table: self.key_table(),
+            certified,
+            nullified,
         }
     }
-}
-
-fn reject(e: ConsensusError) -> GossipOutcome {
-    GossipOutcome::Reject(e.to_string())
 }
 
 impl GossipContext {
-    fn epoch_and_window(&self, epoch: Epoch, view: View, behind: u64) -> Option<GossipOutcome> {
-        if epoch != self.epoch {
-            return Some(GossipOutcome::Ignore(format!("epoch {epoch}, we are in {}", self.epoch)));
+    fn check_epoch(&self, epoch: Epoch) -> Result<(), GossipError> {
+        match epoch.cmp(&self.epoch) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => {
+                Err(GossipError::EarlierEpoch { got: epoch, ours: self.epoch })
+            }
+            std::cmp::Ordering::Greater => {
+                Err(GossipError::LaterEpoch { got: epoch, ours: self.epoch })
+            }
         }
+    }
+
+    fn check_window(&self, view: View, behind: u64) -> Result<(), GossipError> {
         if view < self.floor || view.saturating_add(behind) < self.view {
-            return Some(GossipOutcome::Ignore(format!("view {view} too old")));
+            return Err(GossipError::TooOld { view });
         }
         if view > self.view.saturating_add(VIEW_WINDOW_AHEAD) {
-            return Some(GossipOutcome::Ignore(format!("view {view} too far ahead")));
+            return Err(GossipError::TooFarAhead { view });
         }
-        None
+        Ok(())
     }
 
-    pub fn validate_vote(
-        &self,
-        vote: &SignedVote,
-    ) -> (GossipOutcome, Option<Verified<SignedVote>>) {
+    /// The cheap checks of a vote (no pairing): decodes, well formed, this epoch, inside the
+    /// window, from a member, signature a curve point, `VoteData` not certified yet. The vote
+    /// then goes to the engine raw; its verdict comes from the pool's check.
+    pub fn check_vote(&self, bytes: &[u8]) -> Result<SignedVote, GossipError> {
+        let vote: SignedVote = decode(bytes)?;
         if !vote.data.is_well_formed() {
-            return (reject(ConsensusError::MalformedVote), None);
+            return Err(GossipError::MalformedData);
         }
-        if let Some(outcome) =
-            self.epoch_and_window(vote.data.epoch, vote.data.view, VOTE_WINDOW_BEHIND)
-        {
-            return (outcome, None);
+        self.check_epoch(vote.data.epoch)?;
+        self.check_window(vote.data.view, VOTE_WINDOW_BEHIND)?;
+        if self.table.key(vote.operator_index).is_none() {
+            return Err(GossipError::NotAMember(vote.operator_index));
         }
-        match verify_vote(&self.table, vote) {
-            Ok(v) => (GossipOutcome::Accept, Some(v)),
-            Err(e) => (reject(e), None),
+        Signature::from_bytes(vote.signature.as_ref())
+            .map_err(|_| GossipError::BadSignatureEncoding)?;
+        if self.certified.contains(&vote.data) {
+            return Err(GossipError::AlreadyCertified);
         }
+        Ok(vote)
     }
 
-    /// Certificates are useful however far ahead they are (catch-up), so only the epoch and
-    /// the floor are checked before the signature.
-    pub fn validate_certificate(
-        &self,
-        cert: &Certificate,
-    ) -> (GossipOutcome, Option<Verified<Certificate>>) {
+    /// A certificate: cheap checks (epoch, floor, one already held), then the aggregate
+    /// signature. Certificates are useful however far ahead they are (catch-up).
+    pub fn check_certificate(&self, bytes: &[u8]) -> Result<Verified<Certificate>, GossipError> {
+        let cert: Certificate = decode(bytes)?;
         if !cert.data.is_well_formed() {
-            return (reject(ConsensusError::MalformedVote), None);
+            return Err(GossipError::MalformedData);
         }
-        if let Some(outcome) =
-            self.epoch_and_window(cert.data.epoch, cert.data.view.min(self.view), u64::MAX)
-        {
-            return (outcome, None);
+        self.check_epoch(cert.data.epoch)?;
+        if cert.data.view < self.floor {
+            return Err(GossipError::TooOld { view: cert.data.view });
         }
-        match verify_certificate(&self.table, cert) {
-            Ok(v) => (GossipOutcome::Accept, Some(v)),
-            Err(e) => (reject(e), None),
+        let held = match cert.data.vote_kind() {
+            Some(VoteKind::Nullify) => self.nullified.contains(&cert.data.view),
+            _ => self.certified.contains(&cert.data),
+        };
+        if held {
+            return Err(GossipError::AlreadyCertified);
         }
+        Ok(verify_certificate(&self.table, &cert)?)
     }
 
-    pub fn validate_proposal(
-        &self,
-        proposal: &SignedProposal,
-    ) -> (GossipOutcome, Option<Verified<SignedProposal>>) {
+    /// A proposal: this epoch, not behind the current view nor too far ahead, signed by the
+    /// view's leader. Its block and justification are judged by the engine.
+    pub fn check_proposal(&self, bytes: &[u8]) -> Result<Verified<SignedProposal>, GossipError> {
+        let proposal: SignedProposal = decode(bytes)?;
         let m = &proposal.message;
-        if let Some(outcome) = self.epoch_and_window(m.epoch, m.view, 0) {
-            return (outcome, None);
-        }
-        match verify_proposal(&self.table, proposal) {
-            Ok(v) => (GossipOutcome::Accept, Some(v)),
-            Err(e) => (reject(e), None),
-        }
-    }
-
-    /// Decode then validate; undecodable bytes are the sender's fault.
-    pub fn validate_vote_bytes(
-        &self,
-        bytes: &[u8],
-    ) -> (GossipOutcome, Option<Verified<SignedVote>>) {
-        match decode::<SignedVote>(bytes) {
-            Ok(v) => self.validate_vote(&v),
-            Err(e) => (reject(e), None),
-        }
-    }
-
-    pub fn validate_certificate_bytes(
-        &self,
-        bytes: &[u8],
-    ) -> (GossipOutcome, Option<Verified<Certificate>>) {
-        match decode::<Certificate>(bytes) {
-            Ok(c) => self.validate_certificate(&c),
-            Err(e) => (reject(e), None),
-        }
-    }
-
-    pub fn validate_proposal_bytes(
-        &self,
-        bytes: &[u8],
-    ) -> (GossipOutcome, Option<Verified<SignedProposal>>) {
-        match decode::<SignedProposal>(bytes) {
-            Ok(p) => self.validate_proposal(&p),
-            Err(e) => (reject(e), None),
-        }
+        self.check_epoch(m.epoch)?;
+        self.check_window(m.view, 0)?;
+        Ok(verify_proposal(&self.table, &proposal)?)
     }
 }

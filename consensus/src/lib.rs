@@ -4,9 +4,10 @@
 //! with the pure functions of `verify` (against a per-epoch `operators::KeyTable` built with
 //! `bls`), and feeds the results to `engine::Engine::handle`, which returns the actions to
 //! execute (persist own vote, broadcast, fetch a block, report finality, schedule a tick).
-//! `state` and `task` define the replicated state and the hook tasks implement; `pool` turns
-//! votes into certificates when the aggregator flag is on. Nothing here does I/O, reads a
-//! clock, spawns threads or draws randomness: time and randomness come in as arguments.
+//! `state` and `task` define the replicated state and the hook tasks implement; `pool` checks
+//! votes lazily and turns a quorum of them into a certificate; `gossip` is what a node checks
+//! before forwarding. Nothing here does I/O, reads a clock, spawns threads or draws
+//! randomness: time comes in as an argument. `testkit` holds fixtures for simulations.
 //! `docs/protocol.md` is the normative description this crate implements.
 #![cfg_attr(
     not(test),
@@ -25,19 +26,19 @@ pub mod engine;
 pub mod error;
 pub mod gossip;
 pub mod operators;
-pub(crate) mod pool;
+pub mod pool;
 pub mod signing;
 pub mod ssz_check;
 pub mod state;
 pub mod task;
+pub mod testkit;
 pub mod timing;
 pub mod types;
 pub mod verify;
 
-#[cfg(test)]
-mod sim;
-
-pub use engine::{Action, Anchor, Engine, EngineConfig, Input, Persisted};
+pub use engine::{
+    Action, Anchor, Engine, EngineConfig, EntryCause, Input, Persisted, Request, Verdict,
+};
 pub use error::ConsensusError;
 pub use operators::{KeyTable, is_quorum};
 pub use pool::Evidence;

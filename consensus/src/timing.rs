@@ -1,5 +1,5 @@
 //! Protocol timing derived from the genesis configuration: genesis in ms, slot duration,
-//! interval, nullify timeout. Pure arithmetic with checked operations; the slot clock itself
+//! interval, the view timeouts. Pure arithmetic with checked operations; the slot clock itself
 //! (which interval a wall-clock time falls in) is `clock`.
 
 use crate::error::ConsensusError;
@@ -8,15 +8,20 @@ use crate::types::GenesisConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     pub genesis_ms: u64,
+    /// The slot duration, which is also the leader's block interval (rule 3).
     pub slot_ms: u64,
     pub interval_ms: u64,
-    pub nullify_ms: u64,
+    /// Rule 5: no valid proposal this long after the leader's pace.
+    pub leader_timeout_ms: u64,
+    /// Rule 5: no certificate this long after the leader's pace; also the pull period.
+    pub advance_timeout_ms: u64,
 }
 
 impl Timing {
     pub fn new(
         genesis: &GenesisConfig,
-        nullify_timeout_intervals: u64,
+        leader_timeout_ms: u64,
+        advance_timeout_ms: u64,
     ) -> Result<Self, ConsensusError> {
         let bad = |what: &str| ConsensusError::Config(what.to_string());
         // Same acceptance rules as the node's slot clock.
@@ -31,8 +36,8 @@ impl Timing {
             .checked_div(genesis.intervals_per_slot)
             .filter(|i| *i > 0)
             .ok_or_else(|| bad("slot shorter than one ms per interval"))?;
-        if nullify_timeout_intervals == 0 {
-            return Err(bad("nullify timeout must be at least one interval"));
+        if leader_timeout_ms == 0 || advance_timeout_ms < leader_timeout_ms {
+            return Err(bad("timeouts must satisfy 0 < leader timeout <= advance timeout"));
         }
         Ok(Self {
             genesis_ms: genesis
@@ -41,9 +46,8 @@ impl Timing {
                 .ok_or_else(|| bad("genesis_time too large"))?,
             slot_ms: genesis.slot_duration_ms,
             interval_ms,
-            nullify_ms: interval_ms
-                .checked_mul(nullify_timeout_intervals)
-                .ok_or_else(|| bad("nullify timeout too large"))?,
+            leader_timeout_ms,
+            advance_timeout_ms,
         })
     }
 }
@@ -60,11 +64,12 @@ mod tests {
             intervals_per_slot: 5,
             ..Default::default()
         };
-        let t = Timing::new(&g, 3).unwrap();
-        assert_eq!((t.genesis_ms, t.interval_ms, t.nullify_ms), (10_000, 800, 2400));
-        assert!(Timing::new(&GenesisConfig::default(), 3).is_err());
-        assert!(Timing::new(&g, 0).is_err());
+        let t = Timing::new(&g, 1600, 2400).unwrap();
+        assert_eq!((t.genesis_ms, t.interval_ms, t.slot_ms), (10_000, 800, 4000));
+        assert!(Timing::new(&GenesisConfig::default(), 1600, 2400).is_err());
+        assert!(Timing::new(&g, 0, 2400).is_err());
+        assert!(Timing::new(&g, 2400, 1600).is_err());
         let huge = GenesisConfig { genesis_time: u64::MAX, ..g };
-        assert!(Timing::new(&huge, 3).is_err());
+        assert!(Timing::new(&huge, 1600, 2400).is_err());
     }
 }

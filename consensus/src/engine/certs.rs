@@ -1,8 +1,12 @@
-//! Certificates: catch-up, FINALIZE votes (rule 6), finality (rule 7) and the epoch switch.
+//! Certificates: acting on them (rules 1 and 6), finality (rule 7) with the block fetches it
+//! needs (by root, and by range for long gaps), and the epoch switch.
 
 use std::sync::Arc;
 
-use super::{Action, Engine, EpochState};
+use super::{
+    Action, Engine, EntryCause, EpochState, MAX_PENDING_BLOCKS, PendingFinality, RANGE_BATCH,
+    Request, Verdict,
+};
 use crate::operators::KeyTable;
 use crate::state::{apply_block, child_base};
 use crate::types::{Block, Certificate, ChainState, Root, VoteData, VoteKind};
@@ -17,8 +21,18 @@ pub(crate) enum StateLookup {
     Invalid,
 }
 
+/// Where a certificate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Built here from the pool's verified votes.
+    Local,
+    /// Received (gossip, a justification, a sync answer, or replayed from the store).
+    Received,
+}
+
 impl Engine {
-    fn holds(&self, data: &VoteData) -> bool {
+    /// A certificate for `data` is already held (for NULLIFY: any nullification of the view).
+    pub(crate) fn holds(&self, data: &VoteData) -> bool {
         let Some(vs) = self.ep.views.get(&data.view) else { return false };
         match data.vote_kind() {
             Some(VoteKind::Notarize) => vs.notarization.as_ref().is_some_and(|c| &c.data == data),
@@ -34,10 +48,6 @@ impl Engine {
         out: &mut Vec<Action>,
     ) {
         let data = incoming.message().data;
-        if data.epoch.checked_add(1) == Some(self.ep.epoch) {
-            self.help_previous_epoch(out);
-            return;
-        }
         if data.epoch != self.ep.epoch || data.view < self.ep.floor || self.holds(&data) {
             return;
         }
@@ -50,53 +60,69 @@ impl Engine {
             Incoming::Verified(v) if v.checked_by(&table) => v.into_inner(),
             Incoming::Verified(_) => return,
         };
-        self.accept_certificate(cert, out);
+        self.accept_certificate(cert, Origin::Received, out);
     }
 
     /// Act on a verified certificate of the current epoch.
-    pub(crate) fn accept_certificate(&mut self, cert: Certificate, out: &mut Vec<Action>) {
+    pub(crate) fn accept_certificate(
+        &mut self,
+        cert: Certificate,
+        origin: Origin,
+        out: &mut Vec<Action>,
+    ) {
         let data = cert.data;
         if data.view < self.ep.floor || self.holds(&data) {
             return;
         }
-        self.pool.mark_certified(&data);
+        let Some(kind) = data.vote_kind() else { return };
+        if kind != VoteKind::Nullify
+            && self.ep.views.get(&data.view).is_some_and(|vs| match kind {
+                VoteKind::Notarize => vs.notarization.is_some(),
+                _ => vs.finalization.is_some(),
+            })
+        {
+            // A second notarization (or finalization) in one view needs > 1/3 faulty power;
+            // keep the first.
+            return;
+        }
+        let dropped = self.pool.mark_certified(&data);
+        out.extend(
+            dropped.into_iter().map(|vote| Action::VoteChecked { vote, verdict: Verdict::Ignore }),
+        );
         if !self.replaying {
             self.last_certificate_ms = Some(self.now_ms);
         }
-        let Some(kind) = data.vote_kind() else { return };
+        match origin {
+            Origin::Local if self.is_aggregator && !self.replaying => {
+                out.push(Action::BroadcastCertificate(cert.clone()));
+            }
+            Origin::Local => {
+                self.ep.unpublished.insert(data, cert.clone());
+            }
+            Origin::Received => {}
+        }
+        out.push(Action::Certified { certificate: cert.clone(), local: origin == Origin::Local });
         match kind {
             VoteKind::Notarize => {
-                let vs = self.view_state(data.view);
-                if vs.notarization.is_some() {
-                    // A second notarization in one view needs > 1/3 faulty power; keep the first.
-                    return;
-                }
-                vs.notarization = Some(cert.clone());
-                let block = self.blocks.get(&data.block_root).cloned();
-                if block.is_none() {
+                self.view_state(data.view).notarization = Some(cert);
+                if !self.blocks.contains_key(&data.block_root) {
                     self.want(data.block_root, out);
                 }
-                out.push(Action::Notarized { certificate: cert, block });
                 // Rule 6: FINALIZE unless we nullified this view (cast_vote enforces it).
                 self.cast_vote(VoteData::finalize(data.epoch, data.view, data.block_root), out);
-                self.on_view_certified(data.view, out);
+                self.on_view_certified(data.view, EntryCause::Notarized, out);
             }
             VoteKind::Nullify => {
-                self.view_state(data.view).nullification = Some(cert.clone());
-                out.push(Action::Nullified { certificate: cert });
-                self.on_view_certified(data.view, out);
+                self.view_state(data.view).nullification = Some(cert);
+                self.on_view_certified(data.view, EntryCause::Nullified, out);
             }
             VoteKind::Finalize => {
-                let vs = self.view_state(data.view);
-                if vs.finalization.is_some() {
-                    return;
-                }
-                vs.finalization = Some(cert.clone());
+                self.view_state(data.view).finalization = Some(cert.clone());
                 if !self.blocks.contains_key(&data.block_root) {
                     self.want(data.block_root, out);
                 }
                 let epoch = self.ep.epoch;
-                self.on_view_certified(data.view, out);
+                self.on_view_certified(data.view, EntryCause::Notarized, out);
                 self.finalize(cert, out);
                 if self.ep.epoch != epoch {
                     return;
@@ -108,20 +134,35 @@ impl Engine {
     }
 
     pub(crate) fn want(&mut self, root: Root, out: &mut Vec<Action>) {
-        if self.wanted.insert(root) {
-            out.push(Action::FetchBlock(root));
+        if self.wanted.insert(root) && !self.replaying {
+            out.push(Action::Request(Request::BlocksByRoot(vec![root])));
         }
     }
 
-    /// A fetched block: accepted only if we asked for it.
-    pub(crate) fn on_block(&mut self, block: Block, out: &mut Vec<Action>) {
-        let Ok(root) = block.root() else { return };
-        if !self.wanted.remove(&root) {
-            return;
+    /// Requested blocks: by root (only roots we asked for), or by range (only heights we asked
+    /// for, and only while a finalization waits for them; they are used only if they link to
+    /// the certified block by `parent_root`).
+    pub(crate) fn on_blocks(&mut self, blocks: Vec<Block>, out: &mut Vec<Action>) {
+        for block in blocks {
+            let Ok(root) = block.root() else { continue };
+            if self.wanted.remove(&root) {
+                if block.height > self.finalized_height {
+                    out.push(Action::StoreBlock { root, block: block.clone() });
+                    self.blocks.insert(root, block);
+                }
+                continue;
+            }
+            let in_range =
+                self.range_wanted.is_some_and(|(lo, hi)| block.height >= lo && block.height < hi);
+            if in_range
+                && !self.blocks.contains_key(&root)
+                && self.blocks.len() < MAX_PENDING_BLOCKS
+            {
+                self.blocks.insert(root, block);
+            }
         }
-        self.blocks.insert(root, block);
-        if let Some(cert) = self.pending_finality.take() {
-            self.finalize(cert, out);
+        if let Some(pending) = self.pending_finality.clone() {
+            self.finalize(pending.certificate, out);
         }
         self.consider_pending(out);
         self.try_propose(out);
@@ -157,15 +198,32 @@ impl Engine {
         StateLookup::Known(state)
     }
 
-    /// Rule 7: finalize the certified block and its ancestors, in height order.
+    /// Rule 7: finalize the certified block and its ancestors, in height order. The walk down
+    /// from the certified block is kept between calls, so each block is visited once however
+    /// many round trips fetching the ancestors takes.
     pub(crate) fn finalize(&mut self, cert: Certificate, out: &mut Vec<Action>) {
         let target = cert.data.block_root;
-        let mut chain: Vec<(Root, Block)> = Vec::new();
-        let mut cur = target;
+        let mut chain = match self.pending_finality.take() {
+            Some(p) if p.certificate.data.block_root == target => p.chain,
+            // A pending finality at a higher view covers this one (it finalizes a descendant).
+            Some(p) if p.certificate.data.view > cert.data.view => {
+                self.pending_finality = Some(p);
+                return;
+            }
+            _ => Vec::new(),
+        };
+        let mut cur = match chain.last().and_then(|r| self.blocks.get(r)) {
+            Some(lowest) => lowest.parent_root,
+            None => target,
+        };
         while cur != self.finalized_root {
             let Some(block) = self.blocks.get(&cur) else {
+                let below = chain.last().and_then(|r| self.blocks.get(r)).map(|b| b.height);
                 self.want(cur, out);
-                self.pending_finality = Some(cert);
+                if let Some(child_height) = below {
+                    self.want_range(child_height, out);
+                }
+                self.pending_finality = Some(PendingFinality { certificate: cert, chain });
                 return;
             };
             if block.height <= self.finalized_height {
@@ -173,29 +231,48 @@ impl Engine {
                 // act on it.
                 return;
             }
-            chain.push((cur, block.clone()));
+            chain.push(cur);
             cur = block.parent_root;
         }
         // All or nothing: every block of the chain must have a state before any is reported,
         // so the finalized tip always matches the certificate that proves it (`anchor`).
-        for (root, _) in chain.iter().rev() {
+        for root in chain.iter().rev() {
             if !matches!(self.ensure_state(*root), StateLookup::Known(_)) {
                 return;
             }
         }
-        for (root, block) in chain.into_iter().rev() {
+        for root in chain.into_iter().rev() {
+            let Some(block) = self.blocks.get(&root).cloned() else { return };
             self.finalized_root = root;
             self.finalized_height = block.height;
             self.finalized_certificate = Some(cert.clone());
             out.push(Action::Finalized { root, block, certificate: cert.clone() });
         }
-        if self.pending_finality.as_ref().is_some_and(|p| p.data.block_root == target) {
-            self.pending_finality = None;
-        }
+        self.range_wanted = None;
         self.prune_finalized(cert.data.view);
         let ends_epoch = self.states.get(&self.finalized_root).is_some_and(|s| s.ends_epoch());
         if ends_epoch && self.finalized_root == target {
             self.switch_epoch(cert, out);
+        }
+    }
+
+    /// The blocks between the finalized tip and a missing ancestor (the parent of a block at
+    /// `child_height`): ask for up to `RANGE_BATCH` of them at once.
+    fn want_range(&mut self, child_height: u64, out: &mut Vec<Action>) {
+        let Some(missing) = child_height.checked_sub(1) else { return };
+        let first = self.finalized_height.saturating_add(1);
+        if missing <= first {
+            return;
+        }
+        let start = missing.saturating_add(1).saturating_sub(RANGE_BATCH).max(first);
+        let end = missing.saturating_add(1);
+        if self.range_wanted == Some((start, end)) {
+            return;
+        }
+        self.range_wanted = Some((start, end));
+        if !self.replaying {
+            let count = end.saturating_sub(start);
+            out.push(Action::Request(Request::BlocksByRange { start_height: start, count }));
         }
     }
 
@@ -207,32 +284,50 @@ impl Engine {
         if final_view > self.ep.floor {
             self.ep.floor = final_view;
             self.ep.views.retain(|v, _| *v >= final_view);
+            self.ep.unpublished.retain(|d, _| d.view >= final_view);
         }
     }
 
     /// Start the next epoch on the finalized epoch-ending block.
     fn switch_epoch(&mut self, cert: Certificate, out: &mut Vec<Action>) {
         let Some(state) = self.states.get(&self.finalized_root) else { return };
-        let Ok(base) = child_base(state) else { return };
-        let Ok(table) = KeyTable::new(base.epoch, &base.operators, self.digest) else { return };
-        self.ep = EpochState {
-            epoch: base.epoch,
-            me: table.index_of(&self.pubkey),
-            table: Arc::new(table),
-            genesis_root: self.finalized_root,
-            view: 0,
-            entered_at_ms: None,
-            views: Default::default(),
-            floor: 0,
-            start_certificate: Some(cert),
+        let table = child_base(state)
+            .and_then(|base| KeyTable::new(base.epoch, &base.operators, self.digest));
+        let table = match table {
+            Ok(table) => table,
+            Err(e) => {
+                // Admission was checked when the block was judged (section 7), so a quorum
+                // accepted a set this node cannot load: it cannot follow the chain any more.
+                out.push(Action::Halted {
+                    reason: format!("cannot start the next epoch's operator set: {e}"),
+                });
+                return;
+            }
         };
-        self.pool.clear();
+        let dropped = self.pool.clear();
+        out.extend(
+            dropped.into_iter().map(|vote| Action::VoteChecked { vote, verdict: Verdict::Ignore }),
+        );
+        let epoch = table.epoch();
+        let operators = table.operator_set().clone();
+        self.ep = EpochState::new(epoch, table, &self.pubkey, self.finalized_root, Some(cert));
         self.pending_proposals.clear();
         self.wanted.clear();
-        self.last_wakeup = None;
-        out.push(Action::EpochChanged { epoch: base.epoch, operators: base.operators.clone() });
-        if self.now_ms >= self.timing.genesis_ms {
-            self.enter_view(0, out);
+        self.range_wanted = None;
+        self.pending_finality = None;
+        self.replayed_view = None;
+        out.push(Action::EpochChanged { epoch, operators });
+        // Own votes already stored for this epoch are guards (and pool entries) from now on.
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.future_own_votes)
+            .into_iter()
+            .filter(|v| v.data.epoch >= epoch)
+            .partition(|v| v.data.epoch == epoch);
+        self.future_own_votes = later;
+        for vote in &now {
+            self.restore_own_vote(vote);
+        }
+        if !self.replaying && self.now_ms >= self.timing.genesis_ms {
+            self.enter_view(0, EntryCause::EpochStart, out);
         }
     }
 }

@@ -1,16 +1,16 @@
-//! The Simplex state machine (docs/protocol.md, "Rules").
+//! The Simplex state machine (docs/protocol.md, sections 8 to 11).
 //!
-//! `Engine::handle(Input) -> Vec<Action>` is the whole interface: inputs are ticks (one per
-//! interval boundary of the slot clock, with the aggregator flag read once for the tick),
-//! proposals, votes (with the aggregator flag read for that vote), certificates and fetched
-//! blocks; outputs are actions the caller executes **in order**. Contract: a
-//! `PersistVote(v)` must be durably written (fsync) before the caller executes any later
+//! `Engine::handle(now_ms, Input) -> Vec<Action>` is the whole interface: inputs are ticks
+//! (interval boundaries of the slot clock, or the deadline the engine asked for with
+//! [`Engine::next_deadline`]), proposals, votes, certificates and requested blocks, each with
+//! the caller's clock reading; outputs are actions the caller executes **in order**. Contract:
+//! a `PersistVote(v)` must be durably written (fsync) before the caller executes any later
 //! action of the same batch; that is what makes "persist before publish" hold across crashes.
 //!
-//! No I/O, no clock, no threads, no randomness: time comes in with `Tick`, so two engines fed
-//! the same inputs produce the same actions. Submodules: `views` (entering views, timers,
-//! re-broadcast), `proposals` (building and checking proposals), `certs` (certificates,
-//! finality, epoch switch), `votes` (casting own votes, pooling others').
+//! No I/O, no clock, no threads, no randomness: two engines fed the same inputs at the same
+//! times produce the same actions. Submodules: `views` (entering views, deadlines, pulls when
+//! stalled), `proposals` (building and judging proposals), `certs` (certificates, finality,
+//! blocks, epoch switch), `votes` (own votes, the pool's lazy checks, building certificates).
 
 mod certs;
 mod proposals;
@@ -23,7 +23,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::bls::SecretKey;
+use crate::bls::{SecretKey, Signature};
 use crate::error::ConsensusError;
 use crate::operators::KeyTable;
 use crate::pool::{Evidence, Pool};
@@ -33,7 +33,7 @@ use crate::task::TaskRegistry;
 use crate::timing::Timing;
 use crate::types::{
     Block, Certificate, ChainState, Epoch, GenesisConfig, OperatorIndex, OperatorSet, Root,
-    SignedProposal, SignedVote, View, VoteKind,
+    SignedProposal, SignedVote, View, VoteData, VoteKind,
 };
 use crate::verify::Incoming;
 
@@ -41,41 +41,93 @@ use crate::verify::Incoming;
 pub const VOTE_WINDOW_BEHIND: u64 = 32;
 /// Messages for views more than this far ahead are ignored (cannot judge yet).
 pub const VIEW_WINDOW_AHEAD: u64 = 16;
-
-/// Evidence records kept until the node takes them (`Engine::take_evidence`).
-pub const MAX_EVIDENCE: usize = 1024;
+/// Most blocks above the finalized height the engine keeps in memory; blocks fetched by
+/// range beyond it are not taken (bounds what a lying peer can make it hold).
+pub const MAX_PENDING_BLOCKS: usize = 4096;
+/// Most blocks one `blocks_by_range` request asks for (docs/protocol.md, section 16).
+pub const RANGE_BATCH: u64 = 64;
+/// Largest back-off multiplier of the view deadlines (rule 5).
+pub const MAX_BACKOFF: u64 = 8;
 
 /// Engine configuration.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub genesis: GenesisConfig,
-    /// Intervals after entering a view before voting NULLIFY (brief default: 3).
-    pub nullify_timeout_intervals: u64,
+    /// Rule 5: nullify when no valid proposal was judged this long after the leader's pace.
+    pub leader_timeout_ms: u64,
+    /// Rule 5: nullify when no certificate is held this long after the leader's pace; also
+    /// the period of pulls while stalled.
+    pub advance_timeout_ms: u64,
 }
 
 impl EngineConfig {
+    /// Defaults: leader timeout 2 intervals, advance timeout 3 intervals of the slot clock.
     pub fn new(genesis: GenesisConfig) -> Self {
-        Self { genesis, nullify_timeout_intervals: 3 }
+        let interval =
+            genesis.slot_duration_ms.checked_div(genesis.intervals_per_slot).unwrap_or(0);
+        Self {
+            genesis,
+            leader_timeout_ms: interval.saturating_mul(2),
+            advance_timeout_ms: interval.saturating_mul(3),
+        }
     }
 }
 
 /// An event for the engine.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// An interval boundary of the slot clock; `is_aggregator` is the flag read once for it.
+    /// An interval boundary of the slot clock, or a deadline from `next_deadline`;
+    /// `is_aggregator` is the flag read once for it.
     Tick {
-        now_ms: u64,
         is_aggregator: bool,
     },
     Proposal(Incoming<SignedProposal>),
-    /// A gossiped vote; `is_aggregator` is the flag read for this vote.
+    /// A vote from the network (raw: pooled pending and checked lazily, answered with exactly
+    /// one `Action::VoteChecked`) or already verified; `is_aggregator` is the flag read for it.
     Vote {
         vote: Incoming<SignedVote>,
         is_aggregator: bool,
     },
     Certificate(Incoming<Certificate>),
-    /// A block obtained by request after a `FetchBlock` action.
-    Block(Block),
+    /// Blocks obtained by request (`Request::BlocksByRoot` or `Request::BlocksByRange`).
+    Blocks(Vec<Block>),
+}
+
+/// The verdict on a vote handed in raw (docs/protocol.md, section 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Not needed or not judged (duplicate, certified already, out of the window, pruned).
+    Ignore,
+    /// Its signature is invalid: the sender is answerable.
+    Reject,
+}
+
+/// What a node asks its peers for (docs/protocol.md, section 10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Certificates of `epoch` from `from_view` on (plus the epoch's ending finalization).
+    Certificates { epoch: Epoch, from_view: View },
+    /// The verified votes peers hold for one view.
+    Votes { epoch: Epoch, view: View },
+    /// Blocks by root (answer with `Input::Blocks`).
+    BlocksByRoot(Vec<Root>),
+    /// Finalized blocks by height (answer with `Input::Blocks`).
+    BlocksByRange { start_height: u64, count: u64 },
+}
+
+/// Why a view was entered (for logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryCause {
+    /// The epoch started (genesis, an epoch switch, or the first tick after a restart).
+    EpochStart,
+    /// The previous view was notarized (or finalized).
+    Notarized,
+    /// The previous view was nullified.
+    Nullified,
+    /// A certificate for a view ahead of ours (catch-up).
+    CatchUp,
 }
 
 /// Something the caller must do, in order. See the module doc for the persistence contract.
@@ -86,14 +138,16 @@ pub enum Action {
     BroadcastProposal(SignedProposal),
     BroadcastVote(SignedVote),
     BroadcastCertificate(Certificate),
-    /// A verified NOTARIZE certificate is now held (store it with the block if known).
-    Notarized {
-        certificate: Certificate,
-        block: Option<Block>,
+    /// The verdict on a raw vote that was handed in (exactly once per raw vote).
+    VoteChecked {
+        vote: SignedVote,
+        verdict: Verdict,
     },
-    /// A verified NULLIFY certificate is now held (store it: restart replays it).
-    Nullified {
+    /// A certificate is now held, built here from the pool (`local`) or received (store it:
+    /// restart replays it, and peers may ask for it).
+    Certified {
         certificate: Certificate,
+        local: bool,
     },
     /// `block` is final; `certificate` is the finalization certificate of it or of a
     /// descendant (blocks are emitted in height order, each exactly once).
@@ -107,13 +161,26 @@ pub enum Action {
         epoch: Epoch,
         operators: OperatorSet,
     },
-    /// Ask peers for the block with this root, then feed it back as `Input::Block`.
-    FetchBlock(Root),
+    /// A block worth keeping before it is final (a proposal this node judged valid or made, a
+    /// block it fetched): store it so it can be served by root and replayed after a restart.
+    StoreBlock {
+        root: Root,
+        block: Block,
+    },
+    /// Ask peers; the answers come back as inputs.
+    Request(Request),
     /// An operator signed two votes an honest operator never signs together.
     Evidence(Evidence),
-    /// Deliver a `Tick` no later than this time (unix ms).
-    ScheduleWakeup {
-        at_ms: u64,
+    /// The node entered a view (for logs and metrics).
+    EnteredView {
+        epoch: Epoch,
+        view: View,
+        cause: EntryCause,
+    },
+    /// The engine cannot go on (a finalized epoch-ending block whose operator set this node
+    /// cannot load); it stays where it is. Report it loudly.
+    Halted {
+        reason: String,
     },
 }
 
@@ -136,23 +203,41 @@ impl Anchor {
             certificate: None,
         })
     }
+
+    /// The view below which nothing of the anchor's epoch is needed any more: the view of the
+    /// anchor's certificate when it sits inside its epoch, 0 when it starts one.
+    pub fn floor_view(&self) -> View {
+        if self.block.height == 0 || self.state.ends_epoch() {
+            0
+        } else {
+            self.certificate.as_ref().map_or(0, |c| c.data.view)
+        }
+    }
+
+    /// The epoch the engine runs after this anchor.
+    pub fn epoch(&self) -> Result<Epoch, ConsensusError> {
+        Ok(child_base(&self.state)?.epoch)
+    }
 }
 
 /// What the node stored, replayed at restart.
 #[derive(Debug, Clone, Default)]
 pub struct Persisted {
-    /// Every own vote persisted through `Action::PersistVote` (at least of the anchor's epoch).
+    /// Own votes persisted through `Action::PersistVote`: every one of the anchor's epoch from
+    /// the anchor's floor view on, and every one of later epochs.
     pub own_votes: Vec<SignedVote>,
-    /// Stored certificates (notarizations, nullifications, finalizations).
+    /// Stored certificates (notarizations, nullifications, finalizations), in key order.
     pub certificates: Vec<Certificate>,
-    /// Stored non-final blocks (notarized or proposed).
+    /// Stored non-final blocks.
     pub blocks: Vec<Block>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ViewState {
-    /// Root of the first valid proposal from the leader (the one we judged).
+    /// Root of the first proposal from the leader that we judged (valid or not).
     pub(crate) proposal: Option<Root>,
+    /// That proposal was judged valid (or we made it).
+    pub(crate) proposal_valid: bool,
     /// We (as leader) proposed in this view.
     pub(crate) proposed: bool,
     pub(crate) notarization: Option<Certificate>,
@@ -183,14 +268,63 @@ pub(crate) struct EpochState {
     /// Parent of the epoch's first block: the previous epoch's final block (or genesis).
     pub(crate) genesis_root: Root,
     pub(crate) view: View,
-    /// `None` until the first tick at or after the epoch's start.
+    /// When the current view was entered; `None` until the first input at or after the
+    /// epoch's start.
     pub(crate) entered_at_ms: Option<u64>,
+    /// When the view before the current one was entered, if the node went through it (rule
+    /// 3's pace counts from there, so blocks come one `block_interval` apart, not one
+    /// interval plus the time a view takes).
+    pub(crate) previous_entered_at_ms: Option<u64>,
+    /// Consecutive views before the current one that were left on a nullification (rule 5's
+    /// back-off).
+    pub(crate) nullified_streak: u32,
+    /// When this view last pulled what it lacks (rule: section 10, stalled view).
+    pub(crate) last_pull_ms: Option<u64>,
     pub(crate) views: BTreeMap<View, ViewState>,
     /// Views below this were pruned after finality: nothing is accepted or voted there any
     /// more (their vote records are gone, so voting there could contradict an old vote).
     pub(crate) floor: View,
     /// Finalization certificate that started this epoch (None for epoch 0).
     pub(crate) start_certificate: Option<Certificate>,
+    /// Certificates built here and not yet published (published when the aggregator flag is
+    /// on: at once, or at its first tick).
+    pub(crate) unpublished: BTreeMap<VoteData, Certificate>,
+}
+
+impl EpochState {
+    fn new(
+        epoch: Epoch,
+        table: KeyTable,
+        pubkey: &[u8; 48],
+        genesis_root: Root,
+        start_certificate: Option<Certificate>,
+    ) -> Self {
+        Self {
+            epoch,
+            me: table.index_of(pubkey),
+            table: Arc::new(table),
+            genesis_root,
+            view: 0,
+            entered_at_ms: None,
+            previous_entered_at_ms: None,
+            nullified_streak: 0,
+            last_pull_ms: None,
+            views: BTreeMap::new(),
+            floor: 0,
+            start_certificate,
+            unpublished: BTreeMap::new(),
+        }
+    }
+}
+
+/// A finalization waiting for ancestor blocks: the chain walked down from the certified block
+/// so far (each root present in `blocks`), so new blocks continue the walk instead of
+/// restarting it.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingFinality {
+    pub(crate) certificate: Certificate,
+    /// Roots from the certified block downwards, every one present in `blocks`.
+    pub(crate) chain: Vec<Root>,
 }
 
 /// The consensus engine of one node.
@@ -210,22 +344,25 @@ pub struct Engine {
     pub(crate) finalized_height: u64,
     /// Certificate proving `finalized_root` final (None at genesis).
     pub(crate) finalized_certificate: Option<Certificate>,
-    /// A finalization waiting for missing ancestor blocks.
-    pub(crate) pending_finality: Option<Certificate>,
-    /// First verified proposal per view (current view and ahead) awaiting data.
+    pub(crate) pending_finality: Option<PendingFinality>,
+    /// First verified proposal per view (current view and ahead) awaiting judgement.
     pub(crate) pending_proposals: BTreeMap<View, SignedProposal>,
+    /// Block roots requested and not yet received.
     pub(crate) wanted: BTreeSet<Root>,
+    /// Heights below which a range request is outstanding (`blocks_by_range` answers accepted).
+    pub(crate) range_wanted: Option<(u64, u64)>,
     pub(crate) pool: Pool,
-    pub(crate) evidence: Vec<Evidence>,
-    pub(crate) last_rebroadcast_ms: u64,
-    pub(crate) last_old_epoch_help_ms: Option<u64>,
-    pub(crate) last_wakeup: Option<u64>,
-    /// True while `restart` replays stored data: no vote is cast then (a vote cast during
-    /// replay could not be persisted before the caller sees it).
+    /// Own votes of epochs after the current one (restored when the epoch starts).
+    pub(crate) future_own_votes: Vec<SignedVote>,
+    /// When the last justification pull was asked for (at most one per advance timeout).
+    pub(crate) last_justification_pull_ms: Option<u64>,
+    /// True while `restart` replays stored data: no vote is cast and nothing is published.
     pub(crate) replaying: bool,
-    /// Tick time at which the last new certificate was accepted (for health: with no
-    /// aggregator on, this stops moving).
+    /// Time at which the last new certificate was accepted (for health: stops moving when
+    /// the network stops certifying).
     pub(crate) last_certificate_ms: Option<u64>,
+    /// Highest view certified during replay: the view the node resumes after.
+    pub(crate) replayed_view: Option<View>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -250,7 +387,8 @@ impl Engine {
     }
 
     /// Start from the last finalized block and replay what the node persisted. Own votes
-    /// become guards: the engine never casts a vote contradicting one of them.
+    /// become guards (the engine never casts a vote contradicting one of them) and enter the
+    /// pool (a restarted node's own vote still counts towards its certificates).
     pub fn restart(
         config: EngineConfig,
         key: SecretKey,
@@ -258,7 +396,8 @@ impl Engine {
         anchor: Anchor,
         persisted: Persisted,
     ) -> Result<Self, ConsensusError> {
-        let timing = Timing::new(&config.genesis, config.nullify_timeout_intervals)?;
+        let timing =
+            Timing::new(&config.genesis, config.leader_timeout_ms, config.advance_timeout_ms)?;
         let digest = network_digest(&config.genesis)?;
         let anchor_root = anchor.block.root()?;
         crate::state::check_state_root(&anchor.block, &anchor.state)?;
@@ -268,18 +407,8 @@ impl Engine {
         let starts_epoch = anchor.block.height == 0 || anchor.state.ends_epoch();
         let base = child_base(&anchor.state)?;
         let epoch = base.epoch;
-        let table = Arc::new(KeyTable::new(epoch, &base.operators, digest)?);
-        let mut ep = EpochState {
-            epoch,
-            me: table.index_of(&pubkey),
-            table,
-            genesis_root: anchor_root,
-            view: 0,
-            entered_at_ms: None,
-            views: BTreeMap::new(),
-            floor: 0,
-            start_certificate: None,
-        };
+        let table = KeyTable::new(epoch, &base.operators, digest)?;
+        let mut ep = EpochState::new(epoch, table, &pubkey, anchor_root, None);
         if starts_epoch {
             ep.start_certificate = anchor.certificate.clone();
         } else {
@@ -295,6 +424,7 @@ impl Engine {
             crate::verify::verify_certificate(&ep.table, &cert)?;
             let view = cert.data.view;
             ep.floor = view;
+            ep.view = view.saturating_add(1);
             ep.views.entry(view).or_default().finalization = Some(cert);
             ep.genesis_root = [0; 32];
         }
@@ -315,29 +445,29 @@ impl Engine {
             pending_finality: None,
             pending_proposals: BTreeMap::new(),
             wanted: BTreeSet::new(),
+            range_wanted: None,
             pool: Pool::default(),
-            evidence: Vec::new(),
-            last_rebroadcast_ms: 0,
-            last_old_epoch_help_ms: None,
-            last_wakeup: None,
+            future_own_votes: Vec::new(),
+            last_justification_pull_ms: None,
             replaying: true,
             last_certificate_ms: None,
+            replayed_view: None,
         };
-        if !starts_epoch {
-            // Views up to the anchor's are settled.
-            let anchor_view = engine.ep.views.keys().next().copied().unwrap_or(0);
-            engine.ep.view = anchor_view.saturating_add(1);
-        }
-        let persisted_votes = persisted.own_votes;
-        for vote in &persisted_votes {
-            engine.restore_own_vote(vote);
+        // Own votes of the current epoch are guards now; later epochs' wait for their switch.
+        for vote in persisted.own_votes {
+            if vote.data.epoch > engine.ep.epoch {
+                engine.future_own_votes.push(vote);
+            } else if vote.data.epoch == engine.ep.epoch {
+                engine.restore_own_vote(&vote);
+            }
         }
         for block in persisted.blocks {
             if let (true, Ok(root)) = (block.height > engine.finalized_height, block.root()) {
                 engine.blocks.insert(root, block);
             }
         }
-        // Replay publishes nothing: the restarted node re-sends on its own schedule.
+        // Replay publishes nothing: the restarted node resumes on its own schedule. Replay may
+        // switch epochs; the switch restores that epoch's own votes from `future_own_votes`.
         let mut ignored = Vec::new();
         for cert in persisted.certificates {
             if cert.data.epoch == engine.ep.epoch {
@@ -345,38 +475,42 @@ impl Engine {
             }
         }
         engine.replaying = false;
-        // Replay may have switched the epoch: restore that epoch's own votes too.
-        for vote in &persisted_votes {
-            engine.restore_own_vote(vote);
-        }
-        // Resume after the highest certified view (the first tick enters it).
-        let resume = engine
-            .ep
-            .views
-            .iter()
-            .rev()
-            .find(|(_, vs)| vs.has_certificate())
-            .and_then(|(v, _)| v.checked_add(1));
-        if let Some(view) = resume.filter(|v| *v > engine.ep.view) {
+        if let Some(view) = engine.replayed_view.take().and_then(|v| v.checked_add(1))
+            && view > engine.ep.view
+        {
             engine.ep.view = view;
         }
         Ok(engine)
     }
 
-    /// Process one input; execute the returned actions in order.
-    pub fn handle(&mut self, input: Input) -> Vec<Action> {
+    /// Process one input at `now_ms` (the caller's clock); execute the returned actions in
+    /// order.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
+        // Time never goes backwards inside the engine, whatever the caller's clock does.
+        self.now_ms = self.now_ms.max(now_ms);
+        let mut tick = None;
         match input {
-            Input::Tick { now_ms, is_aggregator } => self.on_tick(now_ms, is_aggregator, &mut out),
+            Input::Tick { is_aggregator } => {
+                self.is_aggregator = is_aggregator;
+                tick = Some(is_aggregator);
+            }
             Input::Proposal(p) => self.on_proposal(p, &mut out),
             Input::Vote { vote, is_aggregator } => {
                 self.is_aggregator = is_aggregator;
-                self.on_vote(vote, is_aggregator, &mut out);
+                self.on_vote(vote, &mut out);
             }
             Input::Certificate(c) => self.on_certificate(c, &mut out),
-            Input::Block(b) => self.on_block(b, &mut out),
+            Input::Blocks(blocks) => self.on_blocks(blocks, &mut out),
         }
-        self.after_event(&mut out);
+        // Deadlines are checked after every input, not only on ticks: a late tick never
+        // delays a timeout past the input that reveals it.
+        self.on_time(&mut out);
+        if let Some(is_aggregator) = tick
+            && is_aggregator
+        {
+            self.publish_unpublished(&mut out);
+        }
         out
     }
 
@@ -387,6 +521,10 @@ impl Engine {
     }
     pub fn view(&self) -> View {
         self.ep.view
+    }
+    /// Lowest view of the current epoch still open (views below were pruned after finality).
+    pub fn floor(&self) -> View {
+        self.ep.floor
     }
     /// Key table of the current epoch (share it with verification workers).
     pub fn key_table(&self) -> Arc<KeyTable> {
@@ -415,25 +553,38 @@ impl Engine {
     pub fn network_digest(&self) -> NetworkDigest {
         self.digest
     }
-    /// Equivocation evidence recorded so far.
-    pub fn evidence(&self) -> &[Evidence] {
-        &self.evidence
-    }
-    /// Time (of the latest tick) at which the last new certificate was accepted.
+    /// Time at which the last new certificate was accepted.
     pub fn last_certificate_at_ms(&self) -> Option<u64> {
         self.last_certificate_ms
     }
-    /// Hand the recorded evidence to the caller (for storage or reporting) and forget it.
-    pub fn take_evidence(&mut self) -> Vec<Evidence> {
-        std::mem::take(&mut self.evidence)
+    /// `VoteData`s of the current epoch for which a certificate is held (gossip validation
+    /// ignores further certificates for them without a pairing).
+    pub fn certified(&self) -> BTreeSet<VoteData> {
+        let mut out = BTreeSet::new();
+        for vs in self.ep.views.values() {
+            for cert in
+                [&vs.notarization, &vs.nullification, &vs.finalization].into_iter().flatten()
+            {
+                out.insert(cert.data);
+            }
+        }
+        out
+    }
+    /// Verified votes this node holds for `view` of the current epoch (answers `votes`).
+    pub fn votes_of(&self, epoch: Epoch, view: View) -> Vec<SignedVote> {
+        if epoch == self.ep.epoch { self.pool.verified_votes_of(view) } else { Vec::new() }
     }
 
     pub(crate) fn view_state(&mut self, view: View) -> &mut ViewState {
         self.ep.views.entry(view).or_default()
     }
 
+    /// A persisted own vote of the current epoch: a guard, and a vote in the pool.
     fn restore_own_vote(&mut self, vote: &SignedVote) {
-        if vote.data.epoch != self.ep.epoch || Some(vote.operator_index) != self.ep.me {
+        if vote.data.epoch != self.ep.epoch
+            || Some(vote.operator_index) != self.ep.me
+            || vote.data.view < self.ep.floor
+        {
             return;
         }
         let vs = self.view_state(vote.data.view);
@@ -441,7 +592,11 @@ impl Engine {
             Some(VoteKind::Notarize) => vs.voted_notarize = Some(vote.data.block_root),
             Some(VoteKind::Nullify) => vs.voted_nullify = true,
             Some(VoteKind::Finalize) => vs.voted_finalize = Some(vote.data.block_root),
-            None => {}
+            None => return,
+        }
+        if let Ok(sig) = Signature::from_bytes(vote.signature.as_ref()) {
+            let table = Arc::clone(&self.ep.table);
+            self.pool.add_verified(&table, vote, sig);
         }
     }
 }

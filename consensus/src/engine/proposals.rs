@@ -2,7 +2,7 @@
 //! leader's proposal before NOTARIZE (rule 4), and re-proposal of an epoch-ending block.
 
 use super::certs::StateLookup;
-use super::{Action, Engine, VIEW_WINDOW_AHEAD};
+use super::{Action, Engine, Request, VIEW_WINDOW_AHEAD};
 use crate::signing::proposal_signing_root;
 use crate::state::{apply_block, check_state_root, child_epoch};
 use crate::task::TaskValidity;
@@ -52,20 +52,21 @@ impl Engine {
         }
     }
 
-    /// The tip of the notarized chain for view `v`: (root, view it was notarized in).
-    fn select_parent(&self, v: View) -> Option<(Root, Option<View>)> {
+    /// The tip of the notarized chain for view `v`: (root, view it was notarized in), or the
+    /// view whose certificate is missing.
+    fn select_parent(&self, v: View) -> Result<(Root, Option<View>), View> {
         let mut w = v;
         loop {
             let Some(prev) = w.checked_sub(1) else {
-                return (self.ep.floor == 0).then_some((self.ep.genesis_root, None));
+                return if self.ep.floor == 0 { Ok((self.ep.genesis_root, None)) } else { Err(0) };
             };
             w = prev;
-            let vs = self.ep.views.get(&w)?;
+            let Some(vs) = self.ep.views.get(&w) else { return Err(w) };
             if let Some(root) = vs.notarized_root() {
-                return Some((root, Some(w)));
+                return Ok((root, Some(w)));
             }
             if vs.nullification.is_none() || w < self.ep.floor {
-                return None;
+                return Err(w);
             }
         }
     }
@@ -102,11 +103,14 @@ impl Engine {
         certs
     }
 
-    /// Rule 3: as leader of the current view, propose once.
+    /// Rule 3: as leader of the current view, propose once, at the view's pace or later.
     pub(crate) fn try_propose(&mut self, out: &mut Vec<Action>) {
         let v = self.ep.view;
         let Some(me) = self.ep.me else { return };
-        if !self.started() || self.ep.table.leader(v) != Some(me) {
+        if self.replaying || self.ep.table.leader(v) != Some(me) {
+            return;
+        }
+        if self.pace_at().is_none_or(|pace| self.now_ms < pace) {
             return;
         }
         if self.ep.views.get(&v).is_some_and(|vs| {
@@ -114,7 +118,24 @@ impl Engine {
         }) {
             return;
         }
-        let Some((parent_root, parent_view)) = self.select_parent(v) else { return };
+        let (parent_root, parent_view) = match self.select_parent(v) {
+            Ok(parent) => parent,
+            Err(missing) => {
+                // Section 10: a leader without the certificates to justify a parent asks for
+                // them (once per advance timeout) instead of staying silent.
+                let due = self.last_justification_pull_ms.is_none_or(|t| {
+                    self.now_ms >= t.saturating_add(self.timing.advance_timeout_ms)
+                });
+                if due {
+                    self.last_justification_pull_ms = Some(self.now_ms);
+                    out.push(Action::Request(Request::Certificates {
+                        epoch: self.ep.epoch,
+                        from_view: missing,
+                    }));
+                }
+                return;
+            }
+        };
         let parent_state = match self.ensure_state(parent_root) {
             StateLookup::Known(s) => s,
             StateLookup::Missing(r) => {
@@ -146,6 +167,8 @@ impl Engine {
         let vs = self.view_state(v);
         vs.proposed = true;
         vs.proposal = Some(root);
+        vs.proposal_valid = true;
+        out.push(Action::StoreBlock { root, block: block.clone() });
         self.blocks.insert(root, block);
         self.states.insert(root, state);
         // Own NOTARIZE is persisted before the proposal leaves the node: after a crash the
@@ -207,19 +230,8 @@ impl Engine {
         incoming: Incoming<SignedProposal>,
         out: &mut Vec<Action>,
     ) {
-        let msg_epoch = incoming.message().message.epoch;
-        if msg_epoch.checked_add(1) == Some(self.ep.epoch) {
-            self.help_previous_epoch(out);
-            return;
-        }
-        if self.ep.epoch.checked_add(1) == Some(msg_epoch) {
-            // The first proposal of the next epoch carries the certificate that ends ours.
-            self.absorb_justification(
-                incoming.message().justification.iter().cloned().collect(),
-                out,
-            );
-        }
-        if msg_epoch != self.ep.epoch {
+        if incoming.message().message.epoch != self.ep.epoch {
+            // Another epoch's proposal: the node pulls what it lacks (section 10).
             return;
         }
         let v = incoming.message().message.view;
@@ -280,7 +292,13 @@ impl Engine {
             Judgement::Valid { root, state } => {
                 self.pending_proposals.remove(&v);
                 self.states.insert(root, state);
-                self.view_state(v).proposal = Some(root);
+                let vs = self.view_state(v);
+                vs.proposal = Some(root);
+                vs.proposal_valid = true;
+                // Kept before the vote: peers that see our NOTARIZE may ask for the block.
+                if let Some(block) = self.blocks.get(&root) {
+                    out.push(Action::StoreBlock { root, block: block.clone() });
+                }
                 self.cast_vote(VoteData::notarize(self.ep.epoch, v, root), out);
             }
         }

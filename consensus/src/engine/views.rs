@@ -1,139 +1,193 @@
-//! Entering views, the nullify timeout, re-broadcast on stall and wake-up scheduling
-//! (docs/protocol.md, rules 1 and 5, "Re-broadcast").
+//! Entering views (rule 1), the view's deadlines (rules 3 and 5, with back-off), pulls while
+//! stalled (section 10) and the next deadline the caller must wake the engine for.
 
-use super::{Action, Engine, VOTE_WINDOW_BEHIND};
-use crate::types::{Certificate, View, VoteData};
+use super::{Action, Engine, EntryCause, MAX_BACKOFF, Request, VOTE_WINDOW_BEHIND, Verdict};
+use crate::types::{View, VoteData};
 
 impl Engine {
-    pub(crate) fn on_tick(&mut self, now_ms: u64, is_aggregator: bool, out: &mut Vec<Action>) {
-        // Time never goes backwards inside the engine, whatever the caller's clock does.
-        self.now_ms = self.now_ms.max(now_ms);
-        self.is_aggregator = is_aggregator;
-        if self.now_ms < self.timing.genesis_ms {
+    /// Everything that depends on time; runs after every input.
+    pub(crate) fn on_time(&mut self, out: &mut Vec<Action>) {
+        if self.replaying || self.now_ms < self.timing.genesis_ms {
             return;
         }
-        if self.ep.entered_at_ms.is_none() {
-            self.enter_view(self.ep.view, out);
+        if !self.started() {
+            self.enter_view(self.ep.view, EntryCause::EpochStart, out);
         }
-        self.try_advance(out);
-        self.check_timeout(out);
+        self.check_overdue_votes(out);
+        self.check_deadlines(out);
         self.try_propose(out);
         self.consider_pending(out);
-        if is_aggregator {
-            self.flush_pool(out);
-        }
-        self.maybe_rebroadcast(out);
+        self.pull_if_stalled(out);
     }
 
     pub(crate) fn started(&self) -> bool {
         self.ep.entered_at_ms.is_some()
     }
 
-    /// Enter `view` now: reset its timer, propose if leader, judge a buffered proposal.
-    pub(crate) fn enter_view(&mut self, view: View, out: &mut Vec<Action>) {
+    /// Back-off multiplier of the current view's deadlines: doubles per consecutive nullified
+    /// view before it, up to `MAX_BACKOFF`.
+    fn backoff(&self) -> u64 {
+        1u64.checked_shl(self.ep.nullified_streak).unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
+    }
+
+    /// Rule 3: the earliest time the leader of the current view proposes: one block interval
+    /// after it entered the previous view, never before it entered this one (at once if it
+    /// skipped the previous view).
+    pub(crate) fn pace_at(&self) -> Option<u64> {
+        let entered = self.ep.entered_at_ms?;
+        let paced = self.ep.previous_entered_at_ms.map(|p| p.saturating_add(self.timing.slot_ms));
+        Some(paced.map_or(entered, |p| p.max(entered)))
+    }
+
+    /// Where the view's timers start: one block interval after entering it, which is never
+    /// before any honest leader's pace (minus the network delay), whatever views it skipped.
+    fn timer_base(&self) -> Option<u64> {
+        self.ep.entered_at_ms.map(|e| e.saturating_add(self.timing.slot_ms))
+    }
+
+    fn leader_deadline(&self) -> Option<u64> {
+        let wait = self.timing.leader_timeout_ms.saturating_mul(self.backoff());
+        self.timer_base().map(|p| p.saturating_add(wait))
+    }
+
+    fn advance_deadline(&self) -> Option<u64> {
+        self.timer_base().map(|p| p.saturating_add(self.advance_period()))
+    }
+
+    /// The advance timeout with back-off; also the period of pulls while stalled.
+    fn advance_period(&self) -> u64 {
+        self.timing.advance_timeout_ms.saturating_mul(self.backoff())
+    }
+
+    /// Enter `view` now: start its deadlines, drop what fell out of the window, propose if
+    /// leader (at its pace), judge a buffered proposal.
+    pub(crate) fn enter_view(&mut self, view: View, cause: EntryCause, out: &mut Vec<Action>) {
+        self.ep.nullified_streak = match cause {
+            EntryCause::Nullified => self.ep.nullified_streak.saturating_add(1),
+            _ => 0,
+        };
+        let next = self.ep.view.checked_add(1) == Some(view);
+        self.ep.previous_entered_at_ms = if next { self.ep.entered_at_ms } else { None };
         self.ep.view = view;
         self.ep.entered_at_ms = Some(self.now_ms);
-        self.last_rebroadcast_ms = self.now_ms;
-        self.pool.prune_below(view.saturating_sub(VOTE_WINDOW_BEHIND));
+        self.ep.last_pull_ms = None;
+        let dropped = self.pool.prune_below(view.saturating_sub(VOTE_WINDOW_BEHIND));
+        out.extend(
+            dropped.into_iter().map(|vote| Action::VoteChecked { vote, verdict: Verdict::Ignore }),
+        );
         self.pending_proposals.retain(|v, _| *v >= view);
+        self.ep.unpublished.retain(|d, _| d.view.saturating_add(1) >= view);
+        out.push(Action::EnteredView { epoch: self.ep.epoch, view, cause });
         self.try_propose(out);
         self.consider_pending(out);
     }
 
-    /// Rule 1 with pacing: leave the current view once it holds a certificate and at least
-    /// one slot has passed since entering it.
-    pub(crate) fn try_advance(&mut self, out: &mut Vec<Action>) {
-        while let Some(entered) = self.ep.entered_at_ms {
-            let certified = self.ep.views.get(&self.ep.view).is_some_and(|vs| vs.has_certificate());
-            if !certified || self.now_ms < entered.saturating_add(self.timing.slot_ms) {
-                return;
-            }
-            let Some(next) = self.ep.view.checked_add(1) else { return };
-            self.enter_view(next, out);
-        }
-    }
-
-    /// A certificate for `view` arrived: a view ahead of ours is a catch-up (jump straight
-    /// past it); our own view advances with pacing.
-    pub(crate) fn on_view_certified(&mut self, view: View, out: &mut Vec<Action>) {
+    /// Rule 1: a certificate for `view` is held. A view at or ahead of ours is left at once
+    /// (ahead: catch-up). During replay only the highest such view is remembered.
+    pub(crate) fn on_view_certified(
+        &mut self,
+        view: View,
+        cause: EntryCause,
+        out: &mut Vec<Action>,
+    ) {
         if !self.started() {
+            if self.replaying {
+                self.replayed_view = Some(self.replayed_view.map_or(view, |v| v.max(view)));
+            } else if view >= self.ep.view {
+                // Certified before the node's first input of the epoch: start after it.
+                self.ep.view = view.saturating_add(1);
+            }
             return;
         }
-        if let (true, Some(next)) = (view > self.ep.view, view.checked_add(1)) {
-            self.enter_view(next, out);
+        if view < self.ep.view {
+            return;
         }
-        self.try_advance(out);
+        let Some(next) = view.checked_add(1) else { return };
+        let cause = if view > self.ep.view { EntryCause::CatchUp } else { cause };
+        self.enter_view(next, cause, out);
     }
 
-    /// Rule 5: NULLIFY the current view when no notarization is held `nullify_timeout` after
-    /// entering it.
-    fn check_timeout(&mut self, out: &mut Vec<Action>) {
-        let Some(entered) = self.ep.entered_at_ms else { return };
-        if self.now_ms < entered.saturating_add(self.timing.nullify_ms) {
+    /// Rule 5: NULLIFY when the leader deadline passes without a proposal judged valid, or the
+    /// advance deadline passes without a certificate (we would have left the view otherwise).
+    fn check_deadlines(&mut self, out: &mut Vec<Action>) {
+        let (Some(leader_deadline), Some(advance_deadline)) =
+            (self.leader_deadline(), self.advance_deadline())
+        else {
+            return;
+        };
+        let view = self.ep.view;
+        let vs = self.ep.views.get(&view);
+        if vs.is_some_and(|vs| vs.has_certificate() || vs.voted_nullify) {
             return;
         }
-        let view = self.ep.view;
-        let notarized = self.ep.views.get(&view).is_some_and(|vs| vs.notarized_root().is_some());
-        if !notarized {
+        let proposal_valid = vs.is_some_and(|vs| vs.proposal_valid);
+        if (self.now_ms >= leader_deadline && !proposal_valid) || self.now_ms >= advance_deadline {
             self.cast_vote(VoteData::nullify(self.ep.epoch, view), out);
         }
     }
 
-    /// While stuck in a view past its timeout, re-send (every `nullify_timeout`) our votes of
-    /// the view, the certificates that justify being in it and outstanding block requests.
-    /// Without this a single lost message could stall the view forever.
-    fn maybe_rebroadcast(&mut self, out: &mut Vec<Action>) {
-        let Some(entered) = self.ep.entered_at_ms else { return };
-        let stalled_since = entered.saturating_add(self.timing.nullify_ms);
-        let next_due = self.last_rebroadcast_ms.saturating_add(self.timing.nullify_ms);
-        if self.now_ms < stalled_since || self.now_ms < next_due {
+    /// Section 10: stalled past the advance deadline, pull the view's votes and the missing
+    /// certificates from peers (and re-ask for blocks still wanted), once per advance period.
+    fn pull_if_stalled(&mut self, out: &mut Vec<Action>) {
+        let Some(advance_deadline) = self.advance_deadline() else { return };
+        if self.now_ms < advance_deadline {
             return;
         }
-        self.last_rebroadcast_ms = self.now_ms;
-        let view = self.ep.view;
-        let epoch = self.ep.epoch;
-        if let Some(vs) = self.ep.views.get(&view).cloned() {
-            if let Some(root) = vs.voted_notarize {
-                self.resend_vote(VoteData::notarize(epoch, view, root), out);
-            }
-            if vs.voted_nullify {
-                self.resend_vote(VoteData::nullify(epoch, view), out);
-            }
+        let period = self.advance_period();
+        if self.ep.last_pull_ms.is_some_and(|t| self.now_ms < t.saturating_add(period)) {
+            return;
         }
-        let mut certs: Vec<Certificate> = Vec::new();
-        if let Some(prev) = view.checked_sub(1).and_then(|p| self.ep.views.get(&p)) {
-            certs.extend(prev.notarization.iter().chain(prev.nullification.iter()).cloned());
+        self.ep.last_pull_ms = Some(self.now_ms);
+        let (epoch, view) = (self.ep.epoch, self.ep.view);
+        out.push(Action::Request(Request::Votes { epoch, view }));
+        out.push(Action::Request(Request::Certificates { epoch, from_view: self.first_gap() }));
+        if !self.wanted.is_empty() {
+            out.push(Action::Request(Request::BlocksByRoot(self.wanted.iter().copied().collect())));
         }
-        if let Some(latest) = self.ep.views.values().rev().find_map(|vs| vs.finalization.clone()) {
-            certs.push(latest);
-        } else if let Some(start) = &self.ep.start_certificate {
-            certs.push(start.clone());
-        }
-        out.extend(certs.into_iter().map(Action::BroadcastCertificate));
-        out.extend(self.wanted.iter().map(|r| Action::FetchBlock(*r)));
     }
 
-    /// Emit a wake-up for the next deadline, once per distinct deadline.
-    pub(crate) fn after_event(&mut self, out: &mut Vec<Action>) {
-        let next = match self.ep.entered_at_ms {
-            None => Some(self.timing.genesis_ms.max(self.now_ms)),
-            Some(entered) => {
-                let vs = self.ep.views.get(&self.ep.view);
-                let certified = vs.is_some_and(|v| v.has_certificate());
-                let nullified = vs.is_some_and(|v| v.voted_nullify);
-                let candidates = [
-                    (!certified && !nullified)
-                        .then(|| entered.saturating_add(self.timing.nullify_ms)),
-                    certified.then(|| entered.saturating_add(self.timing.slot_ms)),
-                    (!certified && nullified)
-                        .then(|| self.last_rebroadcast_ms.saturating_add(self.timing.nullify_ms)),
-                ];
-                candidates.into_iter().flatten().filter(|t| *t > self.now_ms).min()
+    /// The lowest view in `[floor, view]` for which no certificate is held.
+    pub fn first_gap(&self) -> View {
+        let mut w = self.ep.floor;
+        while w < self.ep.view {
+            if !self.ep.views.get(&w).is_some_and(|vs| vs.has_certificate()) {
+                return w;
             }
-        };
-        if let Some(at_ms) = next.filter(|t| self.last_wakeup != Some(*t)) {
-            self.last_wakeup = Some(at_ms);
-            out.push(Action::ScheduleWakeup { at_ms });
+            w = w.saturating_add(1);
         }
+        self.ep.view
+    }
+
+    /// Publish the certificates built here but not published yet (aggregator flag on).
+    pub(crate) fn publish_unpublished(&mut self, out: &mut Vec<Action>) {
+        let certs = std::mem::take(&mut self.ep.unpublished);
+        out.extend(certs.into_values().map(Action::BroadcastCertificate));
+    }
+
+    /// When the caller must deliver the next `Tick` (besides the slot clock's own ticks):
+    /// the earliest future deadline of the current view, of a pull, or of a lazy vote check.
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.now_ms < self.timing.genesis_ms {
+            return Some(self.timing.genesis_ms);
+        }
+        let Some(entered) = self.ep.entered_at_ms else { return Some(self.now_ms) };
+        let vs = self.ep.views.get(&self.ep.view);
+        let certified = vs.is_some_and(|vs| vs.has_certificate());
+        let nullified = vs.is_some_and(|vs| vs.voted_nullify);
+        let proposed = vs.is_some_and(|vs| vs.proposed || vs.proposal.is_some());
+        let leads = self.ep.me.is_some() && self.ep.table.leader(self.ep.view) == self.ep.me;
+        let advance = self.advance_deadline();
+        let next_pull = match (self.ep.last_pull_ms, advance) {
+            (Some(t), _) => Some(t.saturating_add(self.advance_period())),
+            (None, a) => a,
+        };
+        let candidates = [
+            (leads && !proposed).then(|| self.pace_at().unwrap_or(entered)),
+            (!certified && !nullified).then(|| self.leader_deadline()).flatten(),
+            (!certified && !nullified).then_some(advance).flatten(),
+            (!certified).then_some(next_pull).flatten(),
+            self.pool.next_overdue(self.timing.interval_ms),
+        ];
+        candidates.into_iter().flatten().filter(|t| *t > self.now_ms).min()
     }
 }

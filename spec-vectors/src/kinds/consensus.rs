@@ -1,12 +1,14 @@
 //! `consensus_test`: a sequence of inputs to one node's state machine (`avs_consensus::Engine`)
 //! and, per input, a summary of what the node did.
 //!
-//! Inputs: `genesis` (`GenesisConfig`, `ssz` JSON form), `nullifyTimeoutIntervals`, `nodeIkm`
-//! (the node's BLS key material), optional `persisted` (`ownVotes`, `certificates`, `blocks`:
-//! the node restarts from the genesis anchor with them), and `steps`, each one of
-//! `{"tick": {nowMs, isAggregator}}`, `{"proposal": SignedProposal}`,
-//! `{"vote": {signedVote, isAggregator}}`, `{"certificate": Certificate}`, `{"block": Block}`.
-//! No task definition is registered: every block body is empty.
+//! Inputs: `genesis` (`GenesisConfig`, `ssz` JSON form), `leaderTimeoutMs` and
+//! `advanceTimeoutMs` (docs/protocol.md, section 9), `nodeIkm` (the node's BLS key material),
+//! optional `persisted` (`ownVotes`, `certificates`, `blocks`: the node restarts from the
+//! genesis anchor with them), and `steps`. Each step is an object with `nowMs` (the node's
+//! clock when the input arrives) and exactly one more key: `{"tick": {isAggregator}}`,
+//! `{"proposal": SignedProposal}`, `{"vote": {signedVote, isAggregator}}`,
+//! `{"certificate": Certificate}` or `{"blocks": [Block]}`. No task definition is registered:
+//! every block body is empty.
 //!
 //! Output: `steps` (one summary per input, see [`summarize`]) and `final` (epoch, view and
 //! finalized head after the last input).
@@ -17,7 +19,8 @@ use avs_consensus::types::{
     Block, Certificate, GenesisConfig, SignedProposal, SignedVote, VoteData, VoteKind,
 };
 use avs_consensus::{
-    Action, Anchor, Engine, EngineConfig, Incoming, Input, Persisted, TaskRegistry,
+    Action, Anchor, Engine, EngineConfig, EntryCause, Incoming, Input, Persisted, Request,
+    TaskRegistry, Verdict,
 };
 use serde_json::{Map, Value, json};
 
@@ -46,7 +49,8 @@ fn items<T: JsonForm>(obj: Option<&Value>, name: &str) -> anyhow::Result<Vec<T>>
 pub(crate) fn node(input: &Value) -> anyhow::Result<Engine> {
     let genesis = GenesisConfig::from_json(field(input, "genesis")?).context("genesis")?;
     let mut config = EngineConfig::new(genesis);
-    config.nullify_timeout_intervals = get_u64(input, "nullifyTimeoutIntervals")?;
+    config.leader_timeout_ms = get_u64(input, "leaderTimeoutMs")?;
+    config.advance_timeout_ms = get_u64(input, "advanceTimeoutMs")?;
     let key = SecretKey::from_seed(&get_hex(input, "nodeIkm")?)?;
     let persisted = input.get("persisted");
     let persisted = Persisted {
@@ -58,27 +62,31 @@ pub(crate) fn node(input: &Value) -> anyhow::Result<Engine> {
     Ok(Engine::restart(config, key, TaskRegistry::new(), anchor, persisted)?)
 }
 
-/// Parses one step into an engine input (messages are handed over raw: the engine verifies).
-pub(crate) fn input_of(step: &Value) -> anyhow::Result<Input> {
+/// Parses one step into its time and an engine input (messages are handed over raw: the
+/// engine verifies).
+pub(crate) fn input_of(step: &Value) -> anyhow::Result<(u64, Input)> {
     let obj = step.as_object().context("a step is not an object")?;
-    let (kind, body) = match obj.iter().next() {
-        Some(entry) if obj.len() == 1 => entry,
-        _ => bail!("a step must have exactly one key: {step}"),
+    let now_ms = get_u64(step, "nowMs")?;
+    let mut kinds = obj.iter().filter(|(key, _)| key.as_str() != "nowMs");
+    let (kind, body) = match (kinds.next(), kinds.next()) {
+        (Some(entry), None) => entry,
+        _ => bail!("a step must have nowMs and exactly one more key: {step}"),
     };
-    Ok(match kind.as_str() {
-        "tick" => Input::Tick {
-            now_ms: get_u64(body, "nowMs")?,
-            is_aggregator: get_bool(body, "isAggregator")?,
-        },
+    let input = match kind.as_str() {
+        "tick" => Input::Tick { is_aggregator: get_bool(body, "isAggregator")? },
         "proposal" => Input::Proposal(Incoming::Raw(SignedProposal::from_json(body)?)),
         "vote" => Input::Vote {
             vote: Incoming::Raw(SignedVote::from_json(field(body, "signedVote")?)?),
             is_aggregator: get_bool(body, "isAggregator")?,
         },
         "certificate" => Input::Certificate(Incoming::Raw(Certificate::from_json(body)?)),
-        "block" => Input::Block(Block::from_json(body)?),
+        "blocks" => {
+            let list = body.as_array().context("blocks is not an array")?;
+            Input::Blocks(list.iter().map(Block::from_json).collect::<anyhow::Result<_>>()?)
+        }
         other => bail!("unknown step kind {other:?}"),
-    })
+    };
+    Ok((now_ms, input))
 }
 
 fn kind_name(kind: u8) -> &'static str {
@@ -99,11 +107,44 @@ fn vote_json(data: &VoteData) -> Value {
     })
 }
 
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Accept => "accept",
+        Verdict::Ignore => "ignore",
+        Verdict::Reject => "reject",
+    }
+}
+
+fn cause_name(cause: EntryCause) -> &'static str {
+    match cause {
+        EntryCause::EpochStart => "epochStart",
+        EntryCause::Notarized => "notarized",
+        EntryCause::Nullified => "nullified",
+        EntryCause::CatchUp => "catchUp",
+    }
+}
+
+fn request_json(request: &Request) -> Value {
+    match request {
+        Request::Certificates { epoch, from_view } => {
+            json!({ "certificates": { "epoch": epoch, "fromView": from_view } })
+        }
+        Request::Votes { epoch, view } => json!({ "votes": { "epoch": epoch, "view": view } }),
+        Request::BlocksByRoot(roots) => {
+            json!({ "blocksByRoot": roots.iter().map(|r| hex0x(r)).collect::<Vec<_>>() })
+        }
+        Request::BlocksByRange { start_height, count } => {
+            json!({ "blocksByRange": { "startHeight": start_height, "count": count } })
+        }
+    }
+}
+
 /// What one input made the node do. Keys appear only when non-empty, values in action order:
-/// `votes` (own votes cast, from `PersistVote`), `proposals` (broadcast), `certificates`
-/// (broadcast: built here or re-sent), `notarized`, `nullified`, `finalized`, `epochChanged`,
-/// `fetchBlocks`, `evidence`. `BroadcastVote` (always the vote just persisted, or a re-send)
-/// and `ScheduleWakeup` (the node's timer policy) are left out.
+/// `entered` (views entered, with the cause), `votes` (own votes cast, from `PersistVote`),
+/// `proposals` (broadcast), `verdicts` (on raw votes handed in), `certified` (certificates now
+/// held, built here or received), `certificates` (broadcast), `finalized`, `epochChanged`,
+/// `requests`, `evidence`, `halted`. `BroadcastVote` (always the vote just persisted) and
+/// `StoreBlock` (every block judged valid) are left out.
 pub(crate) fn summarize(actions: &[Action]) -> anyhow::Result<Value> {
     let mut map: Map<String, Value> = Map::new();
     let mut push = |key: &str, value: Value| {
@@ -113,6 +154,9 @@ pub(crate) fn summarize(actions: &[Action]) -> anyhow::Result<Value> {
     };
     for action in actions {
         match action {
+            Action::EnteredView { view, cause, .. } => {
+                push("entered", json!({ "view": view, "cause": cause_name(*cause) }));
+            }
             Action::PersistVote(v) => push("votes", vote_json(&v.data)),
             Action::BroadcastProposal(p) => push(
                 "proposals",
@@ -124,24 +168,29 @@ pub(crate) fn summarize(actions: &[Action]) -> anyhow::Result<Value> {
                     "blockRoot": hex0x(&p.message.block.root()?),
                 }),
             ),
+            Action::VoteChecked { vote, verdict } => push(
+                "verdicts",
+                json!({
+                    "operatorIndex": vote.operator_index,
+                    "vote": vote_json(&vote.data),
+                    "verdict": verdict_name(*verdict),
+                }),
+            ),
+            Action::Certified { certificate, local } => {
+                let mut cert = vote_json(&certificate.data);
+                cert["local"] = json!(local);
+                push("certified", cert);
+            }
             Action::BroadcastCertificate(c) => {
                 let mut cert = vote_json(&c.data);
                 cert["signers"] = c.to_json()["signers"].clone();
                 push("certificates", cert);
             }
-            Action::Notarized { certificate, .. } => push(
-                "notarized",
-                json!({
-                    "view": certificate.data.view,
-                    "blockRoot": hex0x(&certificate.data.block_root),
-                }),
-            ),
-            Action::Nullified { certificate } => push("nullified", json!(certificate.data.view)),
             Action::Finalized { root, block, .. } => {
                 push("finalized", json!({ "height": block.height, "root": hex0x(root) }));
             }
             Action::EpochChanged { epoch, .. } => push("epochChanged", json!(epoch)),
-            Action::FetchBlock(root) => push("fetchBlocks", hex0x(root)),
+            Action::Request(request) => push("requests", request_json(request)),
             Action::Evidence(e) => push(
                 "evidence",
                 json!({
@@ -152,7 +201,8 @@ pub(crate) fn summarize(actions: &[Action]) -> anyhow::Result<Value> {
                     "second": vote_json(&e.second.data),
                 }),
             ),
-            Action::BroadcastVote(_) | Action::ScheduleWakeup { .. } => {}
+            Action::Halted { reason } => push("halted", json!(reason)),
+            Action::BroadcastVote(_) | Action::StoreBlock { .. } => {}
         }
     }
     Ok(Value::Object(map))
@@ -173,8 +223,8 @@ pub(crate) fn evaluate(input: &Value) -> anyhow::Result<Value> {
     let mut engine = node(input)?;
     let mut steps = Vec::new();
     for (i, step) in get_array(input, "steps")?.iter().enumerate() {
-        let input = input_of(step).with_context(|| format!("steps[{i}]"))?;
-        steps.push(summarize(&engine.handle(input))?);
+        let (now_ms, input) = input_of(step).with_context(|| format!("steps[{i}]"))?;
+        steps.push(summarize(&engine.handle(now_ms, input))?);
     }
     Ok(json!({ "steps": steps, "final": final_state(&engine) }))
 }

@@ -3,7 +3,8 @@
 //! then recomputed from the recorded inputs alone by `consensus::evaluate`.
 //!
 //! Network: 4 operators of power 1 (quorum = 3 signers), keys from `common`, default timing
-//! (slot 4000 ms, interval 800 ms), NULLIFY after 3 intervals (2400 ms).
+//! (slot 4000 ms, interval 800 ms), the default timeouts (leader 2 intervals = 1600 ms,
+//! advance 3 intervals = 2400 ms). A message step arrives at the time of the last tick.
 
 use anyhow::{Context, anyhow};
 use avs_consensus::operators::KeyTable;
@@ -13,7 +14,7 @@ use avs_consensus::types::{
     Block, BlockBody, Certificate, GenesisConfig, Proposal, Root, SignedProposal, SignedVote,
     VoteData, root_of,
 };
-use avs_consensus::{Action, Engine, TaskRegistry};
+use avs_consensus::{Action, Engine, EngineConfig, TaskRegistry};
 use serde_json::{Value, json};
 
 use super::Case;
@@ -24,7 +25,6 @@ use crate::json::hex0x;
 
 const N: usize = 4;
 const T0: u64 = GENESIS_TIME * 1000;
-const NULLIFY_INTERVALS: u64 = 3;
 
 struct Scenario {
     genesis: GenesisConfig,
@@ -33,6 +33,7 @@ struct Scenario {
     input: Value,
     steps: Vec<Value>,
     engine: Engine,
+    now_ms: u64,
 }
 
 impl Scenario {
@@ -41,9 +42,11 @@ impl Scenario {
         let genesis = common::genesis("avs-consensus-vectors", &[1; N])?;
         let digest = common::digest(&genesis)?;
         let table = KeyTable::new(0, &genesis.operators, digest)?;
+        let config = EngineConfig::new(genesis.clone());
         let mut input = json!({
             "genesis": genesis.to_json(),
-            "nullifyTimeoutIntervals": NULLIFY_INTERVALS,
+            "leaderTimeoutMs": config.leader_timeout_ms,
+            "advanceTimeoutMs": config.advance_timeout_ms,
             "nodeIkm": hex0x(&ikm(me)),
             "steps": [],
         });
@@ -51,7 +54,7 @@ impl Scenario {
             input["persisted"] = persisted;
         }
         let engine = node(&input)?;
-        Ok(Self { genesis, digest, table, input, steps: Vec::new(), engine })
+        Ok(Self { genesis, digest, table, input, steps: Vec::new(), engine, now_ms: T0 })
     }
 
     fn leader(&self, view: u64) -> anyhow::Result<usize> {
@@ -64,16 +67,18 @@ impl Scenario {
         Ok((0..N).filter(|i| *i != me && *i != leader).collect())
     }
 
-    fn step(&mut self, step: Value) -> anyhow::Result<Vec<Action>> {
-        let actions = self.engine.handle(input_of(&step)?);
+    /// Hands `step` (one input kind) to the node at the current time.
+    fn step(&mut self, mut step: Value) -> anyhow::Result<Vec<Action>> {
+        step["nowMs"] = json!(self.now_ms);
+        let (now_ms, input) = input_of(&step)?;
+        let actions = self.engine.handle(now_ms, input);
         self.steps.push(step);
         Ok(actions)
     }
 
     fn tick(&mut self, after_genesis_ms: u64, is_aggregator: bool) -> anyhow::Result<Vec<Action>> {
-        self.step(
-            json!({ "tick": { "nowMs": T0 + after_genesis_ms, "isAggregator": is_aggregator } }),
-        )
+        self.now_ms = T0 + after_genesis_ms;
+        self.step(json!({ "tick": { "isAggregator": is_aggregator } }))
     }
 
     fn signed_vote(&self, i: usize, data: VoteData) -> anyhow::Result<SignedVote> {
@@ -157,13 +162,15 @@ fn leader_finalizes() -> anyhow::Result<Case> {
         let v = s.signed_vote(*i, VoteData::finalize(0, 0, root))?;
         s.vote(v, true)?;
     }
-    s.tick(4000, true)?;
+    s.tick(800, true)?;
     s.finish(
         "leader_proposes_certifies_and_finalizes",
         "Given the aggregating leader of view 0, when its first tick arrives and two other \
-         operators vote NOTARIZE and then FINALIZE for its block, then it proposes and votes \
-         NOTARIZE, builds the notarization and votes FINALIZE, builds the finalization and \
-         finalizes height 1, and enters view 1 one slot after entering view 0.",
+         operators vote NOTARIZE and then FINALIZE for its block, then it proposes at once (the \
+         first view of an epoch has no previous view to pace from) and votes NOTARIZE; the \
+         third NOTARIZE completes a quorum, so it checks the pooled votes in one aggregate, \
+         builds and publishes the notarization, enters view 1 and votes FINALIZE; the FINALIZE \
+         votes likewise give the finalization and height 1 is final.",
     )
 }
 
@@ -197,7 +204,7 @@ fn nullify_on_timeout() -> anyhow::Result<Case> {
     let leader = probe.leader(0)?;
     let me = probe.others(leader, 0)?.first().copied().context("no follower")?;
     let mut s = Scenario::new(me, None)?;
-    for ms in [0, 800, 1600, 2400] {
+    for ms in [0, 4000, 5599, 5600] {
         s.tick(ms, true)?;
     }
     for i in s.others(me, 0)? {
@@ -206,14 +213,16 @@ fn nullify_on_timeout() -> anyhow::Result<Case> {
     }
     let v = s.signed_vote(leader, VoteData::nullify(0, 0))?;
     s.vote(v, true)?;
-    s.tick(3200, true)?;
-    s.tick(4000, true)?;
+    s.tick(6400, true)?;
     s.finish(
         "nullify_on_timeout",
-        "Given an aggregating follower whose view-0 leader is silent, when ticks pass the \
-         3-interval timeout and the other operators vote NULLIFY, then it votes NULLIFY at \
-         2400 ms, builds the nullification once the votes hold a quorum, and enters view 1 \
-         at 4000 ms.",
+        "Given an aggregating follower whose view-0 leader is silent, when ticks reach the \
+         leader deadline (one slot plus the 1600 ms leader timeout after entering the view) \
+         and the other operators vote NULLIFY, then it votes NULLIFY at 5600 ms, not a \
+         millisecond before; its own NULLIFY and two others' reach a quorum, so it checks them \
+         in one aggregate, builds and publishes the nullification and enters view 1 at once \
+         (which it leads: it proposes there, one slot after entering view 0 has long passed); \
+         the leader's late NULLIFY is ignored (the view is certified).",
     )
 }
 
@@ -229,11 +238,14 @@ fn equivocation() -> anyhow::Result<Case> {
     let n = s.signed_vote(3, VoteData::nullify(0, 0))?;
     s.vote(f, true)?;
     s.vote(n, true)?;
+    s.tick(800, true)?;
     s.finish(
         "equivocation_evidence",
         "Given a node in view 0, when operator 2 sends NOTARIZE votes for two different blocks \
-         and operator 3 sends FINALIZE and NULLIFY for view 0, then each pair is recorded as \
-         evidence and no certificate is built.",
+         and operator 3 sends FINALIZE and NULLIFY for view 0, then nothing is judged while \
+         the votes wait unverified below a quorum; one interval later (tick at 800 ms) they \
+         are overdue and checked, and each pair of valid votes is recorded as evidence; no \
+         certificate is built.",
     )
 }
 
@@ -299,13 +311,12 @@ fn future_proposal() -> anyhow::Result<Case> {
     let message = Proposal { view: 1, epoch: 0, block };
     let proposal = common::signed_proposal(l1, message, vec![nullified], s.digest)?;
     s.proposal(&proposal)?;
-    s.tick(4000, false)?;
+    s.tick(800, false)?;
     s.finish(
-        "future_proposal_buffered_until_view",
+        "proposal_justification_moves_the_view",
         "Given a follower in view 0, when the view-1 leader's proposal arrives justified by a \
-         nullification of view 0, then the node records the nullification but waits; when \
-         the slot has passed (tick at 4000 ms) it enters view 1 and votes NOTARIZE for the \
-         buffered proposal.",
+         nullification of view 0, then the node takes the nullification from the \
+         justification, enters view 1 at once and votes NOTARIZE for the proposal.",
     )
 }
 
@@ -360,9 +371,11 @@ fn refused_inputs() -> anyhow::Result<Vec<Case>> {
     s.vote(real, true)?;
     cases.push(s.finish(
         "vote_bad_signature_not_counted",
-        "Given an aggregating follower holding two valid NOTARIZE votes for a block, when a \
-         third NOTARIZE arrives whose signature is another operator's, then it is not pooled \
-         and no certificate is built; when that operator's real vote arrives, the \
+        "Given an aggregating follower holding two NOTARIZE votes for a block, unverified \
+         (below a quorum), when a third NOTARIZE arrives whose signature is another \
+         operator's, then the three could form a quorum: their aggregate check fails, the \
+         bisection accepts the two good votes and rejects the forged one, and no certificate \
+         is built; when that operator's real vote arrives, it completes the quorum and the \
          notarization is built.",
     )?);
 
