@@ -101,7 +101,7 @@ impl Redialer {
     /// The connection to `peer` is gone: redial it soon.
     pub(crate) fn disconnected(&mut self, peer: &PeerId, now: Instant) {
         if let Some((_, backoff)) = self.peers.get_mut(peer) {
-            backoff.next = backoff.next.min(now + FIRST_REDIAL);
+            backoff.next = now + backoff.delay;
         }
     }
 
