@@ -1,5 +1,5 @@
-//! Typed persistence of the chain on top of [`Store`]: what the engine's actions write and
-//! what a restart reads back.
+//! Typed persistence of the chain on top of [`Store`]: what the engine's actions write, what a
+//! restart reads back, and what finality lets go of.
 //!
 //! Key layout (all integers big-endian, so key order is numeric order):
 //!
@@ -9,18 +9,27 @@
 //! | `certificates` | `epoch ‖ view ‖ kind` | `Certificate` |
 //! | `blocks` | `root` | `Block` |
 //! | `chain_state` | `final/‖height` | root of the finalized block at `height` |
+//! | `chain_state` | `unfinal/‖height‖root` | empty: a stored block above the finalized height |
+//! | `chain_state` | `epoch_end/‖epoch` | the finalization certificate that ended `epoch` |
+//! | `chain_state` | `evidence/‖epoch‖view‖operator` | `EvidenceRecord` (two conflicting signed votes) |
 //! | `chain_state` | `anchor/block`, `anchor/state`, `anchor/cert` | the last finalized block, its state and its finalization certificate |
 //!
-//! The anchor's three entries are always written in one batch, so a restart never sees a block
-//! with another block's state.
+//! The anchor's three entries are written in the batch of the finality that moves them, with
+//! the pruning that finality allows (docs/protocol.md, rule 8 and deviation 11): own votes and
+//! certificates below the new floor, and the `unfinal/` index up to the finalized height. One
+//! batch, so a restart never sees a floor without its anchor. A restart reads only from the
+//! anchor's floor onwards, and refuses to start if that is more than [`RESTART_READ_LIMIT`]
+//! entries rather than run with some of its own votes missing.
 
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use avs_consensus::ssz_check::{Shape, SszShape};
 use avs_consensus::types::{
-    Block, Certificate, ChainState, Root, SignedVote, VoteData, decode, encode,
+    Block, Certificate, ChainState, Epoch, Root, SignedVote, View, VoteData, decode, encode,
 };
-use avs_consensus::{Anchor, Persisted};
+use avs_consensus::{Anchor, Evidence, Persisted};
+use ssz_rs::prelude::*;
 
 use crate::store::{Column, Durability, Store, StoreError, WriteBatch};
 
@@ -28,20 +37,74 @@ const ANCHOR_BLOCK: &[u8] = b"anchor/block";
 const ANCHOR_STATE: &[u8] = b"anchor/state";
 const ANCHOR_CERT: &[u8] = b"anchor/cert";
 const FINAL_PREFIX: &[u8] = b"final/";
+const UNFINAL_PREFIX: &[u8] = b"unfinal/";
+const EPOCH_END_PREFIX: &[u8] = b"epoch_end/";
+const EVIDENCE_PREFIX: &[u8] = b"evidence/";
 
-/// How many stored entries a restart reads back per column at most.
-const RESTART_SCAN_LIMIT: usize = 1 << 20;
+/// Most entries of one kind a restart reads back. Finality prunes what lies behind it, so
+/// only a network that has not finalized for this many views (about three entries a view)
+/// gets here; the node then refuses to start instead of dropping its newest votes.
+pub const RESTART_READ_LIMIT: usize = 1 << 20;
+/// Most certificates read to answer one `certificates` request.
+const ANSWER_READ_LIMIT: usize = 4096;
+
+/// Two conflicting signed votes of one operator, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
+pub struct EvidenceRecord {
+    pub first: SignedVote,
+    pub second: SignedVote,
+}
+
+impl SszShape for EvidenceRecord {
+    fn shape() -> Shape {
+        Shape::Container(vec![SignedVote::shape(), SignedVote::shape()])
+    }
+}
 
 fn vote_key(data: &VoteData) -> Vec<u8> {
+    view_key(data.epoch, data.view, data.kind)
+}
+
+fn view_key(epoch: Epoch, view: View, kind: u8) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);
-    key.extend_from_slice(&data.epoch.to_be_bytes());
-    key.extend_from_slice(&data.view.to_be_bytes());
-    key.push(data.kind);
+    key.extend_from_slice(&epoch.to_be_bytes());
+    key.extend_from_slice(&view.to_be_bytes());
+    key.push(kind);
     key
 }
 
 fn final_key(height: u64) -> Vec<u8> {
     [FINAL_PREFIX, &height.to_be_bytes()].concat()
+}
+
+fn unfinal_key(height: u64, root: &Root) -> Vec<u8> {
+    [UNFINAL_PREFIX, &height.to_be_bytes(), root].concat()
+}
+
+fn epoch_end_key(epoch: Epoch) -> Vec<u8> {
+    [EPOCH_END_PREFIX, &epoch.to_be_bytes()].concat()
+}
+
+/// Reads `column` from `start` while keys start with `prefix`; fails if there are more than
+/// `limit` such entries (never truncates silently).
+fn read_all(
+    store: &dyn Store,
+    column: Column,
+    start: &[u8],
+    prefix: &[u8],
+    limit: usize,
+) -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let entries = store.range(column, start, limit.saturating_add(1))?;
+    let entries: Vec<_> = entries.into_iter().take_while(|(k, _)| k.starts_with(prefix)).collect();
+    if entries.len() > limit {
+        bail!(
+            "more than {limit} entries in {} from the restart point: the network has not \
+             finalized for a very long time; refusing to start with some of this node's own \
+             votes unread (copy the data directory away and report it)",
+            column.name()
+        );
+    }
+    Ok(entries)
 }
 
 /// The chain's typed view of the store. Cheap to clone.
@@ -75,13 +138,15 @@ impl ChainStore {
         Ok(())
     }
 
-    pub fn put_block(
+    /// A block kept before it is final (a proposal judged valid, a fetched block).
+    pub fn put_unfinal_block(
         &self,
         batch: &mut WriteBatch,
         root: &Root,
         block: &Block,
     ) -> anyhow::Result<()> {
         batch.put(Column::Blocks, root.to_vec(), encode(block)?);
+        batch.put(Column::ChainState, unfinal_key(block.height, root), Vec::new());
         Ok(())
     }
 
@@ -91,20 +156,60 @@ impl ChainStore {
         root: &Root,
         block: &Block,
     ) -> anyhow::Result<()> {
-        self.put_block(batch, root, block)?;
+        batch.put(Column::Blocks, root.to_vec(), encode(block)?);
         batch.put(Column::ChainState, final_key(block.height), root.to_vec());
         Ok(())
     }
 
+    /// The finalization certificate that ended `epoch` (kept when everything behind it is
+    /// pruned: it is what a node in that epoch needs to switch).
+    pub fn put_epoch_end(&self, batch: &mut WriteBatch, cert: &Certificate) -> anyhow::Result<()> {
+        batch.put(Column::ChainState, epoch_end_key(cert.data.epoch), encode(cert)?);
+        Ok(())
+    }
+
+    pub fn put_evidence(&self, batch: &mut WriteBatch, evidence: &Evidence) -> anyhow::Result<()> {
+        let key = [
+            EVIDENCE_PREFIX,
+            &evidence.epoch.to_be_bytes(),
+            &evidence.view.to_be_bytes(),
+            &evidence.operator_index.to_be_bytes(),
+        ]
+        .concat();
+        let record =
+            EvidenceRecord { first: evidence.first.clone(), second: evidence.second.clone() };
+        batch.put(Column::ChainState, key, encode(&record)?);
+        Ok(())
+    }
+
+    /// Evidence records stored so far (at most `limit`).
+    pub fn evidence(&self, limit: usize) -> anyhow::Result<Vec<EvidenceRecord>> {
+        self.store
+            .range(Column::ChainState, EVIDENCE_PREFIX, limit)?
+            .into_iter()
+            .take_while(|(k, _)| k.starts_with(EVIDENCE_PREFIX))
+            .map(|(_, v)| decode(&v).context("stored evidence"))
+            .collect()
+    }
+
+    /// The anchor (last finalized block, its state and certificate), and what finality lets
+    /// go of: own votes and certificates below its floor, and the `unfinal/` index up to its
+    /// height.
     pub fn put_anchor(&self, batch: &mut WriteBatch, anchor: &Anchor) -> anyhow::Result<()> {
         let root = anchor.block.root()?;
-        self.put_block(batch, &root, &anchor.block)?;
+        batch.put(Column::Blocks, root.to_vec(), encode(&anchor.block)?);
         batch.put(Column::ChainState, ANCHOR_BLOCK, root.to_vec());
         batch.put(Column::ChainState, ANCHOR_STATE, encode(&anchor.state)?);
         match &anchor.certificate {
             Some(cert) => batch.put(Column::ChainState, ANCHOR_CERT, encode(cert)?),
             None => batch.delete(Column::ChainState, ANCHOR_CERT),
         }
+        let floor = view_key(anchor.epoch()?, anchor.floor_view(), 0);
+        let zero = [0u8];
+        batch.delete_range(Column::Votes, zero.to_vec(), floor.clone());
+        batch.delete_range(Column::Certificates, zero.to_vec(), floor);
+        let index_end = unfinal_key(anchor.block.height.saturating_add(1), &[0; 32]);
+        batch.delete_range(Column::ChainState, UNFINAL_PREFIX.to_vec(), index_end);
         Ok(())
     }
 
@@ -140,15 +245,40 @@ impl ChainStore {
         Ok(blocks)
     }
 
-    /// The certificates stored for `epoch`, in view order.
-    pub fn certificates_of_epoch(&self, epoch: u64) -> anyhow::Result<Vec<Certificate>> {
-        let entries =
-            self.store.range(Column::Certificates, &epoch.to_be_bytes(), RESTART_SCAN_LIMIT)?;
-        entries
+    /// Certificates of `epoch` with `view >= from_view`, in view order, the newest `max` of
+    /// them; if `epoch` ended, its ending finalization is always included (last).
+    pub fn certificates_from(
+        &self,
+        epoch: Epoch,
+        from_view: View,
+        max: usize,
+    ) -> anyhow::Result<Vec<Certificate>> {
+        let prefix = epoch.to_be_bytes();
+        let entries = self.store.range(
+            Column::Certificates,
+            &view_key(epoch, from_view, 0),
+            ANSWER_READ_LIMIT,
+        )?;
+        let mut certs = entries
             .into_iter()
-            .take_while(|(k, _)| k.starts_with(&epoch.to_be_bytes()))
-            .map(|(_, v)| decode(&v).context("stored certificate"))
-            .collect()
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| decode::<Certificate>(&v).context("stored certificate"))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let end: Option<Certificate> = self
+            .store
+            .get(Column::ChainState, &epoch_end_key(epoch))?
+            .map(|v| decode(&v).context("stored epoch end"))
+            .transpose()?;
+        if let Some(end) = end {
+            certs.retain(|c| c != &end);
+            let excess = certs.len().saturating_sub(max.saturating_sub(1));
+            certs.drain(..excess);
+            certs.push(end);
+        } else {
+            let excess = certs.len().saturating_sub(max);
+            certs.drain(..excess);
+        }
+        Ok(certs)
     }
 
     /// The anchor and everything to replay, or `None` on a fresh store.
@@ -166,29 +296,109 @@ impl ChainStore {
             .get(Column::ChainState, ANCHOR_CERT)?
             .map(|c| decode(&c).context("stored anchor certificate"))
             .transpose()?;
-        let from_epoch = state.epoch.to_be_bytes();
-        let own_votes = self
-            .store
-            .range(Column::Votes, &from_epoch, RESTART_SCAN_LIMIT)?
+        let anchor = Anchor { block, state, certificate };
+        // Everything from the anchor's floor on: this epoch's views >= floor and later epochs.
+        let from = view_key(anchor.epoch()?, anchor.floor_view(), 0);
+        let own_votes = read_all(&*self.store, Column::Votes, &from, &[], RESTART_READ_LIMIT)?
             .into_iter()
             .map(|(_, v)| decode::<SignedVote>(&v).context("stored own vote"))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let certificates = self
-            .store
-            .range(Column::Certificates, &from_epoch, RESTART_SCAN_LIMIT)?
-            .into_iter()
-            .map(|(_, v)| decode::<Certificate>(&v).context("stored certificate"))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let blocks = self
-            .store
-            .range(Column::Blocks, &[0u8], RESTART_SCAN_LIMIT)?
-            .into_iter()
-            .map(|(_, v)| decode::<Block>(&v).context("stored block"))
-            .filter(|b| b.as_ref().map_or(true, |b| b.height > block.height))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Some((
-            Anchor { block, state, certificate },
-            Persisted { own_votes, certificates, blocks },
-        )))
+        let certificates =
+            read_all(&*self.store, Column::Certificates, &from, &[], RESTART_READ_LIMIT)?
+                .into_iter()
+                .map(|(_, v)| decode::<Certificate>(&v).context("stored certificate"))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+        let index_from = unfinal_key(anchor.block.height.saturating_add(1), &[0; 32]);
+        let mut blocks = Vec::new();
+        for (key, _) in read_all(
+            &*self.store,
+            Column::ChainState,
+            &index_from,
+            UNFINAL_PREFIX,
+            RESTART_READ_LIMIT,
+        )? {
+            let root: Root = key
+                .get(UNFINAL_PREFIX.len().saturating_add(8)..)
+                .and_then(|r| r.try_into().ok())
+                .context("stored block index key")?;
+            if let Some(block) = self.block(&root)? {
+                blocks.push(block);
+            }
+        }
+        Ok(Some((anchor, Persisted { own_votes, certificates, blocks })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use avs_consensus::testkit;
+    use avs_consensus::types::VoteData;
+
+    fn vote(epoch: u64, view: u64) -> SignedVote {
+        SignedVote { data: VoteData::nullify(epoch, view), ..Default::default() }
+    }
+
+    /// S1 of the consensus review: a restart used to read own votes from the start of the
+    /// epoch and stop silently at 2^20, dropping the newest. Now it reads from the anchor's
+    /// floor, finality prunes what lies behind, and too much to read is an error.
+    #[test]
+    fn restart_reads_from_the_floor_prunes_behind_it_and_never_truncates() {
+        let chain = ChainStore::new(Arc::new(MemoryStore::new()));
+        let (_, genesis) = testkit::genesis(&[1, 1, 1, 1], 1, 4000).unwrap();
+        let mut anchor = Anchor::genesis(&genesis).unwrap();
+        let mut batch = WriteBatch::new();
+        chain.put_anchor(&mut batch, &anchor).unwrap();
+        chain.write(batch).unwrap();
+        for view in 0..50 {
+            chain.persist_vote(&vote(0, view)).unwrap();
+        }
+        let (_, persisted) = chain.load_restart().unwrap().unwrap();
+        assert_eq!(persisted.own_votes.len(), 50);
+        // An anchor finalized at view 40 (mid-epoch): votes below 40 are pruned with it.
+        anchor.block.height = 7;
+        anchor.certificate =
+            Some(Certificate { data: VoteData::finalize(0, 40, [1; 32]), ..Default::default() });
+        let mut batch = WriteBatch::new();
+        chain.put_anchor(&mut batch, &anchor).unwrap();
+        chain.write(batch).unwrap();
+        let (_, persisted) = chain.load_restart().unwrap().unwrap();
+        let views: Vec<u64> = persisted.own_votes.iter().map(|v| v.data.view).collect();
+        assert_eq!(views, (40..50).collect::<Vec<_>>());
+        assert_eq!(chain.store.range(Column::Votes, &[0], 100).unwrap().len(), 10);
+        // Later epochs are read too.
+        chain.persist_vote(&vote(1, 0)).unwrap();
+        let (_, persisted) = chain.load_restart().unwrap().unwrap();
+        assert_eq!(persisted.own_votes.last().unwrap().data.epoch, 1);
+        // More than the limit: an error, not a silent cut.
+        let err = read_all(&*chain.store, Column::Votes, &[0], &[], 5).unwrap_err();
+        assert!(err.to_string().contains("refusing to start"), "{err}");
+    }
+
+    #[test]
+    fn an_ended_epoch_always_answers_with_its_ending_finalization() {
+        let chain = ChainStore::new(Arc::new(MemoryStore::new()));
+        let mut batch = WriteBatch::new();
+        let end = Certificate { data: VoteData::finalize(0, 9, [2; 32]), ..Default::default() };
+        chain.put_certificate(&mut batch, &VoteData::notarize(0, 9, [2; 32]).into_cert()).unwrap();
+        chain.put_certificate(&mut batch, &end).unwrap();
+        chain.put_epoch_end(&mut batch, &end).unwrap();
+        chain.write(batch).unwrap();
+        // Asked from view 10 (a node that holds the notarization of 9 but not its finality).
+        assert_eq!(chain.certificates_from(0, 10, 256).unwrap(), vec![end.clone()]);
+        let all = chain.certificates_from(0, 0, 256).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.last(), Some(&end));
+        assert!(chain.certificates_from(1, 0, 256).unwrap().is_empty());
+    }
+
+    trait IntoCert {
+        fn into_cert(self) -> Certificate;
+    }
+    impl IntoCert for VoteData {
+        fn into_cert(self) -> Certificate {
+            Certificate { data: self, ..Default::default() }
+        }
     }
 }

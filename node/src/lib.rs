@@ -8,8 +8,12 @@
 //! - [`store`]: the durable store (RocksDB, and a memory backend for tests).
 //! - [`chain_store`]: the chain's typed layout on the store (votes, certificates, blocks, anchor).
 //! - [`keys`], [`genesis`]: operator keys on disk and the genesis file.
-//! - [`node`]: the running node, the one loop that drives the consensus engine.
-//! - [`sync`]: req/resp messages and answers (status, blocks, certificates).
+//! - [`node`]: `avs-node run`: builds the components, starts them, supervises.
+//! - [`core`]: the consensus core without I/O: engine, store writes, sync requests, verdicts.
+//! - [`driver`]: the loop that drives the core on its own thread and carries out its effects.
+//! - [`gossip`]: gossip validation off the loop (typed verdicts, check-ins).
+//! - [`sync`]: req/resp messages, this node's answers and its requests.
+//! - [`status`]: what the node reports about itself (API, check-ins, gRPC).
 //! - [`devnet`]: a local network of node processes.
 //! - [`metrics`]: the node's own Prometheus metrics.
 //! - [`tasks`]: internal tasks (VotingPowerSyncTask): registry, stake source refresher, logs.
@@ -21,8 +25,11 @@ pub mod aggregator;
 pub mod chain_store;
 pub mod cli;
 pub mod config;
+pub mod core;
 pub mod devnet;
+pub mod driver;
 pub mod genesis;
+pub mod gossip;
 pub mod grpc;
 pub mod http;
 pub mod keys;
@@ -30,6 +37,9 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod pool;
+#[cfg(test)]
+mod sim;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tasks;

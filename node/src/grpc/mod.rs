@@ -19,7 +19,7 @@ mod tests;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use avs_consensus::types::{Block, Certificate, Root, encode};
+use avs_consensus::types::{Block, Root, encode};
 use avs_proto::v1 as pb;
 use avs_proto::v1::node_service_server::{NodeService, NodeServiceServer};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -28,9 +28,9 @@ use tonic::codegen::tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
 use crate::chain_store::ChainStore;
-use crate::http::NodeStatus;
 use crate::pool::checkin::MAX_VERSION_BYTES;
 use crate::pool::{Checkin, CheckinError, Observed, OperatorPool, PoolError, SignedCheckin};
+use crate::status::NodeStatus;
 
 /// Finalized blocks kept for slow stream subscribers before they are told they lagged.
 pub const FINALIZED_FEED_CAPACITY: usize = 256;
@@ -39,14 +39,7 @@ const MAX_CONCURRENT_PER_CONNECTION: usize = 32;
 /// Blocks a stream sends from the store per read while replaying history.
 const REPLAY_BATCH: u64 = 64;
 
-/// A block the node loop finalized, with the certificate that proves it (its own finalization
-/// certificate, or a descendant's when it was finalized as an ancestor).
-#[derive(Debug, Clone)]
-pub struct FinalizedEvent {
-    pub root: Root,
-    pub block: Block,
-    pub certificate: Certificate,
-}
+pub use crate::core::FinalizedEvent;
 
 /// The node loop's side of the finalization feed.
 pub type FinalizedFeed = broadcast::Sender<Arc<FinalizedEvent>>;

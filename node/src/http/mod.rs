@@ -32,9 +32,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use operator::PoolApi;
-pub use status::NodeStatus;
 
 use crate::aggregator::AggregatorController;
+use crate::status::NodeStatus;
 
 /// What the handlers read. Cheap to clone.
 #[derive(Clone)]

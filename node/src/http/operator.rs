@@ -10,8 +10,9 @@ use serde_json::json;
 
 use tokio::sync::watch;
 
-use super::{NodeStatus, json_response};
+use super::json_response;
 use crate::pool::OperatorPool;
+use crate::status::NodeStatus;
 
 /// What the pool routes read. Cheap to clone.
 #[derive(Clone, Debug)]

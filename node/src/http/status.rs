@@ -1,30 +1,13 @@
 //! `GET /lean/v0/status`: the node's own view, for operators and the devnet's progress display.
-//! The node loop publishes a [`NodeStatus`] into a watch channel; the handler only reads it.
+//! The node loop publishes a [`crate::status::NodeStatus`] into a watch channel; the handler
+//! only reads it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::{ApiState, json_response};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Serialize;
-
-use super::{ApiState, json_response};
-
-/// What the node loop reports after each step.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct NodeStatus {
-    pub epoch: u64,
-    pub view: u64,
-    pub finalized_height: u64,
-    /// `0x`-prefixed hex of the finalized block's root.
-    pub finalized_root: String,
-    pub peers: u64,
-    pub is_aggregator: bool,
-    pub operator_index: Option<u64>,
-    /// Unix milliseconds of the last certificate this node saw.
-    #[serde(skip)]
-    pub last_certificate_ms: Option<u64>,
-}
 
 pub(crate) async fn get_status(State(state): State<ApiState>) -> Response {
     let status = state.status.borrow().clone();

@@ -9,8 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{NodeStatus, PoolApi};
+use super::PoolApi;
 use crate::pool::{Liveness, OperatorView};
+use crate::status::NodeStatus;
 
 pub const REFRESH_SECONDS: u32 = 5;
 

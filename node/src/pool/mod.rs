@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
-use avs_consensus::gossip::GossipOutcome;
+use avs_consensus::Verdict;
 use avs_consensus::operators::KeyTable;
 use serde::{Deserialize, Serialize};
 
@@ -344,18 +344,20 @@ impl OperatorPool {
     /// check-ins are the forwarder's fault (Reject); stale, replayed, non-member (see
     /// [`CheckinError::is_senders_fault`]) or ones that cannot be judged yet are dropped without
     /// penalty (Ignore). Either way a refused check-in changes nothing.
-    pub fn validate_gossip(&self, data: &[u8], peer: &str, now_ms: u64) -> GossipOutcome {
-        let signed = match checkin::decode_signed(data) {
-            Ok(signed) => signed,
-            Err(e) => return GossipOutcome::Reject(e.to_string()),
-        };
+    pub fn validate_gossip(
+        &self,
+        data: &[u8],
+        peer: &str,
+        now_ms: u64,
+    ) -> Result<(), (Verdict, String)> {
+        let signed = checkin::decode_signed(data).map_err(|e| (Verdict::Reject, e.to_string()))?;
         let observed = Observed::Gossip { peer: peer.to_owned(), addr: None };
         match self.accept(&signed, &observed, now_ms) {
-            Ok(_) => GossipOutcome::Accept,
+            Ok(_) => Ok(()),
             Err(PoolError::Refused(e)) if e.is_senders_fault() => {
-                GossipOutcome::Reject(e.to_string())
+                Err((Verdict::Reject, e.to_string()))
             }
-            Err(e) => GossipOutcome::Ignore(e.to_string()),
+            Err(e) => Err((Verdict::Ignore, e.to_string())),
         }
     }
 

@@ -226,7 +226,7 @@ fn gossip_verdicts_charge_only_forgeries_to_the_forwarder() {
     let pool = pool(&[0, 1]);
     let bytes = |s: &SignedCheckin| encode(s).unwrap();
     let valid = signed(1, NOW);
-    assert_eq!(pool.validate_gossip(&bytes(&valid), "12D3KooWa", NOW), GossipOutcome::Accept);
+    assert_eq!(pool.validate_gossip(&bytes(&valid), "12D3KooWa", NOW), Ok(()));
     let row = pool.rows(NOW)[0].row.clone();
     assert_eq!(
         (row.remote_ip.as_str(), row.peer_id.as_str()),
@@ -235,12 +235,12 @@ fn gossip_verdicts_charge_only_forgeries_to_the_forwarder() {
     // Replayed (a late duplicate), stale, or from a non-member: dropped without penalty.
     for ignored in [valid, signed(1, NOW - MAX_AGE_MS - 1), signed(7, NOW + 1)] {
         let outcome = pool.validate_gossip(&bytes(&ignored), "12D3KooWb", NOW);
-        assert!(matches!(outcome, GossipOutcome::Ignore(_)), "{outcome:?}");
+        assert!(matches!(outcome, Err((Verdict::Ignore, _))), "{outcome:?}");
     }
     // Forged or undecodable: the forwarder's fault.
     let forged = sign(checkin(1, NOW + 1), &key(0), DIGEST).unwrap();
-    assert!(matches!(pool.validate_gossip(&bytes(&forged), "p", NOW), GossipOutcome::Reject(_)));
-    assert!(matches!(pool.validate_gossip(&[1, 2, 3], "p", NOW), GossipOutcome::Reject(_)));
+    assert!(matches!(pool.validate_gossip(&bytes(&forged), "p", NOW), Err((Verdict::Reject, _))));
+    assert!(matches!(pool.validate_gossip(&[1, 2, 3], "p", NOW), Err((Verdict::Reject, _))));
     // None of them changed the row.
     assert_eq!(pool.rows(NOW).len(), 1);
     assert_eq!(pool.rows(NOW)[0].row, row);

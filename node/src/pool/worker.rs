@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkin::{self, Checkin, CheckinError, MAX_VERSION_BYTES, SignedCheckin};
 use super::{CHECKIN_PERIOD, Observed, OperatorPool, PoolError};
-use crate::http::NodeStatus;
+use crate::status::NodeStatus;
 
 /// Builds and signs this node's check-in from its current status.
 #[derive(Clone)]

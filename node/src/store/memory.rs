@@ -91,6 +91,15 @@ impl Store for MemoryStore {
                         t.remove(key);
                     }
                 }
+                Op::DeleteRange { column, start, end } => {
+                    if let Some(t) = tables.get_mut(column) {
+                        let doomed: Vec<Vec<u8>> =
+                            t.range(start.clone()..end.clone()).map(|(k, _)| k.clone()).collect();
+                        for key in doomed {
+                            t.remove(&key);
+                        }
+                    }
+                }
             }
         }
         Ok(())

@@ -24,7 +24,9 @@ pub use rocks::RocksStore;
 use thiserror::Error;
 
 /// Version of the on-disk layout. Bump it with any incompatible change of columns or encodings.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: own votes and certificates keyed for reads from the finalized view on, an index of
+/// unfinalized blocks, epoch-ending finalizations and evidence (issue 12).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Key in [`Column::Meta`] that holds the schema version as a big-endian `u32`.
 pub const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
@@ -80,8 +82,21 @@ pub enum Durability {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
-    Put { column: Column, key: Vec<u8>, value: Vec<u8> },
-    Delete { column: Column, key: Vec<u8> },
+    Put {
+        column: Column,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        column: Column,
+        key: Vec<u8>,
+    },
+    /// Every key `>= start` and `< end`.
+    DeleteRange {
+        column: Column,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 /// A set of puts and deletes applied atomically, in order.
@@ -103,6 +118,16 @@ impl WriteBatch {
         self.ops.push(Op::Delete { column, key: key.into() });
     }
 
+    /// Deletes every key of `column` in `start..end` (`start` inclusive, `end` exclusive).
+    pub fn delete_range(
+        &mut self,
+        column: Column,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+    ) {
+        self.ops.push(Op::DeleteRange { column, start: start.into(), end: end.into() });
+    }
+
     pub fn len(&self) -> usize {
         self.ops.len()
     }
@@ -116,6 +141,15 @@ impl WriteBatch {
         for op in &self.ops {
             let (column, key) = match op {
                 Op::Put { column, key, .. } | Op::Delete { column, key } => (*column, key),
+                Op::DeleteRange { column, start, end } => {
+                    if *column == Column::Meta {
+                        return Err(StoreError::ReservedKey);
+                    }
+                    if start >= end {
+                        return Err(StoreError::EmptyRange(*column));
+                    }
+                    (*column, start)
+                }
             };
             if key.is_empty() {
                 return Err(StoreError::EmptyKey(column));
@@ -145,6 +179,8 @@ pub enum StoreError {
     NotAStore { path: String, reason: String },
     #[error("empty key in column {0:?}")]
     EmptyKey(Column),
+    #[error("empty or inverted key range in column {0:?}")]
+    EmptyRange(Column),
     #[error("the schema version key is managed by the store and cannot be written")]
     ReservedKey,
     #[error("cannot create data directory {path}: {source}")]

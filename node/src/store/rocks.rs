@@ -133,6 +133,9 @@ impl Store for RocksStore {
             match op {
                 Op::Put { column, key, value } => raw.put_cf(self.cf(*column)?, key, value),
                 Op::Delete { column, key } => raw.delete_cf(self.cf(*column)?, key),
+                Op::DeleteRange { column, start, end } => {
+                    raw.delete_range_cf(self.cf(*column)?, start, end)
+                }
             }
         }
         self.db.write_opt(raw, &sync_options(durability))?;

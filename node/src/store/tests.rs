@@ -126,6 +126,33 @@ fn range_is_ordered_and_bounded(backend: impl Backend) {
     assert!(store.range(Column::Blocks, &6u64.to_be_bytes(), 10).unwrap().is_empty());
 }
 
+fn delete_range_removes_exactly_the_range(backend: impl Backend) {
+    let store = backend.open();
+    let mut batch = WriteBatch::new();
+    for h in 1u64..=6 {
+        batch.put(Column::Votes, h.to_be_bytes(), b"v");
+    }
+    batch.put(Column::Certificates, 3u64.to_be_bytes(), b"other column");
+    store.write(batch, Durability::Buffered).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.delete_range(Column::Votes, 2u64.to_be_bytes(), 5u64.to_be_bytes());
+    store.write(batch, Durability::Sync).unwrap();
+    let left: Vec<u64> = store
+        .range(Column::Votes, &[0], 10)
+        .unwrap()
+        .iter()
+        .map(|(k, _)| u64::from_be_bytes(k.as_slice().try_into().unwrap()))
+        .collect();
+    assert_eq!(left, vec![1, 5, 6]);
+    assert!(store.get(Column::Certificates, &3u64.to_be_bytes()).unwrap().is_some());
+    // An inverted range is refused and changes nothing.
+    let mut batch = WriteBatch::new();
+    batch.delete(Column::Votes, 1u64.to_be_bytes());
+    batch.delete_range(Column::Votes, 6u64.to_be_bytes(), 5u64.to_be_bytes());
+    assert!(matches!(store.write(batch, Durability::Sync), Err(StoreError::EmptyRange(_))));
+    assert!(store.get(Column::Votes, &1u64.to_be_bytes()).unwrap().is_some());
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod rocks {
@@ -144,6 +171,7 @@ suite!(
     writes_of_both_durabilities_survive_reopen,
     schema_mismatch_is_refused_and_data_is_untouched,
     range_is_ordered_and_bounded,
+    delete_range_removes_exactly_the_range,
 );
 
 // RocksDB-only: what only a real disk can show.

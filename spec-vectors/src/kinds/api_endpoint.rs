@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use avs_node::aggregator::AggregatorController;
-use avs_node::http::{ApiState, NodeStatus};
+use avs_node::http::ApiState;
+use avs_node::status::NodeStatus;
 use axum::body::Body;
 use serde_json::{Value, json};
 use tower::ServiceExt;
