@@ -150,13 +150,15 @@ fn agent() -> ureq::Agent {
 pub type Ports = (u16, u16, u16);
 
 /// The `avs-node run` arguments of node `i` of a local network: its own directory, keys and
-/// ports on 127.0.0.1, and every other node as a QUIC bootnode.
+/// ports on 127.0.0.1, and as QUIC bootnodes every other node, or only node `only` (which
+/// itself gets none: it is found by the others).
 pub fn run_args(
     node_dir: &Path,
     genesis: &Path,
     ports: &[Ports],
     peer_ids: &[String],
     i: usize,
+    only: Option<usize>,
 ) -> Vec<String> {
     let (p2p, http, grpc) = ports[i];
     let mut args: Vec<String> = vec![
@@ -177,7 +179,7 @@ pub fn run_args(
         grpc.to_string(),
     ];
     for (j, &(peer_p2p, _, _)) in ports.iter().enumerate() {
-        if j != i {
+        if j != i && only.is_none_or(|o| o == j) {
             args.push("--bootnode".into());
             args.push(format!("/ip4/127.0.0.1/udp/{peer_p2p}/quic-v1/p2p/{}", peer_ids[j]));
         }
@@ -200,11 +202,13 @@ pub struct ClusterSpec {
     /// Nodes booted with `--is-aggregator` but switched off right away (hot standbys).
     pub standby: Vec<usize>,
     pub slot_ms: u64,
+    /// Every other node knows only this node as its bootnode (default: all others).
+    pub only_bootnode: Option<usize>,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        Self { nodes: 4, aggregators: 1, standby: Vec::new(), slot_ms: 1000 }
+        Self { nodes: 4, aggregators: 1, standby: Vec::new(), slot_ms: 1000, only_bootnode: None }
     }
 }
 
@@ -256,7 +260,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, &node_ports) in ports.iter().enumerate() {
             let node_dir = dir.path().join(format!("node{i}"));
-            let mut args = run_args(&node_dir, &genesis, &ports, &peer_ids, i);
+            let mut args = run_args(&node_dir, &genesis, &ports, &peer_ids, i, spec.only_bootnode);
             if i < spec.aggregators || spec.standby.contains(&i) {
                 args.push("--is-aggregator".into());
             }

@@ -79,7 +79,7 @@ fn start_nodes(
     let peer_ids: Vec<String> = publics.iter().map(|p| p.peer_id.clone()).collect();
     for (i, &node_ports) in ports.iter().enumerate() {
         let node_dir = dir.path().join(format!("node{i}"));
-        let mut args = run_args(&node_dir, genesis, &ports, &peer_ids, i);
+        let mut args = run_args(&node_dir, genesis, &ports, &peer_ids, i, None);
         if i == 0 {
             args.push("--is-aggregator".into());
         }

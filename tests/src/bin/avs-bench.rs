@@ -3,58 +3,47 @@
 //!
 //! Flow: measure the floor on the idle machine (loopback UDP hop, BLS sign, single verify,
 //! certificate verify for N signers, a fsynced append in the directory the nodes write to);
-//! start N nodes with the tests crate's [`Cluster`] (one aggregator by default); poll every
-//! node's `/lean/v0/status` on its own thread and record each change of view and finalized
-//! height; wait until every node finalized `warmup + blocks` heights; read each node's peak RSS
-//! (`VmHWM`); then join the samples with the `finalized` lines of the node logs (microsecond
-//! timestamps) and print the table.
+//! start N nodes with the tests crate's [`Cluster`] (one aggregator by default); wait until every
+//! node's log shows `warmup + blocks` heights finalized; read each node's peak RSS (`VmHWM`);
+//! then read the node logs (microsecond timestamps) and print the table. Nothing polls the
+//! nodes while they run: the measurement does not load them.
 //!
-//! Definitions (per measured height h, heights `<= warmup` are skipped):
-//! - view of h: the lowest view any node reported when it first reported `finalized >= h`
-//!   (a block is finalized inside the view that proposed it on the good path);
-//! - proposal time: the first time the view's leader (computed from the genesis, matched to a
-//!   node by the `operator_index` of its status) was seen in that view: it proposes when it
-//!   enters the view. Accurate to the poll period (a late sample makes latency look smaller by
-//!   at most that period);
-//! - final time: the latest `finalized height=h` log line over all nodes;
-//! - raw latency = final - proposal;
-//! - pacing wait = time until a quorum of nodes had entered the view (a replica holds a
-//!   proposal for a view it has not entered; views advance at most once per slot);
-//! - net latency = final - max(proposal, quorum entered).
+//! Definitions (per measured height h, heights `<= warmup` are skipped), from the log lines
+//! `proposed view=V height=H` (the leader), `entered view ... view=V` and `finalized height=H`:
+//! - proposal time: the leader's last `proposed` line for h before h was first finalized;
+//! - latency = the latest `finalized height=h` over all nodes - proposal time (every node
+//!   holds h final);
+//! - view entry stagger: for the view that proposed h, last minus first node entering it.
 //!
-//! Floor = 5 hops (proposal, NOTARIZE vote, notarization, FINALIZE vote, finalization)
-//! + 4 signs (proposal, leader's NOTARIZE, replica's NOTARIZE, FINALIZE)
-//! + 3 fsyncs (leader's and replica's NOTARIZE, FINALIZE: each own vote is durable before it
-//!   is sent) + 3 single verifies (proposal, the two votes completing the quorums at the
-//!   aggregator) + 2 certificate verifies.
+//! Floor = 3 hops (proposal, NOTARIZE votes, FINALIZE votes: every node builds both certificates
+//! from its own pool) + 4 signs (proposal, leader's NOTARIZE, replica's NOTARIZE, FINALIZE)
+//! + 3 fsyncs (leader's and replica's NOTARIZE, FINALIZE: each own vote is durable before it is
+//!   sent) + 1 single verify (the proposal) + 2 certificate-sized verifies (the aggregate checks
+//!   of the NOTARIZE and FINALIZE quorums).
 //!
 //! Run: `cargo build -p avs-node && cargo run -p avs-tests --bin avs-bench -- --nodes 4`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::UdpSocket;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use avs_consensus::KeyTable;
 use avs_consensus::bls::{self, SecretKey};
-use avs_consensus::signing::network_digest;
 use avs_consensus::signing::vote_signing_root;
 use avs_consensus::types::{Certificate, Operator, OperatorSet, Signers, VoteData};
 use avs_consensus::verify::verify_certificate;
-use avs_tests::{Cluster, ClusterSpec};
+use avs_tests::{Cluster, ClusterSpec, NodeProcess};
 
 const USAGE: &str = "avs-bench [--nodes N] [--blocks B] [--warmup W] [--slot-ms MS] \
-                     [--poll-ms MS] [--aggregators A] [--timeout-s S]";
+                     [--aggregators A] [--timeout-s S]";
 
 struct Args {
     nodes: usize,
     blocks: u64,
     warmup: u64,
     slot_ms: u64,
-    poll_ms: u64,
     aggregators: usize,
     timeout: Duration,
 }
@@ -78,9 +67,6 @@ impl Args {
             blocks: given.remove("blocks").unwrap_or(30),
             warmup: given.remove("warmup").unwrap_or(3),
             slot_ms: given.remove("slot-ms").unwrap_or(default_slot),
-            // Each poll is an HTTP request a dev-profile node serves on the same 2 cores: poll
-            // no finer than the measurement needs, or the pollers become the load.
-            poll_ms: given.remove("poll-ms").unwrap_or(if nodes > 8 { 50 } else { 20 }),
             aggregators: usize::try_from(given.remove("aggregators").unwrap_or(1))?,
             timeout: Duration::from_secs(given.remove("timeout-s").unwrap_or(600)),
         };
@@ -92,13 +78,6 @@ impl Args {
         }
         Ok(args)
     }
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Median of the durations of `n` runs of `f`, in microseconds.
@@ -130,10 +109,10 @@ struct Floor {
 
 impl Floor {
     fn total_us(&self) -> f64 {
-        5.0 * self.hop_us
+        3.0 * self.hop_us
             + 4.0 * self.sign_us
             + 3.0 * self.fsync_us
-            + 3.0 * self.verify_us
+            + self.verify_us
             + 2.0 * self.cert_verify_us
     }
 
@@ -210,64 +189,6 @@ impl Floor {
     }
 }
 
-/// Status changes seen by one poller: (unix µs, view, finalized height).
-type Samples = Vec<(u64, u64, u64)>;
-
-/// The part of `/lean/v0/status` the pollers read.
-#[derive(serde::Deserialize)]
-struct Polled {
-    view: u64,
-    finalized_height: u64,
-    operator_index: Option<u64>,
-}
-
-/// One node's poller result: its operator index and the changes it saw.
-struct Polls {
-    operator: Option<u64>,
-    samples: Samples,
-}
-
-fn poll(
-    cluster_urls: Vec<String>,
-    period: Duration,
-    stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<Polls>> {
-    cluster_urls
-        .into_iter()
-        .map(|url| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .timeout_global(Some(Duration::from_secs(2)))
-                    .build()
-                    .into();
-                let mut samples: Samples = Vec::new();
-                let mut operator = None;
-                let mut last = None;
-                while !stop.load(Ordering::Relaxed) {
-                    let before = now_us();
-                    let status = agent
-                        .get(&url)
-                        .call()
-                        .ok()
-                        .and_then(|mut r| r.body_mut().read_json::<Polled>().ok());
-                    if let Some(s) = status {
-                        let t = before + (now_us().saturating_sub(before)) / 2;
-                        operator = operator.or(s.operator_index);
-                        let state = (s.view, s.finalized_height);
-                        if last != Some(state) {
-                            last = Some(state);
-                            samples.push((t, s.view, s.finalized_height));
-                        }
-                    }
-                    std::thread::sleep(period);
-                }
-                Polls { operator, samples }
-            })
-        })
-        .collect()
-}
-
 /// Unix µs of an RFC 3339 UTC timestamp as tracing writes it (`2026-11-21T14:36:49.123456Z`).
 fn parse_timestamp(ts: &str) -> Option<u64> {
     let (date, time) = ts.strip_suffix('Z')?.split_once('T')?;
@@ -290,15 +211,50 @@ fn parse_timestamp(ts: &str) -> Option<u64> {
     u64::try_from(secs * 1_000_000 + micros).ok()
 }
 
+/// The value of `name=` on a tracing text line.
+fn field(line: &str, name: &str) -> Option<u64> {
+    let key = format!(" {name}=");
+    let (_, rest) = line.split_once(&key)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// `(unix µs, line)` of a node's log lines whose message is `message`.
+fn lines_of<'a>(log: &'a str, message: &'a str) -> impl Iterator<Item = (u64, &'a str)> + 'a {
+    let marker = format!(": {message} ");
+    log.lines().filter_map(move |line| {
+        if !line.contains(&marker) {
+            return None;
+        }
+        Some((line.split_whitespace().next().and_then(parse_timestamp)?, line))
+    })
+}
+
 /// `height -> unix µs` of a node's `finalized` log lines.
 fn finalized_times(log: &str) -> BTreeMap<u64, u64> {
     let mut out = BTreeMap::new();
-    for line in log.lines() {
-        let Some((_, rest)) = line.split_once(": finalized height=") else { continue };
-        let height = rest.split_whitespace().next().and_then(|h| h.parse().ok());
-        let ts = line.split_whitespace().next().and_then(parse_timestamp);
-        if let (Some(h), Some(t)) = (height, ts) {
+    for (t, line) in lines_of(log, "finalized") {
+        if let Some(h) = field(line, "height") {
             out.entry(h).or_insert(t);
+        }
+    }
+    out
+}
+
+/// `(unix µs, view, height)` of a node's `proposed` lines.
+fn proposals(log: &str) -> Vec<(u64, u64, u64)> {
+    lines_of(log, "proposed")
+        .filter_map(|(t, line)| Some((t, field(line, "view")?, field(line, "height")?)))
+        .collect()
+}
+
+/// `view -> unix µs` of a node's first `entered view` line per view (epoch 0).
+fn entries(log: &str) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    for (t, line) in lines_of(log, "entered view") {
+        if field(line, "epoch") == Some(0)
+            && let Some(v) = field(line, "view")
+        {
+            out.entry(v).or_insert(t);
         }
     }
     out
@@ -321,9 +277,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse()?;
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
-        "avs-bench: {} nodes, {} aggregator(s), slot {} ms, {} blocks after {} warm-up, \
-         status poll every {} ms, {cpus} CPUs",
-        args.nodes, args.aggregators, args.slot_ms, args.blocks, args.warmup, args.poll_ms
+        "avs-bench: {} nodes, {} aggregator(s), slot {} ms, {} blocks after {} warm-up, {cpus} CPUs",
+        args.nodes, args.aggregators, args.slot_ms, args.blocks, args.warmup
     );
     let floor = Floor::measure(args.nodes)?;
     println!(
@@ -343,33 +298,27 @@ fn main() -> anyhow::Result<()> {
         aggregators: args.aggregators,
         standby: Vec::new(),
         slot_ms: args.slot_ms,
+        only_bootnode: None,
     };
     let cluster = Cluster::start(&spec)?;
-    // The leader of each view, from the genesis the nodes run.
-    let genesis =
-        avs_node::genesis::GenesisFile::load(&cluster.dir().join("genesis.json"))?.to_config()?;
-    let table = KeyTable::new(0, &genesis.operators, network_digest(&genesis)?)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let pollers = poll(
-        cluster.nodes.iter().map(|n| n.url("/lean/v0/status")).collect(),
-        Duration::from_millis(args.poll_ms),
-        stop.clone(),
-    );
     let target = args.warmup + args.blocks;
     let waited =
         cluster.wait_for(&format!("every node to finalize height {target}"), args.timeout, |c| {
-            // The status endpoint is cheap, but the pollers already load it: read the logs.
             Ok(c.nodes.iter().all(|n| finalized_times(&n.log()).contains_key(&target)))
         });
     let memory: Vec<Option<(u64, u64)>> =
         cluster.nodes.iter().map(|n| n.pid().and_then(memory_kb)).collect();
-    stop.store(true, Ordering::Relaxed);
-    let polls: Vec<Polls> = pollers
-        .into_iter()
-        .map(|h| h.join().unwrap_or(Polls { operator: None, samples: Vec::new() }))
-        .collect();
-    let logs: Vec<BTreeMap<u64, u64>> =
-        cluster.nodes.iter().map(|n| finalized_times(&n.log())).collect();
+    let texts: Vec<String> = cluster.nodes.iter().map(NodeProcess::log).collect();
+    let finals: Vec<BTreeMap<u64, u64>> = texts.iter().map(|l| finalized_times(l)).collect();
+    let entered: Vec<BTreeMap<u64, u64>> = texts.iter().map(|l| entries(l)).collect();
+    let proposed: Vec<(u64, u64, u64)> = texts.iter().flat_map(|l| proposals(l)).collect();
+    let nullified: u64 = cluster
+        .nodes
+        .iter()
+        .filter_map(|n| n.metric("avs_node_nullified_views_total").ok().flatten())
+        .map(|v| v as u64)
+        .max()
+        .unwrap_or(0);
     let peaks: Vec<u64> = memory.iter().flatten().map(|(hwm, _)| *hwm).collect();
     let peak_max = peaks.iter().max().copied().unwrap_or(0);
     let mut sorted_peaks = peaks.clone();
@@ -384,99 +333,83 @@ fn main() -> anyhow::Result<()> {
     // A network that stops finalizing is a result too: report what was measured until then.
     let stalled = waited.is_err();
     if let Err(e) = &waited {
-        let first = e.to_string();
         println!(
             "STALLED: {} (last finalized heights: {:?})",
-            first.lines().next().unwrap_or_default(),
-            logs.iter().map(|l| l.keys().next_back().copied().unwrap_or(0)).collect::<Vec<_>>()
+            e.to_string().lines().next().unwrap_or_default(),
+            finals.iter().map(|l| l.keys().next_back().copied().unwrap_or(0)).collect::<Vec<_>>()
         );
     }
+    // Every height, each exactly once on every node: none skipped.
+    let gaps: usize =
+        finals.iter().map(|f| (1..=target).filter(|h| !f.contains_key(h)).count()).sum();
 
-    let quorum = args.nodes * 2 / 3 + 1;
-    let mut raw = Vec::new();
-    let mut net = Vec::new();
-    let mut pacing = Vec::new();
+    let mut latency = Vec::new();
     let mut stagger = Vec::new();
     let mut skipped = 0;
     for h in (args.warmup + 1)..=target {
-        let view = polls
+        let final_us = finals.iter().map(|l| l.get(&h).copied()).collect::<Option<Vec<u64>>>();
+        let Some(final_us) = final_us else {
+            skipped += 1;
+            continue;
+        };
+        let first = final_us.iter().min().copied().unwrap_or(0);
+        let last = final_us.iter().max().copied().unwrap_or(0);
+        let proposal = proposed
             .iter()
-            .filter_map(|p| p.samples.iter().find(|(_, _, f)| *f >= h).map(|(_, v, _)| *v))
-            .min();
-        let final_us = logs.iter().map(|l| l.get(&h).copied()).collect::<Option<Vec<u64>>>();
-        let (Some(view), Some(final_us)) = (view, final_us) else {
+            .filter(|(t, _, height)| *height == h && *t <= first)
+            .max_by_key(|(t, _, _)| *t);
+        let Some(&(proposal_us, view, _)) = proposal else {
             skipped += 1;
             continue;
         };
-        let final_us = final_us.into_iter().max().unwrap_or(0);
-        let entry = |p: &Polls| p.samples.iter().find(|(_, v, _)| *v >= view).map(|(t, _, _)| *t);
-        let mut entered: Vec<u64> = polls.iter().filter_map(entry).collect();
-        entered.sort_unstable();
-        let leader = table.leader(view);
-        let proposal =
-            polls.iter().find(|p| p.operator.is_some() && p.operator == leader).and_then(entry);
-        let (Some(proposal), Some(&quorum_in), Some(&first), Some(&last)) =
-            (proposal, entered.get(quorum - 1), entered.first(), entered.last())
-        else {
-            skipped += 1;
-            continue;
-        };
-        raw.push(final_us.saturating_sub(proposal) as f64 / 1000.0);
-        net.push(final_us.saturating_sub(quorum_in.max(proposal)) as f64 / 1000.0);
-        pacing.push(quorum_in.saturating_sub(proposal) as f64 / 1000.0);
-        stagger.push(last.saturating_sub(first) as f64 / 1000.0);
+        latency.push(last.saturating_sub(proposal_us) as f64 / 1000.0);
+        let times: Vec<u64> = entered.iter().filter_map(|e| e.get(&view).copied()).collect();
+        if times.len() == entered.len() {
+            let spread = times.iter().max().unwrap_or(&0) - times.iter().min().unwrap_or(&0);
+            stagger.push(spread as f64 / 1000.0);
+        }
     }
-    if raw.is_empty() {
+    if latency.is_empty() {
         bail!("no height could be measured (skipped {skipped}, stalled: {stalled})");
     }
-    for v in [&mut raw, &mut net, &mut pacing, &mut stagger] {
-        v.sort_by(f64::total_cmp);
-    }
+    latency.sort_by(f64::total_cmp);
+    stagger.sort_by(f64::total_cmp);
     let floor_ms = floor.total_us() / 1000.0;
-    let (raw50, raw99) = (percentile(&raw, 0.5), percentile(&raw, 0.99));
-    let (net50, net99) = (percentile(&net, 0.5), percentile(&net, 0.99));
-
+    let hop_ms = floor.hop_us / 1000.0;
+    let (p50, p99) = (percentile(&latency, 0.5), percentile(&latency, 0.99));
+    let stagger50 = if stagger.is_empty() { f64::NAN } else { percentile(&stagger, 0.5) };
     println!(
-        "measured {} heights ({skipped} skipped: not finalized by every node in the log or not seen by the pollers)",
-        raw.len()
+        "measured {} heights ({skipped} skipped: not finalized by every node or no proposal line); \
+         heights missing on some node: {gaps}; nullified views (max over nodes): {nullified}",
+        latency.len()
     );
     println!(
-        "raw latency (proposal -> every node finalized): p50 {raw50:.1} ms, p99 {raw99:.1} ms; \
-         p50/floor = {:.2} (goal <= 1.5), p99/p50 = {:.2} (goal <= 2)",
-        raw50 / floor_ms,
-        raw99 / raw50
+        "latency (proposal -> every node finalized): p50 {p50:.1} ms, p99 {p99:.1} ms; \
+         p50/floor = {:.2} (goal <= 3 at 4 nodes, <= 10 at 16), p99/p50 = {:.2} (goal <= 3)",
+        p50 / floor_ms,
+        p99 / p50
     );
     println!(
-        "net of pacing (from a quorum in the view): p50 {net50:.1} ms, p99 {net99:.1} ms; \
-         p50/floor = {:.2}, p99/p50 = {:.2}",
-        net50 / floor_ms,
-        net99 / net50
-    );
-    println!(
-        "pacing wait (proposal -> quorum entered the view): p50 {:.1} ms, p99 {:.1} ms",
-        percentile(&pacing, 0.5),
-        percentile(&pacing, 0.99)
-    );
-    println!(
-        "view entry stagger (first to last node entering a view): p50 {:.1} ms, p99 {:.1} ms",
-        percentile(&stagger, 0.5),
-        percentile(&stagger, 0.99)
+        "view entry stagger (first to last node entering the view): p50 {stagger50:.2} ms = {:.1} \
+         hops (goal <= 5), p99 {:.2} ms",
+        stagger50 / hop_ms,
+        if stagger.is_empty() { f64::NAN } else { percentile(&stagger, 0.99) }
     );
     println!();
     println!(
-        "| nodes | slot | heights | floor | raw p50 | raw p99 | p50/floor | p99/p50 | net p50 | net p99 | net p50/floor | peak RSS max (median) |"
+        "| nodes | slot | heights | floor | p50 | p99 | p50/floor | p99/p50 | stagger p50 (hops) | nullified | peak RSS max (median) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {} ms | {} of {}{} | {floor_ms:.2} ms | {raw50:.1} ms | {raw99:.1} ms | {:.2} | {:.2} | {net50:.1} ms | {net99:.1} ms | {:.2} | {:.1} MiB ({:.1} MiB) |",
+        "| {} | {} ms | {} of {}{} | {floor_ms:.2} ms | {p50:.1} ms | {p99:.1} ms | {:.2} | {:.2} | {stagger50:.2} ms ({:.1}) | {nullified} | {:.1} MiB ({:.1} MiB) |",
         args.nodes,
         args.slot_ms,
-        raw.len(),
+        latency.len(),
         args.blocks,
         if stalled { ", stalled" } else { "" },
-        raw50 / floor_ms,
-        raw99 / raw50,
-        net50 / floor_ms,
+        p50 / floor_ms,
+        p99 / p50,
+        stagger50 / hop_ms,
         peak_max as f64 / 1024.0,
         peak_median as f64 / 1024.0
     );
@@ -491,11 +424,18 @@ mod tests {
     fn timestamps_and_log_lines_parse() {
         assert_eq!(parse_timestamp("1970-01-01T00:00:01.5Z"), Some(1_500_000));
         assert_eq!(parse_timestamp("2000-03-01T00:00:00.000001Z"), Some(951_868_800_000_001));
-        let log = "2026-11-21T14:36:49.123456Z  INFO avs_node::node: finalized height=3 root=ab tasks=0\n\
-                   2026-11-21T14:36:50.000000Z  INFO avs_node::node: peer is ahead; catching up their_finalized=9\n";
+        let log = "2026-11-21T14:36:49.123456Z  INFO avs_node::core: finalized height=3 view=4 root=ab tasks=0\n\
+                   2026-11-21T14:36:49.000001Z DEBUG avs_node::core: proposed view=4 height=3\n\
+                   2026-11-21T14:36:48.000000Z DEBUG avs_node::core: entered view epoch=0 view=4 cause=Notarized at_ms=1\n\
+                   2026-11-21T14:36:50.000000Z  INFO avs_node::core: peer is ahead their_finalized=9\n";
         let times = finalized_times(log);
         assert_eq!(times.len(), 1);
-        assert!(times.contains_key(&3));
+        assert_eq!(times.get(&3), parse_timestamp("2026-11-21T14:36:49.123456Z").as_ref());
+        assert_eq!(
+            proposals(log),
+            vec![(parse_timestamp("2026-11-21T14:36:49.000001Z").unwrap(), 4, 3)]
+        );
+        assert_eq!(entries(log).get(&4), parse_timestamp("2026-11-21T14:36:48.000000Z").as_ref());
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0);
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.99), 4.0);
     }
