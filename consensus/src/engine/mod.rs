@@ -271,10 +271,8 @@ pub(crate) struct EpochState {
     /// When the current view was entered; `None` until the first input at or after the
     /// epoch's start.
     pub(crate) entered_at_ms: Option<u64>,
-    /// When the view before the current one was entered, if the node went through it (rule
-    /// 3's pace counts from there, so blocks come one `block_interval` apart, not one
-    /// interval plus the time a view takes).
-    pub(crate) previous_entered_at_ms: Option<u64>,
+    /// Rule 3's pace of the current view, fixed when it was entered.
+    pub(crate) pace_ms: Option<u64>,
     /// Consecutive views before the current one that were left on a nullification (rule 5's
     /// back-off).
     pub(crate) nullified_streak: u32,
@@ -306,7 +304,7 @@ impl EpochState {
             genesis_root,
             view: 0,
             entered_at_ms: None,
-            previous_entered_at_ms: None,
+            pace_ms: None,
             nullified_streak: 0,
             last_pull_ms: None,
             views: BTreeMap::new(),

@@ -30,13 +30,18 @@ impl Engine {
         1u64.checked_shl(self.ep.nullified_streak).unwrap_or(MAX_BACKOFF).min(MAX_BACKOFF)
     }
 
-    /// Rule 3: the earliest time the leader of the current view proposes: one block interval
-    /// after it entered the previous view, never before it entered this one (at once if it
-    /// skipped the previous view).
+    /// Rule 3: the earliest time the leader of the current view proposes.
     pub(crate) fn pace_at(&self) -> Option<u64> {
-        let entered = self.ep.entered_at_ms?;
-        let paced = self.ep.previous_entered_at_ms.map(|p| p.saturating_add(self.timing.slot_ms));
-        Some(paced.map_or(entered, |p| p.max(entered)))
+        self.ep.pace_ms
+    }
+
+    /// Rule 3's pace of a view entered now: one block interval after the previous view's pace,
+    /// within `[now, now + block_interval]`; `now` if the previous view was skipped.
+    fn pace_of_entry(&self, previous: Option<u64>) -> u64 {
+        let slot = self.timing.slot_ms;
+        previous.map_or(self.now_ms, |p| {
+            p.saturating_add(slot).clamp(self.now_ms, self.now_ms.saturating_add(slot))
+        })
     }
 
     /// Where the view's timers start: one block interval after entering it, which is never
@@ -67,7 +72,7 @@ impl Engine {
             _ => 0,
         };
         let next = self.ep.view.checked_add(1) == Some(view);
-        self.ep.previous_entered_at_ms = if next { self.ep.entered_at_ms } else { None };
+        self.ep.pace_ms = Some(self.pace_of_entry(if next { self.ep.pace_ms } else { None }));
         self.ep.view = view;
         self.ep.entered_at_ms = Some(self.now_ms);
         self.ep.last_pull_ms = None;

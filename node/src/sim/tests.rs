@@ -19,14 +19,17 @@ fn min_height(sim: &Sim, nodes: impl IntoIterator<Item = usize>) -> u64 {
     nodes.into_iter().filter_map(|i| sim.finalized_height(i)).min().unwrap_or(0)
 }
 
-/// A quiet network makes one block per slot (the leader's pace) and never nullifies.
+/// A quiet network makes one block per slot (the leader's pace), never more, and never
+/// nullifies.
 #[test]
 fn quiet_network_finalizes_every_slot_without_nullifying() {
     for seed in 0..5 {
         let sim = run(Scenario::quiet(4, seed));
         // 20 s of 1 s slots: the first view starts at genesis, one block per slot after.
         let low = min_height(&sim, 0..4);
+        let high = (0..4).filter_map(|i| sim.finalized_height(i)).max().unwrap_or(0);
         assert!(low >= 18, "seed {seed}: only {low} heights in 20 slots");
+        assert!(high <= 21, "seed {seed}: {high} heights in 20 slots: faster than the interval");
         for i in 0..4 {
             assert_eq!(sim.nullified_views(i), 0, "seed {seed}: node {i} nullified a view");
         }
