@@ -350,7 +350,7 @@ async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
         line,
         " | aggregator: {}",
         if aggregators.is_empty() {
-            "NONE (finality stalls)".to_owned()
+            "none (every node still certifies from its own pool)".to_owned()
         } else {
             aggregators.join(",")
         }
