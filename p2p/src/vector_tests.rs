@@ -1,5 +1,5 @@
 //! Runs leanSpec's `networking_codec` conformance vectors (README in
-//! `shared/vectors/leanspec/`) against this crate's codecs.
+//! `spec-vectors/vendor/leanspec/`) against this crate's codecs.
 //!
 //! Each applicable file has its own generated test (`per_file::<file stem>`). In addition,
 //! [`every_vector_file_is_accounted_for`] reads and classifies every file in the folder: the
@@ -26,7 +26,8 @@ use crate::codec::{
 use crate::gossip::compute_message_id;
 
 fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/leanspec/networking_codec")
+    // The vendored leanSpec vectors, where `.cargo/config.toml` names them for the workspace.
+    Path::new(env!("LEANSPEC_VECTORS_DIR")).join("networking_codec")
 }
 
 fn hex_field(value: &Value, field: &str) -> Vec<u8> {

@@ -1,4 +1,5 @@
-//! leanSpec's public vectors that apply to avs-node (`../shared/vectors/leanspec/`).
+//! leanSpec's public vectors that apply to avs-node, vendored in `spec-vectors/vendor/leanspec/`
+//! (MIT; source commit, generator and licence in its README).
 //!
 //! The folder layout and formats are documented in that folder's README. Each submodule checks
 //! one `fixtureFormat`.
@@ -7,10 +8,8 @@ pub mod slot_clock;
 
 use std::path::PathBuf;
 
-/// Where the leanSpec vectors are: `$LEANSPEC_VECTORS_DIR`, or `shared/vectors/leanspec` beside
-/// the repository's root (where the developers' machines and CI put it).
+/// Where the leanSpec vectors are: the vendored copy, as `.cargo/config.toml` names it for
+/// every crate of the workspace.
 pub fn vectors_dir() -> PathBuf {
-    std::env::var_os("LEANSPEC_VECTORS_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/leanspec")
-    })
+    PathBuf::from(env!("LEANSPEC_VECTORS_DIR"))
 }
