@@ -238,8 +238,10 @@ impl Pool {
         }
         if pool_it {
             let entry = self.entries.entry(vote.data).or_default();
-            if !entry.verified.contains_key(&vote.operator_index) {
-                entry.verified.insert(vote.operator_index, (vote.clone(), sig));
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                entry.verified.entry(vote.operator_index)
+            {
+                slot.insert((vote.clone(), sig));
                 entry.verified_power = entry.verified_power.saturating_add(u128::from(power));
             }
             // A pending copy of a vote now verified is no longer needed.

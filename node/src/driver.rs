@@ -57,7 +57,7 @@ pub fn now_ms() -> u64 {
 /// What the validation workers hand the loop.
 enum Validated {
     Checked {
-        checked: Checked,
+        checked: Box<Checked>,
         id: avs_p2p::MessageId,
         peer: PeerId,
         received: Instant,
@@ -121,7 +121,7 @@ impl Driver {
                 Some(validated) = checked.recv() => match validated {
                     Validated::Checked { checked, id, peer, received } => {
                         self.metrics.validation_seconds.observe(received.elapsed().as_secs_f64());
-                        self.core.on_gossip(now_ms(), checked, id, peer, self.aggregator.is_enabled())?
+                        self.core.on_gossip(now_ms(), *checked, id, peer, self.aggregator.is_enabled())?
                     }
                     Validated::LaterEpoch(peer) => self.core.on_later_epoch(now_ms(), peer),
                 },
@@ -187,8 +187,12 @@ impl Driver {
             metrics.validations_in_flight.dec();
             match result {
                 Outcome::Consensus(checked) => {
-                    let validated =
-                        Validated::Checked { checked, id: message_id.clone(), peer, received };
+                    let validated = Validated::Checked {
+                        checked: Box::new(checked),
+                        id: message_id.clone(),
+                        peer,
+                        received,
+                    };
                     if tx.try_send(validated).is_err() {
                         metrics.checked_dropped.inc();
                         let _ = net.report_validation(message_id, peer, ValidationOutcome::Ignore);

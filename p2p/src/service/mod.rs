@@ -609,10 +609,10 @@ impl Service {
     fn on_kad(&mut self, event: kad::Event) {
         let now = Instant::now();
         match event {
-            kad::Event::RoutingUpdated { peer, addresses, .. } => {
-                if !self.bans.contains_key(&peer) && peer != *self.swarm.local_peer_id() {
-                    self.redialer.learn(peer, &addresses.into_vec(), now);
-                }
+            kad::Event::RoutingUpdated { peer, addresses, .. }
+                if !self.bans.contains_key(&peer) && peer != *self.swarm.local_peer_id() =>
+            {
+                self.redialer.learn(peer, &addresses.into_vec(), now);
             }
             kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::GetClosestPeers(Ok(ok)),
