@@ -233,6 +233,16 @@ pub struct DevnetArgs {
     /// when absent.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Restart a node that exits (after 2 s), instead of leaving it down. Either way the others
+    /// go on.
+    #[arg(long)]
+    pub restart_crashed: bool,
+
+    /// Keep the temporary data directory (keys, genesis, stores, logs) after a clean run. It is
+    /// always kept when a node crashed.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Subcommand)]

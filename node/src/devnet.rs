@@ -44,7 +44,15 @@ struct DevNode {
     index: usize,
     http_port: u16,
     child: Child,
+    /// How to start it again (`--restart-crashed`).
+    cmd: Command,
+    /// Since when it is down (it exited), if it is.
+    down_since: Option<Instant>,
+    restarts: u32,
 }
+
+/// A crashed node is restarted this long after it exited (`--restart-crashed`).
+const RESTART_DELAY: Duration = Duration::from_secs(2);
 
 /// What a node's status endpoint says, for the progress line.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -62,7 +70,7 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
     if usize::from(args.aggregators) > n {
         bail!("--aggregators {} is more than --nodes {n}", args.aggregators);
     }
-    let (dir, _temp) = match &args.data_dir {
+    let (dir, temp) = match &args.data_dir {
         Some(dir) => (dir.clone(), None),
         None => {
             let temp = tempfile::Builder::new().prefix("avs-devnet-").tempdir()?;
@@ -128,7 +136,14 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
             newcomer = Some((cmd, http));
         } else {
             let child = cmd.spawn().with_context(|| format!("starting node {i}"))?;
-            nodes.push(DevNode { index: i, http_port: http, child });
+            nodes.push(DevNode {
+                index: i,
+                http_port: http,
+                child,
+                cmd,
+                down_since: None,
+                restarts: 0,
+            });
         }
     }
     println!("Ctrl-C stops the devnet. Switch the aggregator role of node i at runtime with:");
@@ -143,18 +158,33 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
         schedule_path.display(),
         DEVNET_SYNC_INTERVAL_MS / 1000
     );
+    println!(
+        "A node that exits is reported and the others go on{}.",
+        if args.restart_crashed {
+            "; it is restarted after 2 s"
+        } else {
+            " (--restart-crashed restarts it)"
+        }
+    );
     let started = Instant::now();
+    let mut crashed = false;
     let mut task_counts = TaskCounts::default();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     let result = loop {
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             _ = ticker.tick() => {
-                if let Some((i, status)) = exited(&mut nodes) {
-                    break Err(anyhow::anyhow!(
-                        "node{i} exited ({status}); see {}",
+                for (i, status) in exited(&mut nodes) {
+                    crashed = true;
+                    println!(
+                        "  node{i} exited ({status}); the others go on; its log: {}",
                         dir.join(format!("node{i}/node.log")).display()
-                    ));
+                    );
+                }
+                if args.restart_crashed {
+                    for line in restart_due(&mut nodes) {
+                        println!("  {line}");
+                    }
                 }
                 println!("{}", progress_line(started.elapsed(), &nodes).await);
                 for event in task_events(&nodes, &mut task_counts).await {
@@ -167,7 +197,14 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
                     match cmd.spawn() {
                         Ok(child) => {
                             println!("  node{n} is in the operator set now: started it");
-                            nodes.push(DevNode { index: n, http_port, child });
+                            nodes.push(DevNode {
+                                index: n,
+                                http_port,
+                                child,
+                                cmd,
+                                down_since: None,
+                                restarts: 0,
+                            });
                         }
                         Err(e) => break Err(anyhow::anyhow!("starting node{n}: {e}")),
                     }
@@ -176,10 +213,14 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
         }
     };
     stop_all(&mut nodes).await;
-    if args.data_dir.is_none() {
-        println!("devnet stopped; its temporary data directory is removed");
-    } else {
-        println!("devnet stopped; data kept in {}", dir.display());
+    match temp {
+        Some(temp) if crashed || args.keep => {
+            let kept = temp.keep();
+            let why = if crashed { "a node crashed" } else { "--keep" };
+            println!("devnet stopped; data and logs kept in {} ({why})", kept.display());
+        }
+        Some(_) => println!("devnet stopped; its temporary data directory is removed"),
+        None => println!("devnet stopped; data kept in {}", dir.display()),
     }
     result
 }
@@ -294,8 +335,39 @@ pub fn free_port() -> anyhow::Result<u16> {
     bail!("found no port free for both TCP and UDP on 127.0.0.1 below the ephemeral range")
 }
 
-fn exited(nodes: &mut [DevNode]) -> Option<(usize, std::process::ExitStatus)> {
-    nodes.iter_mut().find_map(|n| n.child.try_wait().ok().flatten().map(|s| (n.index, s)))
+/// Nodes that exited since the last look (each reported once, when it goes down).
+fn exited(nodes: &mut [DevNode]) -> Vec<(usize, std::process::ExitStatus)> {
+    let mut out = Vec::new();
+    for node in nodes.iter_mut().filter(|n| n.down_since.is_none()) {
+        if let Ok(Some(status)) = node.child.try_wait() {
+            node.down_since = Some(Instant::now());
+            out.push((node.index, status));
+        }
+    }
+    out
+}
+
+/// Restarts the nodes that have been down for [`RESTART_DELAY`]; what happened, per node.
+fn restart_due(nodes: &mut [DevNode]) -> Vec<String> {
+    let mut out = Vec::new();
+    for node in nodes.iter_mut() {
+        if node.down_since.is_none_or(|t| t.elapsed() < RESTART_DELAY) {
+            continue;
+        }
+        match node.cmd.spawn() {
+            Ok(child) => {
+                node.child = child;
+                node.down_since = None;
+                node.restarts = node.restarts.saturating_add(1);
+                out.push(format!("node{} restarted (restart {})", node.index, node.restarts));
+            }
+            Err(e) => {
+                node.down_since = Some(Instant::now());
+                out.push(format!("node{} could not be restarted: {e}; trying again", node.index));
+            }
+        }
+    }
+    out
 }
 
 /// GETs `path` from every node's HTTP API on the blocking pool (short timeout, so one stuck
@@ -374,7 +446,7 @@ async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
 }
 
 async fn stop_all(nodes: &mut [DevNode]) {
-    for node in nodes.iter() {
+    for node in nodes.iter().filter(|n| n.down_since.is_none()) {
         if let Some(pid) = node.child.id() {
             terminate(pid);
         }

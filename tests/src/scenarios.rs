@@ -235,3 +235,80 @@ fn leanspec_api_vectors_pass_against_a_running_node() {
             .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     }
 }
+
+/// `kill -9` of one devnet node: the devnet reports it, keeps the others running, restarts it
+/// with `--restart-crashed`, and keeps the data directory (with the logs) when it stops.
+#[test]
+fn the_devnet_survives_a_killed_node_and_keeps_its_logs() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+
+    let mut devnet = std::process::Command::new(avs_node_binary().unwrap())
+        .args(["devnet", "--nodes", "4", "--slot-ms", "1000", "--restart-crashed"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let out = devnet.stdout.take().unwrap();
+    let sink = Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let seen = |pattern: &str| lines.lock().unwrap().iter().any(|l| l.contains(pattern));
+    let wait = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + FINALITY;
+        while !cond() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {:?}",
+                lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("finality", &|| seen("finalized #3"));
+    // The devnet's node processes are its children; kill one of them (not node0's aggregator).
+    let children: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1));
+            ppid == Some(&devnet.id().to_string())
+        })
+        .collect();
+    assert!(children.len() >= 4, "found {} node processes", children.len());
+    let victim = children[2];
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(victim as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait("the crash report", &|| seen("exited (signal: 9"));
+    wait("the restart", &|| seen("restarted (restart 1)"));
+    let after = lines.lock().unwrap().len();
+    wait("finality after the restart", &|| {
+        lines.lock().unwrap()[after..].iter().filter(|l| l.contains("finalized #")).count() >= 3
+    });
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(devnet.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    devnet.wait().unwrap();
+    reader.join().unwrap();
+    let lines = lines.lock().unwrap();
+    let kept = lines.iter().find_map(|l| l.strip_prefix("devnet stopped; data and logs kept in "));
+    let dir =
+        kept.and_then(|k| k.split(" (").next()).expect("the devnet says where it kept the logs");
+    let logs = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("node.log").is_file())
+        .count();
+    assert!(logs >= 4, "{logs} node logs kept in {dir}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
