@@ -136,15 +136,7 @@ impl Pool {
             out.invalid.extend(pending.into_iter().map(|p| p.vote));
             return out;
         };
-        let mut valid = Vec::new();
-        check_group(table, &msg, &pending, &mut valid, &mut out);
-        for p in valid {
-            if let Some(ev) = self.add_verified(table, &p.vote, p.sig) {
-                out.evidence.push(ev);
-            }
-            out.valid.push(p.vote);
-        }
-        out
+        self.verify_and_pool(table, &msg, &pending, out)
     }
 
     /// Check one candidate alone (see [`Admission::CheckAlone`]); pooled if valid.
@@ -160,8 +152,20 @@ impl Pool {
             return out;
         };
         let candidate = [Pending { vote: vote.clone(), sig, since_ms: 0 }];
+        self.verify_and_pool(table, &msg, &candidate, out)
+    }
+
+    /// Checks `candidates` (all signing `msg`) in aggregate, bisecting on failure, and pools
+    /// the valid ones; the invalid ones and any evidence go into `out`.
+    fn verify_and_pool(
+        &mut self,
+        table: &KeyTable,
+        msg: &[u8; 32],
+        candidates: &[Pending],
+        mut out: Checked,
+    ) -> Checked {
         let mut valid = Vec::new();
-        check_group(table, &msg, &candidate, &mut valid, &mut out);
+        check_group(table, msg, candidates, &mut valid, &mut out);
         for p in valid {
             if let Some(ev) = self.add_verified(table, &p.vote, p.sig) {
                 out.evidence.push(ev);

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use ssz_rs::prelude::List;
 
 use crate::chain_store::ChainStore;
+use crate::gossip::outcome;
 use crate::metrics::NodeMetrics;
 use crate::status::NodeStatus;
 use crate::store::WriteBatch;
@@ -140,14 +141,6 @@ pub struct Core {
 fn vote_key(vote: &SignedVote) -> [u8; 32] {
     let bytes = encode(vote).unwrap_or_default();
     Sha256::digest(bytes).into()
-}
-
-fn outcome(verdict: Verdict) -> ValidationOutcome {
-    match verdict {
-        Verdict::Accept => ValidationOutcome::Accept,
-        Verdict::Ignore => ValidationOutcome::Ignore,
-        Verdict::Reject => ValidationOutcome::Reject,
-    }
 }
 
 impl Core {

@@ -2,8 +2,6 @@
 //! The node loop publishes a [`crate::status::NodeStatus`] into a watch channel; the handler
 //! only reads it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::{ApiState, json_response};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,10 +9,7 @@ use axum::response::Response;
 
 pub(crate) async fn get_status(State(state): State<ApiState>) -> Response {
     let status = state.status.borrow().clone();
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let now_ms = crate::node::now_ms();
     let since = status.last_certificate_ms.map(|at| now_ms.saturating_sub(at) / 1000);
     let mut body = serde_json::to_value(&status).unwrap_or_default();
     if let Some(map) = body.as_object_mut() {

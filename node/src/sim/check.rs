@@ -83,8 +83,6 @@ impl Checker {
         self.last.insert(i, height);
     }
 
-    pub(crate) fn crashed(&mut self, _i: usize) {}
-
     pub(crate) fn verdict(&mut self, sender: usize, verdict: Verdict, why: &str) {
         if verdict == Verdict::Reject && self.honest.get(sender).copied().unwrap_or(false) {
             self.violation(format!("honest node {sender} was punished: {why}"));

@@ -234,6 +234,7 @@ pub(crate) struct NetStats {
 pub(crate) struct Sim {
     pub(crate) scenario: Scenario,
     genesis: GenesisConfig,
+    clock: SlotClock,
     nodes: Vec<Node>,
     links: Vec<Vec<usize>>,
     by_peer: HashMap<PeerId, usize>,
@@ -308,9 +309,12 @@ impl Sim {
         let honest: Vec<bool> =
             (0..nodes.len()).map(|i| !scenario.byzantine.iter().any(|(n, _)| *n == i)).collect();
         let checker = Checker::new(&genesis, honest);
+        let clock = SlotClock::new(GENESIS_TIME, scenario.slot_ms, genesis.intervals_per_slot)
+            .expect("simulated clock");
         let mut sim = Self {
             scenario,
             genesis,
+            clock,
             nodes,
             links,
             by_peer,
@@ -414,7 +418,6 @@ impl Sim {
             return;
         }
         self.nodes[i].incarnation += 1;
-        self.checker.crashed(i);
         let peer = self.nodes[i].peer;
         for other in self.links[i].clone() {
             if let Some(core) = self.core_mut(other) {
@@ -432,10 +435,7 @@ impl Sim {
     fn wake(&mut self, i: usize) {
         let Some(core) = self.nodes[i].core.as_ref() else { return };
         let local = self.local_now(i);
-        let clock =
-            SlotClock::new(GENESIS_TIME, self.scenario.slot_ms, self.genesis.intervals_per_slot)
-                .expect("simulated clock");
-        let next_tick = clock.next_tick_ms(local);
+        let next_tick = self.clock.next_tick_ms(local);
         let wake_local = core.next_wakeup().map_or(next_tick, |w| w.min(next_tick)).max(local);
         let wake = wake_local.saturating_add_signed(-self.nodes[i].skew).max(self.now);
         if self.nodes[i].tick_at.is_some_and(|at| at <= wake && at >= self.now) {
