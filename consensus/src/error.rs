@@ -25,6 +25,8 @@ pub enum ConsensusError {
     UnknownOperator(u64),
     #[error("operator set is empty or has no voting power")]
     EmptyOperatorSet,
+    #[error("operators {first} and {second} share {what}: each operator needs its own")]
+    DuplicateOperator { first: u64, second: u64, what: &'static str },
     #[error("operator set too large: {0} operators")]
     TooManyOperators(usize),
     #[error("arithmetic overflow in {0}")]

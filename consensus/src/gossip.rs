@@ -17,7 +17,8 @@ use crate::engine::{Engine, VIEW_WINDOW_AHEAD, VOTE_WINDOW_BEHIND, Verdict};
 use crate::error::ConsensusError;
 use crate::operators::KeyTable;
 use crate::types::{
-    Certificate, Epoch, SignedProposal, SignedVote, View, VoteData, VoteKind, decode,
+    Certificate, Epoch, SIGNED_PROPOSAL_FIXED_BYTES, SignedProposal, SignedVote, View, VoteData,
+    VoteKind, decode,
 };
 use crate::verify::{Verified, verify_certificate, verify_proposal};
 
@@ -50,6 +51,8 @@ pub enum GossipError {
     TooFarAhead { view: View },
     #[error("a certificate for this vote data is already held")]
     AlreadyCertified,
+    #[error("a proposal for view {0} is already held")]
+    AlreadyProposed(View),
 }
 
 impl GossipError {
@@ -74,7 +77,8 @@ impl GossipError {
             | Self::LaterEpoch { .. }
             | Self::TooOld { .. }
             | Self::TooFarAhead { .. }
-            | Self::AlreadyCertified => Verdict::Ignore,
+            | Self::AlreadyCertified
+            | Self::AlreadyProposed(_) => Verdict::Ignore,
         }
     }
 
@@ -93,6 +97,7 @@ impl GossipError {
             Self::TooOld { .. } => "too_old",
             Self::TooFarAhead { .. } => "too_far_ahead",
             Self::AlreadyCertified => "already_certified",
+            Self::AlreadyProposed(_) => "already_proposed",
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct GossipContext {
     pub certified: BTreeSet<VoteData>,
     /// Views for which a nullification is held.
     pub nullified: BTreeSet<View>,
+    /// Views for which a leader-signed proposal is held (judged or waiting).
+    pub proposed: BTreeSet<View>,
 }
 
 impl Engine {
@@ -142,6 +149,7 @@ impl Engine {
             table: self.key_table(),
             certified,
             nullified,
+            proposed: self.proposed_views(),
         }
     }
 }
@@ -211,13 +219,41 @@ impl GossipContext {
         Ok(verify_certificate(&self.table, &cert)?)
     }
 
-    /// A proposal: this epoch, not behind the current view nor too far ahead, signed by the
-    /// view's leader. Its block and justification are judged by the engine.
+    /// A proposal: this epoch, not behind the current view nor too far ahead, for a view
+    /// whose proposal is not held yet, signed by the view's leader. Its block and
+    /// justification are judged by the engine. The engine keeps the first proposal of a view
+    /// (section 8), so a second one, even validly signed by an equivocating leader, is
+    /// ignored before its decode and pairing instead of being verified and forwarded by every
+    /// node (review T10).
+    ///
+    /// A proposal can be 10 MiB, so its epoch and view are read from their fixed offsets
+    /// first: one of another epoch or outside the window is ignored before anything is
+    /// decoded (a well-formed encoding puts them there; anything else fails the decode).
     pub fn check_proposal(&self, bytes: &[u8]) -> Result<Verified<SignedProposal>, GossipError> {
+        if let Some((epoch, view)) = peek_proposal(bytes) {
+            self.check_epoch(epoch)?;
+            self.check_window(view, 0)?;
+            if self.proposed.contains(&view) {
+                return Err(GossipError::AlreadyProposed(view));
+            }
+        }
         let proposal: SignedProposal = decode(bytes)?;
         let m = &proposal.message;
         self.check_epoch(m.epoch)?;
         self.check_window(m.view, 0)?;
         Ok(verify_proposal(&self.table, &proposal)?)
     }
+}
+
+/// The epoch and view of an encoded `SignedProposal`, read from their fixed offsets without
+/// decoding it, if the encoding starts the way a valid one must.
+fn peek_proposal(bytes: &[u8]) -> Option<(Epoch, View)> {
+    let at = SIGNED_PROPOSAL_FIXED_BYTES;
+    let offset = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+    if usize::try_from(offset).ok()? != at {
+        return None;
+    }
+    let view = u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?);
+    let epoch = u64::from_le_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?);
+    Some((epoch, view))
 }

@@ -36,6 +36,42 @@ pub fn epoch_seed(epoch: Epoch, set_root: &Root) -> u64 {
     u64::from_le_bytes(le)
 }
 
+/// A compressed G1 key with its sign flag cleared: a key and its negation map to the same
+/// value (the flags are the top three bits of the first byte; bit 5 is the sign of y).
+pub fn key_up_to_sign(pubkey: &[u8]) -> Vec<u8> {
+    let mut key = pubkey.to_vec();
+    if let Some(first) = key.first_mut() {
+        *first &= !0x20;
+    }
+    key
+}
+
+/// Rule of section 6: no two operators share an address or a key, and no key is another's
+/// negation. With a shared key anyone could re-index one operator's vote as the other's and
+/// count its power twice; with a negated pair the two keys aggregate to infinity.
+fn check_unique(set: &OperatorSet) -> Result<(), ConsensusError> {
+    let mut addresses = std::collections::HashMap::new();
+    let mut keys = std::collections::HashMap::new();
+    for (i, op) in set.operators.iter().enumerate() {
+        let index = i as u64;
+        if let Some(first) = addresses.insert(op.address, index) {
+            return Err(ConsensusError::DuplicateOperator {
+                first,
+                second: index,
+                what: "an address",
+            });
+        }
+        if let Some(first) = keys.insert(key_up_to_sign(op.pubkey.as_ref()), index) {
+            return Err(ConsensusError::DuplicateOperator {
+                first,
+                second: index,
+                what: "a BLS key (or its negation)",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Validated operator set of one epoch.
 #[derive(Debug, Clone)]
 pub struct KeyTable {
@@ -52,8 +88,9 @@ pub struct KeyTable {
 }
 
 impl KeyTable {
-    /// Validate `set` for `epoch`: every key must decompress, be in the subgroup, not be
-    /// infinity, and carry a valid proof of possession; total power must be non-zero.
+    /// Validate `set` for `epoch`: addresses and keys must be unique (a key also may not be
+    /// another's negation), every key must decompress, be in the subgroup, not be infinity,
+    /// and carry a valid proof of possession; total power must be non-zero.
     pub fn new(
         epoch: Epoch,
         set: &OperatorSet,
@@ -62,6 +99,7 @@ impl KeyTable {
         if set.operators.len() > MAX_OPERATORS {
             return Err(ConsensusError::TooManyOperators(set.operators.len()));
         }
+        check_unique(set)?;
         let mut keys = Vec::with_capacity(set.operators.len());
         let mut powers = Vec::with_capacity(set.operators.len());
         let mut active = Vec::new();
@@ -190,6 +228,47 @@ pub(crate) mod tests {
             })
             .collect();
         (keys, OperatorSet { operators: ops.try_into().unwrap() })
+    }
+
+    /// Review M5/T53: a set where two operators share a key (or one holds another's negation,
+    /// or they share an address) is inadmissible, before any proof of possession is checked.
+    #[test]
+    fn duplicate_keys_negated_keys_and_duplicate_addresses_are_refused() {
+        let (_, set) = make_set(&[1, 1, 1]);
+        assert!(KeyTable::new(0, &set, [0; 4]).is_ok());
+        let with = |edit: &dyn Fn(&mut Vec<Operator>)| {
+            let mut ops: Vec<Operator> = set.operators.iter().cloned().collect();
+            edit(&mut ops);
+            KeyTable::new(0, &OperatorSet { operators: ops.try_into().unwrap() }, [0; 4])
+                .unwrap_err()
+        };
+        let duplicate_key = with(&|ops| {
+            let mut copy = ops[0].clone();
+            copy.address = [9; 20];
+            ops.push(copy);
+        });
+        assert_eq!(
+            duplicate_key,
+            ConsensusError::DuplicateOperator {
+                first: 0,
+                second: 3,
+                what: "a BLS key (or its negation)"
+            }
+        );
+        let negated = with(&|ops| {
+            let mut copy = ops[1].clone();
+            copy.address = [9; 20];
+            let mut key = copy.pubkey.to_vec();
+            key[0] ^= 0x20;
+            copy.pubkey = key.try_into().unwrap();
+            ops.push(copy);
+        });
+        assert!(matches!(negated, ConsensusError::DuplicateOperator { first: 1, second: 3, .. }));
+        let same_address = with(&|ops| ops[2].address = ops[0].address);
+        assert_eq!(
+            same_address,
+            ConsensusError::DuplicateOperator { first: 0, second: 2, what: "an address" }
+        );
     }
 
     #[test]

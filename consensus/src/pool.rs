@@ -12,7 +12,10 @@
 //! at most one verified vote of each kind is kept (a second, different one becomes evidence
 //! instead); per (`VoteData`, operator) at most [`MAX_PENDING_PER_OPERATOR`] pending
 //! candidates are kept, and a further candidate is checked alone at once, so garbage sent in
-//! an operator's name cannot keep its real vote out.
+//! an operator's name cannot keep its real vote out. Once an operator's equivocation in a view
+//! is on record (its first vote pooled, a second one kept as evidence), any further vote of
+//! that kind with other data is ignored without a pairing, so a byzantine operator cannot make
+//! every node verify and forward a thousand signed variants (review T9).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +46,16 @@ struct OperatorVotes {
     finalize: Option<SignedVote>,
     /// Evidence already recorded for this (view, operator): one record is enough.
     reported: bool,
+}
+
+impl OperatorVotes {
+    fn of_kind(&self, kind: VoteKind) -> Option<&SignedVote> {
+        match kind {
+            VoteKind::Notarize => self.notarize.as_ref(),
+            VoteKind::Nullify => self.nullify.as_ref(),
+            VoteKind::Finalize => self.finalize.as_ref(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -80,6 +93,8 @@ pub(crate) struct Checked {
     pub(crate) valid: Vec<SignedVote>,
     pub(crate) invalid: Vec<SignedVote>,
     pub(crate) evidence: Vec<Evidence>,
+    /// Dropped unchecked: their operator's equivocation in the view is already on record.
+    pub(crate) superseded: Vec<SignedVote>,
     /// Pairing checks spent (for metrics and tests).
     pub(crate) pairings: u64,
 }
@@ -100,6 +115,9 @@ impl Pool {
         sig: Signature,
         now_ms: u64,
     ) -> Admission {
+        if self.superseded(vote) {
+            return Admission::Ignored;
+        }
         let entry = self.entries.entry(vote.data).or_default();
         if entry.certified || entry.verified.contains_key(&vote.operator_index) {
             return Admission::Ignored;
@@ -128,7 +146,9 @@ impl Pool {
     pub(crate) fn check(&mut self, table: &KeyTable, data: &VoteData) -> Checked {
         let mut out = Checked::default();
         let Some(entry) = self.entries.get_mut(data) else { return out };
-        let pending = std::mem::take(&mut entry.pending);
+        let (pending, superseded): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut entry.pending).into_iter().partition(|p| !self.superseded(&p.vote));
+        out.superseded.extend(superseded.into_iter().map(|p| p.vote));
         if pending.is_empty() {
             return out;
         }
@@ -137,6 +157,15 @@ impl Pool {
             return out;
         };
         self.verify_and_pool(table, &msg, &pending, out)
+    }
+
+    /// True when `vote`'s operator already equivocated in its view (evidence on record) and
+    /// `vote` is yet another variant of a kind already pooled: nothing to gain from checking it.
+    fn superseded(&self, vote: &SignedVote) -> bool {
+        let Some(kind) = vote.data.vote_kind() else { return false };
+        self.by_operator.get(&(vote.data.view, vote.operator_index)).is_some_and(|slot| {
+            slot.reported && slot.of_kind(kind).is_some_and(|prev| prev.data != vote.data)
+        })
     }
 
     /// Check one candidate alone (see [`Admission::CheckAlone`]); pooled if valid.
@@ -545,5 +574,44 @@ mod tests {
         assert!(pool.add_verified(&table, &n1, sn1).is_none());
         pool.prune_below(3);
         assert_eq!(pool.verified_len(), 2);
+    }
+
+    /// Review T9: a byzantine operator signs 1000 different NOTARIZE votes for one view. Two
+    /// are checked (the first counts, the second is the evidence); the rest are dropped
+    /// without a pairing, both those already pending and those that arrive later.
+    #[test]
+    fn an_equivocating_operator_costs_two_pairings_not_a_thousand() {
+        let (keys, set) = make_set(&[1, 1, 1, 1]);
+        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let mut pool = Pool::default();
+        let variant = |n: u16| {
+            let mut root = [1u8; 32];
+            root[..2].copy_from_slice(&n.to_be_bytes());
+            vote(&keys, 3, VoteData::notarize(0, 5, root))
+        };
+        let data: Vec<VoteData> = (0..1000u16)
+            .map(|n| {
+                let (v, s) = variant(n);
+                assert_eq!(pool.offer(&table, &v, s, 0), Admission::Pending);
+                v.data
+            })
+            .collect();
+        let (mut valid, mut evidence, mut superseded, mut pairings) = (0, 0, 0, 0);
+        for d in &data {
+            let checked = pool.check(&table, d);
+            valid += checked.valid.len();
+            evidence += checked.evidence.len();
+            superseded += checked.superseded.len();
+            pairings += checked.pairings;
+        }
+        assert_eq!((valid, evidence, superseded, pairings), (2, 1, 998, 2));
+        let (late, sig) = variant(1000);
+        assert_eq!(pool.offer(&table, &late, sig, 0), Admission::Ignored);
+        assert_eq!(pool.pending_len(), 0);
+        // Its other kinds, and other operators, are untouched.
+        let (n, sn) = vote(&keys, 3, VoteData::nullify(0, 5));
+        assert_eq!(pool.offer(&table, &n, sn, 0), Admission::Pending);
+        let (other, so) = vote(&keys, 2, VoteData::notarize(0, 5, [9; 32]));
+        assert_eq!(pool.offer(&table, &other, so, 0), Admission::Pending);
     }
 }

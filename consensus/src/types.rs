@@ -36,6 +36,29 @@ pub const MAX_JUSTIFICATION: usize = 256;
 /// Upper bound on the network name in `GenesisConfig`.
 pub const MAX_NETWORK_NAME_BYTES: usize = 64;
 
+/// Bytes of an SSZ offset.
+const OFFSET: usize = 4;
+/// Encoded size of a `VoteData` (kind, view, epoch, root).
+const VOTE_DATA_BYTES: usize = 1 + 8 + 8 + 32;
+/// Encoded size of a `SignedVote`: every vote has exactly this size.
+pub const SIGNED_VOTE_BYTES: usize = VOTE_DATA_BYTES + 8 + 96;
+/// Largest encoded `Certificate` (a full signers bitlist).
+pub const MAX_CERTIFICATE_BYTES: usize = VOTE_DATA_BYTES + OFFSET + 96 + MAX_OPERATORS / 8 + 1;
+/// Largest encoded `TaskResult`.
+const MAX_TASK_RESULT_BYTES: usize = 2 + 8 + 2 * OFFSET + MAX_PROOF_BYTES + MAX_TASK_DATA_BYTES;
+/// Largest encoded `Block`.
+const MAX_BLOCK_BYTES: usize =
+    8 + 32 + 8 + 32 + OFFSET + OFFSET + MAX_TASKS_PER_BLOCK * (OFFSET + MAX_TASK_RESULT_BYTES);
+/// Largest encoded `SignedProposal`: what the block topic must carry (under 10 MiB).
+pub const MAX_SIGNED_PROPOSAL_BYTES: usize = OFFSET
+    + 96
+    + OFFSET
+    + (8 + 8 + OFFSET + MAX_BLOCK_BYTES)
+    + MAX_JUSTIFICATION * (OFFSET + MAX_CERTIFICATE_BYTES);
+/// Where a `SignedProposal`'s message starts: the fixed part is the message's offset, the
+/// signature and the justification's offset.
+pub const SIGNED_PROPOSAL_FIXED_BYTES: usize = OFFSET + 96 + OFFSET;
+
 /// 48-byte compressed BLS12-381 G1 public key.
 pub type PublicKeyBytes = Vector<u8, 48>;
 /// 96-byte compressed BLS12-381 G2 signature.
@@ -254,6 +277,36 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn full_certificate() -> Certificate {
+        let signers = Signers::try_from(vec![true; MAX_OPERATORS].as_slice()).unwrap();
+        Certificate { data: VoteData::nullify(1, 2), signers, ..Default::default() }
+    }
+
+    #[test]
+    fn size_bounds_are_the_sizes_of_the_largest_encodings() {
+        assert_eq!(encode(&SignedVote::default()).unwrap().len(), SIGNED_VOTE_BYTES);
+        assert_eq!(encode(&full_certificate()).unwrap().len(), MAX_CERTIFICATE_BYTES);
+        let task = TaskResult {
+            task_definition_id: 1,
+            performer_index: 2,
+            proof_of_task: List::try_from(vec![1u8; MAX_PROOF_BYTES]).unwrap(),
+            data: List::try_from(vec![2u8; MAX_TASK_DATA_BYTES]).unwrap(),
+        };
+        let body = BlockBody { tasks: List::try_from(vec![task; MAX_TASKS_PER_BLOCK]).unwrap() };
+        let proposal = SignedProposal {
+            message: Proposal { view: 1, epoch: 2, block: Block { body, ..Default::default() } },
+            justification: List::try_from(vec![full_certificate(); MAX_JUSTIFICATION]).unwrap(),
+            ..Default::default()
+        };
+        let bytes = encode(&proposal).unwrap();
+        assert_eq!(bytes.len(), MAX_SIGNED_PROPOSAL_BYTES);
+        const { assert!(MAX_SIGNED_PROPOSAL_BYTES <= 10 * 1024 * 1024) };
+        // The message (view, then epoch) starts right after the fixed part.
+        let at = SIGNED_PROPOSAL_FIXED_BYTES;
+        assert_eq!(bytes[..4], u32::try_from(at).unwrap().to_le_bytes());
+        assert_eq!(bytes[at..at + 16], [1u64.to_le_bytes(), 2u64.to_le_bytes()].concat());
+    }
 
     #[test]
     fn block_roundtrip_and_root_excludes_view() {

@@ -6,8 +6,15 @@
 //! reorganized in between, the read is dropped (and retried on the next pass), so the powers
 //! and the hash always describe the same block. (Calls by block hash, EIP-1898, would be
 //! simpler, but not every node implements them: ganache answers "header not found".)
+//!
+//! Every read has a deadline ([`RpcConfig::timeout`]): an endpoint that accepts the connection
+//! and never answers makes the read fail as unavailable (NotYet for attestations) instead of
+//! hanging the refresher. Endpoint URLs often carry an API key, so they never appear in an
+//! error or a log line: errors name the chain instead.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
 use alloy::eips::{BlockId, BlockNumberOrTag};
 use alloy::primitives::Address;
@@ -39,7 +46,16 @@ pub struct RpcConfig {
     /// `PowerRegistry` on L2.
     pub l2_registry: [u8; 20],
     pub confirmations: u64,
+    /// Longest wait for one read (heads, or one chain's snapshot).
+    pub timeout: Duration,
 }
+
+/// The default of [`RpcConfig::timeout`].
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most operators a registry may list (a larger answer is refused as malformed rather than
+/// costing a proof-of-possession check per entry).
+pub const MAX_REGISTERED_OPERATORS: usize = 4 * avs_consensus::types::MAX_OPERATORS;
 
 pub struct RpcSource {
     l1: DynProvider,
@@ -47,6 +63,10 @@ pub struct RpcSource {
     l1_registry: Address,
     l2_registry: Address,
     confirmations: u64,
+    timeout: Duration,
+    /// The URLs as configured and as parsed (what transport errors print), with the name to
+    /// show instead.
+    secrets: Vec<(String, &'static str)>,
 }
 
 impl std::fmt::Debug for RpcSource {
@@ -66,19 +86,43 @@ fn unavailable(chain: Chain, what: &str, e: impl std::fmt::Display) -> SourceErr
 impl RpcSource {
     /// Builds HTTP providers; no request is made until the first refresh.
     pub fn new(config: &RpcConfig) -> Result<Self, SourceError> {
-        let provider = |url: &str| -> Result<DynProvider, SourceError> {
-            let url = url
+        let mut secrets = Vec::new();
+        let mut provider = |url: &str, name: &'static str| -> Result<DynProvider, SourceError> {
+            let parsed: alloy::transports::http::reqwest::Url = url
                 .parse()
-                .map_err(|e| SourceError::Unavailable(format!("RPC URL {url:?}: {e}")))?;
-            Ok(ProviderBuilder::new().connect_http(url).erased())
+                .map_err(|e| SourceError::Unavailable(format!("{name}: not a valid URL ({e})")))?;
+            secrets.push((url.to_owned(), name));
+            secrets.push((parsed.as_str().to_owned(), name));
+            Ok(ProviderBuilder::new().connect_http(parsed).erased())
         };
         Ok(Self {
-            l1: provider(&config.l1_url)?,
-            l2: provider(&config.l2_url)?,
+            l1: provider(&config.l1_url, "<L1 RPC URL>")?,
+            l2: provider(&config.l2_url, "<L2 RPC URL>")?,
             l1_registry: Address::from(config.l1_registry),
             l2_registry: Address::from(config.l2_registry),
             confirmations: config.confirmations,
+            timeout: config.timeout,
+            secrets,
         })
+    }
+
+    /// Runs one read with the deadline, and keeps the endpoints' URLs out of its error.
+    async fn guarded<T>(
+        &self,
+        what: &str,
+        read: impl Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        match tokio::time::timeout(self.timeout, read).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(SourceError::Unavailable(message))) => {
+                Err(SourceError::Unavailable(redact(&message, &self.secrets)))
+            }
+            Ok(Err(other)) => Err(other),
+            Err(_) => Err(SourceError::Unavailable(format!(
+                "{what}: no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
     }
 
     fn provider(&self, chain: Chain) -> &DynProvider {
@@ -116,6 +160,11 @@ impl RpcSource {
                     .await
                     .map_err(|e| unavailable(chain, "StakeRegistry.operators", e))?;
                 let n = r.ops.len();
+                if n > MAX_REGISTERED_OPERATORS {
+                    return Err(SourceError::Malformed(format!(
+                        "{n} registered operators, at most {MAX_REGISTERED_OPERATORS}"
+                    )));
+                }
                 if r.pubkeys.len() != n || r.pops.len() != n || r.powers.len() != n {
                     return Err(SourceError::Malformed("array lengths differ".into()));
                 }
@@ -142,6 +191,12 @@ impl RpcSource {
                     .call()
                     .await
                     .map_err(|e| unavailable(chain, "PowerRegistry.powers", e))?;
+                if r.ops.len() > MAX_REGISTERED_OPERATORS {
+                    return Err(SourceError::Malformed(format!(
+                        "{} operators with power, at most {MAX_REGISTERED_OPERATORS}",
+                        r.ops.len()
+                    )));
+                }
                 if r.ops.len() != r.values.len() {
                     return Err(SourceError::Malformed("array lengths differ".into()));
                 }
@@ -184,12 +239,83 @@ impl StakeSource for RpcSource {
     }
 
     fn heads(&self) -> SourceFuture<'_, Heads> {
-        Box::pin(async move {
+        Box::pin(self.guarded("heads", async move {
             Ok(Heads { l1: self.head(Chain::L1).await?, l2: self.head(Chain::L2).await? })
-        })
+        }))
     }
 
     fn snapshot(&self, chain: Chain, number: u64) -> SourceFuture<'_, ChainSnapshot> {
-        Box::pin(self.read(chain, number))
+        Box::pin(self.guarded(chain.name(), self.read(chain, number)))
+    }
+}
+
+/// `message` with every secret replaced by its name.
+fn redact(message: &str, secrets: &[(String, &'static str)]) -> String {
+    let mut message = message.to_owned();
+    // Longest first, so a URL is not half-replaced by a shorter spelling of itself.
+    let mut secrets: Vec<_> = secrets.iter().filter(|(s, _)| !s.is_empty()).collect();
+    secrets.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+    for (secret, name) in secrets {
+        message = message.replace(secret.as_str(), name);
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, timeout: Duration) -> RpcConfig {
+        RpcConfig {
+            l1_url: url.to_owned(),
+            l2_url: url.to_owned(),
+            l1_registry: [1; 20],
+            l2_registry: [2; 20],
+            confirmations: 0,
+            timeout,
+        }
+    }
+
+    /// Review T49: an endpoint that accepts connections and never answers fails the read
+    /// after the deadline (NotYet for the attester) instead of hanging the refresher.
+    #[tokio::test]
+    async fn an_endpoint_that_never_answers_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket); // accepted, never answered
+            }
+        });
+        let source = RpcSource::new(&config(&url, Duration::from_millis(300))).unwrap();
+        match source.heads().await {
+            Err(SourceError::Unavailable(message)) => {
+                assert!(message.contains("no answer within 300 ms"), "{message}")
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
+    /// Review T39: an API key in the endpoint URL never reaches an error message.
+    #[tokio::test]
+    async fn errors_never_carry_the_endpoint_url() {
+        // Nothing listens on port 9 of loopback: the connection is refused at once, and
+        // reqwest's error names the URL it tried.
+        let url = "http://127.0.0.1:9/v2/secret-api-key";
+        let source = RpcSource::new(&config(url, Duration::from_secs(30))).unwrap();
+        match source.heads().await {
+            Err(SourceError::Unavailable(message)) => {
+                assert!(!message.contains("secret-api-key"), "{message}");
+                assert!(message.contains("L1"), "{message}");
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+        let bad = RpcSource::new(&config("not a url secret-api-key", Duration::from_secs(1)));
+        assert!(!format!("{:?}", bad.err()).contains("secret-api-key"));
+        assert_eq!(
+            redact("error sending request for url (http://h/k)", &[("http://h/k".into(), "<L1>")]),
+            "error sending request for url (<L1>)"
+        );
     }
 }

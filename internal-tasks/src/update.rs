@@ -16,8 +16,9 @@
 // checked.
 #![allow(clippy::arithmetic_side_effects)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use avs_consensus::operators::key_up_to_sign;
 use avs_consensus::ssz_check::{Shape, SszShape};
 use avs_consensus::types::{
     MAX_OPERATORS, Operator, OperatorSet, PublicKeyBytes, Root, SignatureBytes,
@@ -116,6 +117,8 @@ pub enum UpdateError {
     Unsorted(&'static str),
     #[error("new operator 0x{0} has no voting power")]
     NoPower(String),
+    #[error("new operator 0x{0} has the BLS key (or its negation) of an operator in the set")]
+    DuplicateKey(String),
 }
 
 /// Computes the update that brings `set` in line with L1 at `l1.block`.
@@ -137,6 +140,13 @@ pub fn compute_update(
             });
         }
     }
+    // Keys of the next set so far: each operator needs its own (docs/protocol.md, section 6).
+    let mut keys: BTreeSet<Vec<u8>> = set
+        .operators
+        .iter()
+        .filter(|o| l1.operators.get(&o.address).is_some_and(|r| r.power > 0))
+        .map(|o| key_up_to_sign(o.pubkey.as_ref()))
+        .collect();
     let mut new_operators = Vec::new();
     for (address, reg) in &l1.operators {
         if reg.power == 0 || set.operators.iter().any(|o| &o.address == address) {
@@ -144,6 +154,11 @@ pub fn compute_update(
         }
         if !registration_is_valid(reg) {
             // Registered without a usable key: it cannot vote, so it does not join.
+            continue;
+        }
+        if !keys.insert(key_up_to_sign(&reg.pubkey)) {
+            // Another address with a key already in the set (the lowest address wins among
+            // newcomers): admitting it would let one key's votes count twice.
             continue;
         }
         new_operators.push(NewOperator {
@@ -209,6 +224,10 @@ pub fn apply_update(
         }
         if new.power == 0 {
             return Err(UpdateError::NoPower(hex::encode(new.address)));
+        }
+        let key = key_up_to_sign(new.pubkey.as_ref());
+        if operators.iter().any(|o| key_up_to_sign(o.pubkey.as_ref()) == key) {
+            return Err(UpdateError::DuplicateKey(hex::encode(new.address)));
         }
         // The key table admission of the new set (state transition) verifies the PoP.
         operators.push(Operator {
@@ -286,6 +305,40 @@ mod tests {
         l1.operators.insert(bad.address, bad);
         let update = compute_update(0, &base, &l1, &snapshot(1, &[])).unwrap();
         assert!(update.is_empty(), "{update:?}");
+    }
+
+    /// Review M5/T53: a second address registered with an existing operator's key (and PoP)
+    /// is not proposed, and an update that carries it anyway is refused.
+    #[test]
+    fn a_second_address_with_a_key_in_the_set_does_not_join() {
+        let base = set(&[(1, 100), (2, 100)]);
+        let mut l1 = snapshot(10, &[(1, 100), (2, 100)]);
+        let mut copy = registered(1, 50);
+        copy.address = [9; 20];
+        l1.operators.insert(copy.address, copy.clone());
+        let update = compute_update(0, &base, &l1, &snapshot(1, &[])).unwrap();
+        assert!(update.is_empty(), "{update:?}");
+        // An operator leaving frees its key for a newcomer in the same update.
+        let mut leaving = l1.clone();
+        leaving.operators.get_mut(&registered(1, 0).address).unwrap().power = 0;
+        let update = compute_update(0, &base, &leaving, &snapshot(1, &[])).unwrap();
+        assert_eq!(update.new_operators.len(), 1);
+        // A leader that proposes the duplicate anyway proposes an invalid update.
+        let forged = VotingPowerUpdate {
+            new_operators: List::try_from(vec![NewOperator {
+                address: copy.address,
+                pubkey: Vector::try_from(copy.pubkey).unwrap(),
+                pop: Vector::try_from(copy.pop).unwrap(),
+                power: 50,
+                l2_power: 0,
+            }])
+            .unwrap(),
+            ..compute_update(0, &base, &l1, &snapshot(1, &[])).unwrap()
+        };
+        assert_eq!(
+            apply_update(&base, &forged),
+            Err(UpdateError::DuplicateKey(hex::encode([9u8; 20])))
+        );
     }
 
     #[test]

@@ -568,6 +568,11 @@ impl Engine {
         }
         out
     }
+    /// Views of the current epoch for which a verified proposal is held, judged or waiting.
+    pub fn proposed_views(&self) -> BTreeSet<View> {
+        let judged = self.ep.views.iter().filter(|(_, vs)| vs.proposal.is_some()).map(|(v, _)| *v);
+        judged.chain(self.pending_proposals.keys().copied()).collect()
+    }
     /// Verified votes this node holds for `view` of the current epoch (answers `votes`).
     pub fn votes_of(&self, epoch: Epoch, view: View) -> Vec<SignedVote> {
         if epoch == self.ep.epoch { self.pool.verified_votes_of(view) } else { Vec::new() }

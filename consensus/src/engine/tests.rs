@@ -664,6 +664,59 @@ fn gossip_verdicts() {
     assert_eq!(ctx.check_vote(&encode(&good).unwrap()), Err(GossipError::AlreadyCertified));
 }
 
+/// Review T10: once a view's proposal is held, a second one signed by the same (equivocating)
+/// leader is ignored before it is decoded or verified; other views are unaffected.
+#[test]
+fn a_second_proposal_for_a_view_is_ignored_unverified() {
+    let net = setup();
+    let follower = (net.leader(0) + 1) % net.n();
+    let mut e = net.engine(follower, Persisted::default(), plain());
+    tick(&mut e, 0);
+    let first = net.propose(0, net.child_of_genesis(0, vec![]), vec![]);
+    let mut block = net.child_of_genesis(0, vec![]);
+    block.state_root = [9; 32];
+    let second = net.propose(0, block, vec![]);
+    assert!(e.gossip_context().check_proposal(&encode(&second).unwrap()).is_ok());
+    e.handle(G + 1, Input::Proposal(Incoming::Raw(first)));
+    let ctx = e.gossip_context();
+    assert_eq!(
+        ctx.check_proposal(&encode(&second).unwrap()).unwrap_err(),
+        GossipError::AlreadyProposed(0)
+    );
+    // Not even a pairing: a garbage signature gets the same answer.
+    let mut garbage = second;
+    garbage.signature = vec![0u8; 96].try_into().unwrap();
+    assert_eq!(
+        ctx.check_proposal(&encode(&garbage).unwrap()).unwrap_err(),
+        GossipError::AlreadyProposed(0)
+    );
+}
+
+/// Review T5: a proposal of another epoch or outside the window is ignored from its fixed
+/// offsets, before a (possibly 10 MiB) decode; the same bytes in the current epoch are decoded
+/// (and here refused as undecodable, which proves the decode is what was skipped).
+#[test]
+fn a_proposal_outside_epoch_or_window_is_ignored_before_it_is_decoded() {
+    let net = setup();
+    let mut e = net.engine(0, Persisted::default(), plain());
+    tick(&mut e, 0);
+    let ctx = e.gossip_context();
+    let p = net.propose(0, net.child_of_genesis(0, vec![]), vec![]);
+    let mut bytes = encode(&p).unwrap();
+    bytes.truncate(bytes.len() - 1);
+    assert!(matches!(ctx.check_proposal(&bytes), Err(GossipError::Undecodable(_))));
+    let at = crate::types::SIGNED_PROPOSAL_FIXED_BYTES;
+    let mut later = bytes.clone();
+    later[at + 8..at + 16].copy_from_slice(&7u64.to_le_bytes());
+    assert_eq!(
+        ctx.check_proposal(&later).unwrap_err(),
+        GossipError::LaterEpoch { got: 7, ours: 0 }
+    );
+    let mut ahead = bytes;
+    ahead[at..at + 8].copy_from_slice(&10_000u64.to_le_bytes());
+    assert_eq!(ctx.check_proposal(&ahead).unwrap_err(), GossipError::TooFarAhead { view: 10_000 });
+}
+
 #[test]
 fn leader_proposes_one_interval_after_the_previous_view_and_persists_first() {
     let net = setup();

@@ -134,6 +134,9 @@ impl Engine {
         for vote in checked.invalid {
             out.push(Action::VoteChecked { vote, verdict: Verdict::Reject });
         }
+        for vote in checked.superseded {
+            out.push(Action::VoteChecked { vote, verdict: Verdict::Ignore });
+        }
         out.extend(checked.evidence.into_iter().map(Action::Evidence));
         for data in touched {
             self.try_certify(&data, out);
