@@ -18,10 +18,10 @@ use libp2p::{
 };
 use prometheus_client::registry::Registry;
 
-use crate::codec::MAX_PAYLOAD_SIZE;
 use crate::config::{NetworkConfig, ScoringConfig};
 use crate::gossip::{SnappyTransform, gossipsub_message_id};
 use crate::rpc::{ReqRespProtocol, RpcCodec};
+use crate::service::guard::AddressGuard;
 use crate::topic::AvsTopicFilter;
 
 /// Agent and protocol version announced through identify.
@@ -34,6 +34,7 @@ pub(crate) type Rpc = request_response::Behaviour<RpcCodec>;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub(crate) guard: AddressGuard,
     pub(crate) limits: connection_limits::Behaviour,
     pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub(crate) identify: identify::Behaviour,
@@ -70,7 +71,7 @@ impl Behaviour {
             gossipsub::MessageAuthenticity::Anonymous,
             gossipsub_config(config)?,
             AvsTopicFilter::new(config.network_digest, config.vote_subnet_count),
-            SnappyTransform::new(MAX_PAYLOAD_SIZE),
+            SnappyTransform::new(config.gossip_limits),
         )
         .map_err(|e| BehaviourError::Gossipsub(e.to_owned()))?
         .with_metrics(registry.sub_registry_with_prefix("libp2p_gossipsub"), Default::default());
@@ -97,8 +98,16 @@ impl Behaviour {
         // network or loopback it never is).
         kad.set_mode(Some(kad::Mode::Server));
 
+        // The operator set's peers are neither counted nor refused by the general limits: the
+        // slots a sybil flood can fill are not the ones the committee needs.
+        let mut limits = connection_limits::Behaviour::new(limits);
+        for peer in &config.trusted_peers {
+            limits.bypass_peer_id(peer);
+        }
+
         Ok(Self {
-            limits: connection_limits::Behaviour::new(limits),
+            guard: AddressGuard::new(config.guard.clone(), config.trusted_peers.iter().copied()),
+            limits,
             blocked: Default::default(),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), keypair.public())
@@ -157,8 +166,9 @@ fn gossipsub_config(config: &NetworkConfig) -> Result<gossipsub::Config, Behavio
         .history_length(gossip.history_length)
         .history_gossip(gossip.history_gossip)
         .duplicate_cache_time(gossip.duplicate_cache_time)
-        // The largest payload, compressed in snappy's worst case, plus protobuf framing.
-        .max_transmit_size(snap::raw::max_compress_len(MAX_PAYLOAD_SIZE) + 1024)
+        // The largest payload of any topic, compressed in snappy's worst case, plus protobuf
+        // framing.
+        .max_transmit_size(snap::raw::max_compress_len(config.gossip_limits.largest()) + 1024)
         .build()
         .map_err(|e| BehaviourError::Gossipsub(e.to_string()))
 }

@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
 
+use crate::codec::MAX_PAYLOAD_SIZE;
 use crate::rpc::RpcLimits;
-use crate::topic::NetworkDigest;
+pub use crate::service::guard::GuardConfig;
+use crate::topic::{NetworkDigest, TopicKind};
 
 /// Where the node's libp2p identity comes from.
 #[derive(Debug, Clone)]
@@ -50,6 +52,51 @@ impl Default for GossipConfig {
     }
 }
 
+/// The largest decompressed payload each topic may carry. The network knows nothing of the
+/// messages' types, so the node fills these from its own (a vote has one fixed size); the
+/// snappy transform refuses a payload whose preamble declares more **before** decompressing
+/// it, and gossipsub charges the sender an invalid-message penalty for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GossipSizeLimits {
+    pub block: usize,
+    pub vote: usize,
+    pub certificate: usize,
+    pub checkin: usize,
+}
+
+impl GossipSizeLimits {
+    /// Every topic at the protocol-wide maximum ([`MAX_PAYLOAD_SIZE`]).
+    pub const fn uniform() -> Self {
+        Self {
+            block: MAX_PAYLOAD_SIZE,
+            vote: MAX_PAYLOAD_SIZE,
+            certificate: MAX_PAYLOAD_SIZE,
+            checkin: MAX_PAYLOAD_SIZE,
+        }
+    }
+
+    /// The limit of a topic of this kind.
+    pub fn of(&self, kind: TopicKind) -> usize {
+        match kind {
+            TopicKind::Block => self.block,
+            TopicKind::Vote { .. } => self.vote,
+            TopicKind::Certificate => self.certificate,
+            TopicKind::Checkin => self.checkin,
+        }
+    }
+
+    /// The largest of them (what one gossipsub frame must be able to carry).
+    pub fn largest(&self) -> usize {
+        self.block.max(self.vote).max(self.certificate).max(self.checkin)
+    }
+}
+
+impl Default for GossipSizeLimits {
+    fn default() -> Self {
+        Self::uniform()
+    }
+}
+
 /// When a peer's gossipsub score gets it disconnected.
 #[derive(Debug, Clone)]
 pub struct ScoringConfig {
@@ -62,6 +109,8 @@ pub struct ScoringConfig {
     pub ban_duration: Duration,
     /// How often scores are checked.
     pub check_interval: Duration,
+    /// Reports of garbage req/resp answers (`NetworkHandle::report_peer`) that ban a peer.
+    pub max_strikes: u32,
     /// Weight of one invalid (rejected) message in a topic's P4 penalty (negative; the
     /// penalty grows with the square of the count). With -20 and positive topic scores capped
     /// at 50, two rejections (-80) disconnect a new peer and three (-180) any peer.
@@ -74,6 +123,7 @@ impl Default for ScoringConfig {
             disconnect_threshold: -60.0,
             ban_duration: Duration::from_secs(600),
             check_interval: Duration::from_secs(1),
+            max_strikes: 3,
             invalid_message_weight: -20.0,
         }
     }
@@ -92,6 +142,8 @@ pub struct NetworkConfig {
     /// Number of vote subnets; the subscription filter admits `vote_0 .. vote_{n-1}`.
     pub vote_subnet_count: u64,
     pub gossip: GossipConfig,
+    /// Largest payload per topic, checked before decompression.
+    pub gossip_limits: GossipSizeLimits,
     pub scoring: ScoringConfig,
     pub rpc_limits: RpcLimits,
     /// Upper bound of any outbound request's timeout, and how long an inbound request may wait
@@ -108,6 +160,10 @@ pub struct NetworkConfig {
     pub max_pending_connections: u32,
     /// Most connections to one peer (a QUIC and a TCP dial can race).
     pub max_connections_per_peer: u32,
+    /// Peers that the connection limits neither count nor refuse (the operator set's nodes).
+    pub trusted_peers: Vec<PeerId>,
+    /// Inbound connections per IP and bans by address, kept across restarts.
+    pub guard: GuardConfig,
     pub idle_connection_timeout: Duration,
     /// The longest redial back-off (bootnodes and lost peers start at 1 s and double).
     pub bootnode_redial_interval: Duration,
@@ -131,6 +187,7 @@ impl NetworkConfig {
             network_digest,
             vote_subnet_count: 1,
             gossip: GossipConfig::default(),
+            gossip_limits: GossipSizeLimits::default(),
             scoring: ScoringConfig::default(),
             rpc_limits: RpcLimits::default(),
             request_timeout: Duration::from_secs(10),
@@ -139,6 +196,8 @@ impl NetworkConfig {
             max_connections: 128,
             max_pending_connections: 32,
             max_connections_per_peer: 2,
+            trusted_peers: Vec::new(),
+            guard: GuardConfig::default(),
             idle_connection_timeout: Duration::from_secs(60),
             bootnode_redial_interval: Duration::from_secs(30),
             target_peers: 32,

@@ -11,7 +11,8 @@
 //!    gossipsub checks the topic against [`AvsTopicFilter`] (our network digest only) and the
 //!    message is anonymous (no author, seqno or signature; payloads carry BLS signatures).
 //! 2. **Decompress once.** The snappy transform reads the raw block's preamble, refuses more
-//!    than 10 MiB *before allocating*, and decompresses. Invalid snappy fails here: the message
+//!    than the topic's limit ([`GossipSizeLimits`]: a vote's exact size, a block's 10 MiB)
+//!    *before allocating*, and decompresses. Invalid snappy fails here: the message
 //!    is dropped, never forwarded, and the sender takes an invalid-message score penalty.
 //! 3. **Message id.** `SHA256(0x01000000 ‖ u64_le(len(topic)) ‖ topic ‖ data)[..20]` over the
 //!    decompressed data (see [`gossip`]); duplicates are dropped by id.
@@ -57,7 +58,9 @@ mod vector_tests;
 
 pub use behaviour::BehaviourError;
 pub use codec::{ResponseChunk, ResponseCode};
-pub use config::{GossipConfig, NetworkConfig, NodeKeySource, ScoringConfig};
+pub use config::{
+    GossipConfig, GossipSizeLimits, GuardConfig, NetworkConfig, NodeKeySource, ScoringConfig,
+};
 pub use keys::{KeyError, load_or_generate_node_key};
 pub use rpc::{ReqRespProtocol, RpcLimits};
 pub use service::{

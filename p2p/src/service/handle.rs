@@ -31,6 +31,10 @@ pub(crate) enum Command {
         source: PeerId,
         outcome: ValidationOutcome,
     },
+    ReportPeer {
+        peer: PeerId,
+        reason: String,
+    },
     Subscribe {
         topic: GossipTopic,
         reply: Reply<Result<bool, NetworkError>>,
@@ -132,6 +136,14 @@ impl NetworkHandle {
         outcome: ValidationOutcome,
     ) -> Result<(), NetworkError> {
         self.send(Command::ReportValidation { message_id, source: propagation_source, outcome })
+    }
+
+    /// Reports a peer that answered a request with something no honest node sends (a bad
+    /// signature, an answer that does not match the request). Each report is a strike; at
+    /// [`crate::config::ScoringConfig::max_strikes`] the peer is disconnected and banned like a
+    /// peer whose gossip score fell too low.
+    pub fn report_peer(&self, peer: PeerId, reason: impl Into<String>) -> Result<(), NetworkError> {
+        self.send(Command::ReportPeer { peer, reason: reason.into() })
     }
 
     /// Subscribes to a topic (and turns scoring on for it). `Ok(false)` if already subscribed.

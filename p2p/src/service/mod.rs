@@ -15,6 +15,7 @@
 //! responder or does not answer in time.
 
 mod discovery;
+pub(crate) mod guard;
 mod handle;
 #[cfg(test)]
 mod tests;
@@ -120,6 +121,10 @@ pub fn spawn(
         .map_err(|e| StartError::Transport(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_connection_timeout))
         .build();
+    // Bans kept from an earlier run hold from the start.
+    for peer in swarm.behaviour().guard.banned_peers() {
+        swarm.behaviour_mut().blocked.block_peer(peer);
+    }
     for addr in &config.listen_addrs {
         probe_tcp_port(addr)
             .map_err(|e| StartError::Listen { addr: addr.clone(), reason: e.to_string() })?;
@@ -149,8 +154,8 @@ pub fn spawn(
         pending_responses: FuturesUnordered::new(),
         listen_addrs: Vec::new(),
         connected: HashSet::new(),
-        bans: HashMap::new(),
         awaiting_verdict: HashMap::new(),
+        strikes: HashMap::new(),
         redialer: discovery::Redialer::new(
             &config.bootnodes,
             config.bootnode_redial_interval,
@@ -206,12 +211,13 @@ struct Service {
     pending_responses: FuturesUnordered<PendingResponse>,
     listen_addrs: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
-    /// Peers banned for their score, and when the ban ends.
-    bans: HashMap<PeerId, Instant>,
     /// Topic name of each message handed to the node and not yet judged, so verdict metrics
     /// carry the topic. Entries the node never judges are purged once gossipsub's cache has
     /// forgotten the message, which bounds the map by the message rate.
     awaiting_verdict: HashMap<gossipsub::MessageId, (String, Instant)>,
+    /// Reports against peers that answered requests with garbage (see `strike`); cleared
+    /// when a peer disconnects or is banned.
+    strikes: HashMap<PeerId, u32>,
     redialer: discovery::Redialer,
     last_lookup: Option<Instant>,
     config: NetworkConfig,
@@ -255,6 +261,7 @@ impl Service {
                 let topic = self.awaiting_verdict.remove(&message_id).map(|(name, _)| name);
                 self.report(&message_id, &source, outcome, topic.as_deref().unwrap_or("unknown"));
             }
+            Command::ReportPeer { peer, reason } => self.strike(peer, &reason),
             Command::Subscribe { topic, reply } => {
                 let _ = reply.send(self.subscribe(topic));
             }
@@ -336,6 +343,12 @@ impl Service {
             .report_message_validation_result(message_id, source, acceptance);
         if !known {
             debug!(%message_id, peer = %source, "verdict for a message no longer cached");
+            // gossipsub only scores a verdict while it still caches the message: a Reject that
+            // comes later (a lazy vote check, a busy node) would cost its sender nothing, so it
+            // becomes a strike instead (review T12).
+            if outcome == ValidationOutcome::Reject {
+                self.strike(*source, "a rejected gossip message, judged after it left the cache");
+            }
         }
         let gossip_outcome = match outcome {
             ValidationOutcome::Accept => GossipOutcome::Accepted,
@@ -366,7 +379,7 @@ impl Service {
                             self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                         }
                     }
-                    if !self.bans.contains_key(&peer_id) {
+                    if !self.swarm.behaviour().guard.is_banned(&peer_id) {
                         self.redialer.learn(peer_id, &addrs, Instant::now());
                     }
                 }
@@ -408,6 +421,7 @@ impl Service {
             {
                 self.metrics.peers.set(self.connected.len() as i64);
                 self.redialer.disconnected(&peer_id, Instant::now());
+                self.strikes.remove(&peer_id);
                 debug!(peer = %peer_id, "peer disconnected");
                 self.emit(NetworkEvent::PeerDisconnected(peer_id), "peer");
             }
@@ -567,9 +581,31 @@ impl Service {
         }
     }
 
+    /// One strike against `peer`; the last one bans it.
+    fn strike(&mut self, peer: PeerId, reason: &str) {
+        let strikes = self.strikes.entry(peer).or_insert(0);
+        *strikes = strikes.saturating_add(1);
+        debug!(%peer, %reason, strikes = *strikes, "peer reported");
+        if *strikes >= self.config.scoring.max_strikes {
+            self.strikes.remove(&peer);
+            warn!(%peer, %reason, "banning a peer that kept answering with garbage");
+            self.ban(peer);
+        }
+    }
+
+    /// Disconnects `peer` and bans it (and the addresses it was seen on) for the ban duration.
+    fn ban(&mut self, peer: PeerId) {
+        let behaviour = self.swarm.behaviour_mut();
+        // The guard bans the addresses the peer was seen on too, and keeps the ban in the ban
+        // file; then the block list disconnects it.
+        behaviour.guard.ban(peer, self.config.scoring.ban_duration);
+        behaviour.blocked.block_peer(peer);
+        behaviour.kad.remove_peer(&peer);
+        self.redialer.forget(&peer);
+    }
+
     /// Disconnects and bans peers whose score fell below the threshold; lifts expired bans.
     fn check_scores(&mut self) {
-        let now = Instant::now();
         let threshold = self.config.scoring.disconnect_threshold;
         let low: Vec<(PeerId, f64)> = self
             .connected
@@ -582,15 +618,9 @@ impl Service {
         for (peer, score) in low {
             warn!(peer = %peer, score, "disconnecting peer for low gossip score");
             self.metrics.score_disconnects.inc();
-            self.swarm.behaviour_mut().blocked.block_peer(peer);
-            self.bans.insert(peer, now + self.config.scoring.ban_duration);
-            self.redialer.forget(&peer);
-            self.swarm.behaviour_mut().kad.remove_peer(&peer);
+            self.ban(peer);
         }
-        let expired: Vec<PeerId> =
-            self.bans.iter().filter(|(_, until)| **until <= now).map(|(peer, _)| *peer).collect();
-        for peer in expired {
-            self.bans.remove(&peer);
+        for peer in self.swarm.behaviour_mut().guard.expire() {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
     }
@@ -610,7 +640,8 @@ impl Service {
         let now = Instant::now();
         match event {
             kad::Event::RoutingUpdated { peer, addresses, .. }
-                if !self.bans.contains_key(&peer) && peer != *self.swarm.local_peer_id() =>
+                if !self.swarm.behaviour().guard.is_banned(&peer)
+                    && peer != *self.swarm.local_peer_id() =>
             {
                 self.redialer.learn(peer, &addresses.into_vec(), now);
             }
@@ -619,7 +650,7 @@ impl Service {
                 ..
             } => {
                 for info in ok.peers {
-                    if !self.bans.contains_key(&info.peer_id)
+                    if !self.swarm.behaviour().guard.is_banned(&info.peer_id)
                         && info.peer_id != *self.swarm.local_peer_id()
                     {
                         self.redialer.learn(info.peer_id, &info.addrs, now);
@@ -635,10 +666,10 @@ impl Service {
     fn maintain_peers(&mut self) {
         let now = Instant::now();
         let below_target = self.connected.len() < self.config.target_peers;
-        let (connected, bans) = (&self.connected, &self.bans);
+        let (connected, guard) = (&self.connected, &self.swarm.behaviour().guard);
         let (bootnodes, peers) = self
             .redialer
-            .due(now, |p| connected.contains(p) || bans.contains_key(p) || !below_target);
+            .due(now, |p| connected.contains(p) || guard.is_banned(p) || !below_target);
         for addr in bootnodes {
             if let Err(error) = self.swarm.dial(addr.clone()) {
                 debug!(%addr, %error, "bootnode dial failed");

@@ -594,3 +594,32 @@ async fn invalid_snappy_from_a_peer_never_reaches_the_node_and_is_penalised() {
     drop(publish_tx);
     driver.await.unwrap();
 }
+
+/// A peer reported for garbage answers `max_strikes` times is disconnected and banned: its
+/// reconnection is refused, and the ban is in the ban file for the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_reported_for_garbage_answers_is_banned_and_stays_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut victim_config = tcp_config();
+    victim_config.guard.ban_file = Some(dir.path().join("bans"));
+    let victim = start(victim_config);
+    let liar = start(tcp_config());
+    connect(&liar, &victim).await;
+    let liar_id = liar.handle.local_peer_id();
+    for _ in 0..ScoringConfig::default().max_strikes - 1 {
+        victim.handle.report_peer(liar_id, "garbage").unwrap();
+    }
+    // Not yet: strikes below the limit change nothing.
+    assert!(victim.handle.connected_peers().await.unwrap().contains(&liar_id));
+    victim.handle.report_peer(liar_id, "garbage").unwrap();
+    let handle = &victim.handle;
+    eventually("the liar is disconnected", move || async move {
+        !handle.connected_peers().await.unwrap().contains(&liar_id)
+    })
+    .await;
+    let _ = liar.handle.dial(address_of(&victim).await).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!victim.handle.connected_peers().await.unwrap().contains(&liar_id), "reconnected");
+    let bans = std::fs::read_to_string(dir.path().join("bans")).unwrap();
+    assert!(bans.contains(&format!("peer {liar_id} ")), "{bans}");
+}
