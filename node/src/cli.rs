@@ -121,8 +121,9 @@ pub struct NetworkArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "HTTP API")]
 pub struct HttpArgs {
-    /// Address of the HTTP API (health, status, admin, metrics). Keep it on loopback unless a
-    /// proxy or `--admin-token` protects the admin routes.
+    /// Address of the HTTP API (health, status, admin, metrics). Keep it on loopback (then only
+    /// Host names localhost, 127.0.0.1 and [::1] are served); any other address requires
+    /// `--admin-token`.
     #[arg(long, value_name = "IP", default_value_t = defaults::HTTP_ADDR)]
     pub http_addr: IpAddr,
 
@@ -138,12 +139,19 @@ pub struct HttpArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "gRPC")]
 pub struct GrpcArgs {
-    /// Port of the gRPC services (operator check-ins, status, finalized-block stream).
+    /// Port of the gRPC services (operator check-ins, status, operator list, finalized-block
+    /// stream). Unauthenticated, without TLS: see --grpc-addr before exposing it.
     #[arg(long, value_name = "PORT", default_value_t = defaults::GRPC_PORT)]
     pub grpc_port: u16,
 
-    /// Address of the gRPC services. Check-ins are signed, so exposing it is safe; reads
-    /// (status, operators, finalized blocks) are public data.
+    /// Address of the gRPC services. They are unauthenticated and unencrypted: bound beyond
+    /// loopback, anyone who reaches the port can submit check-ins (each one that passes the
+    /// cheap checks costs this node a BLS signature verification) and read every operator's
+    /// observed IP address and peer id, the node's status and the finalized blocks. Limits
+    /// bound the cost (64 KiB requests, 32 streams per connection, a 10 s handler timeout, 16
+    /// signature checks a second in bursts of 32 and 1 a second per operator, 16
+    /// finalized-block subscriptions), but expose it only to the clients that need it (a
+    /// firewall, or a proxy with authentication).
     #[arg(long, value_name = "IP", default_value_t = defaults::GRPC_ADDR)]
     pub grpc_addr: IpAddr,
 }
@@ -194,11 +202,13 @@ pub struct TaskArgs {
     pub stake_schedule: Option<PathBuf>,
 
     /// JSON-RPC endpoint of the L1 chain (stake truth, `StakeRegistry`).
-    #[arg(long, value_name = "URL")]
+    /// Read from `AVS_L1_RPC` when not given: keeps an API key in the URL out of `ps`.
+    #[arg(long, value_name = "URL", env = "AVS_L1_RPC", hide_env_values = true)]
     pub l1_rpc: Option<String>,
 
     /// JSON-RPC endpoint of the L2 chain (recorded power, `PowerRegistry`).
-    #[arg(long, value_name = "URL")]
+    /// Read from `AVS_L2_RPC` when not given: keeps an API key in the URL out of `ps`.
+    #[arg(long, value_name = "URL", env = "AVS_L2_RPC", hide_env_values = true)]
     pub l2_rpc: Option<String>,
 
     /// Address of the `StakeRegistry` contract on L1.

@@ -53,6 +53,7 @@
 //!
 //! Unknown keys are refused, so a typo never silently falls back to a default.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -107,6 +108,12 @@ pub enum ConfigError {
     Bootnode(String),
     #[error("--admin-token must not be empty; omit it to leave the admin routes open on {0}")]
     EmptyAdminToken(IpAddr),
+    #[error(
+        "--http-addr {0} is not a loopback address and no --admin-token is set: anyone who can \
+         reach it could switch the aggregator role; set --admin-token (or AVS_ADMIN_TOKEN), or \
+         keep --http-addr on 127.0.0.1 and reach it through an SSH tunnel"
+    )]
+    AdminApiExposed(IpAddr),
     #[error("cannot resolve ~ in {0}: HOME is not set; give an absolute --data-dir")]
     NoHome(PathBuf),
     #[error("--{flag} {value:?} must be an http:// or https:// URL")]
@@ -197,8 +204,9 @@ impl FileConfig {
     }
 }
 
-/// The effective configuration of `avs-node run`, after layering.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The effective configuration of `avs-node run`, after layering. Its `Debug` (logged at
+/// start) shows everything but the secrets: see [`fmt::Debug for NodeConfig`](#impl-Debug-for-NodeConfig).
+#[derive(Clone, PartialEq, Eq)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub genesis: Option<PathBuf>,
@@ -219,6 +227,73 @@ pub struct NodeConfig {
     pub sync_interval_ms: u64,
     pub tasks: crate::tasks::TaskConfig,
     pub log: LogConfig,
+}
+
+/// Never shows the admin token, only whether one is set; the task sources' URLs show as their
+/// origin only ([`TaskConfig`]'s `Debug`). The destructuring is exhaustive on purpose: a new
+/// field does not compile until someone decides whether it may be logged.
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self {
+            data_dir,
+            genesis,
+            keys_dir,
+            p2p_addr,
+            p2p_port,
+            bootnodes,
+            http_addr,
+            http_port,
+            admin_token,
+            grpc_port,
+            grpc_addr,
+            explorer_url,
+            eigenlayer_profile_url,
+            checkin_remote,
+            is_aggregator,
+            internal_tasks,
+            sync_interval_ms,
+            tasks,
+            log,
+        } = self;
+        f.debug_struct("NodeConfig")
+            .field("data_dir", data_dir)
+            .field("genesis", genesis)
+            .field("keys_dir", keys_dir)
+            .field("p2p_addr", p2p_addr)
+            .field("p2p_port", p2p_port)
+            .field("bootnodes", bootnodes)
+            .field("http_addr", http_addr)
+            .field("http_port", http_port)
+            .field("admin_token", &admin_token.as_ref().map(|_| REDACTED))
+            .field("grpc_port", grpc_port)
+            .field("grpc_addr", grpc_addr)
+            .field("explorer_url", explorer_url)
+            .field("eigenlayer_profile_url", eigenlayer_profile_url)
+            .field("checkin_remote", &checkin_remote.as_deref().map(url_origin))
+            .field("is_aggregator", is_aggregator)
+            .field("internal_tasks", internal_tasks)
+            .field("sync_interval_ms", sync_interval_ms)
+            .field("tasks", tasks)
+            .field("log", log)
+            .finish()
+    }
+}
+
+/// What a log shows in place of a secret.
+pub(crate) const REDACTED: &str = "<redacted>";
+
+/// `scheme://host[:port]` of `url`, with any user info, path, query or fragment (where RPC
+/// providers put API keys) replaced by [`REDACTED`]; a string that is not a URL is redacted
+/// whole.
+pub(crate) fn url_origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return REDACTED.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let hidden = authority.len() != host.len() || !tail.trim_start_matches('/').is_empty();
+    if hidden { format!("{scheme}://{host}/{REDACTED}") } else { format!("{scheme}://{host}") }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,6 +422,9 @@ impl NodeConfig {
         if self.admin_token.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::EmptyAdminToken(self.http_addr));
         }
+        if self.admin_api_exposed() {
+            return Err(ConfigError::AdminApiExposed(self.http_addr));
+        }
         let urls = [
             ("explorer-url", Some(&self.explorer_url)),
             ("eigenlayer-profile-url", Some(&self.eigenlayer_profile_url)),
@@ -360,6 +438,12 @@ impl NodeConfig {
             }
         }
         Ok(())
+    }
+
+    /// The HTTP API would take admin requests from beyond this host with no token: its only
+    /// defence off loopback (the Host check protects loopback binds, see `http/guard.rs`).
+    fn admin_api_exposed(&self) -> bool {
+        !self.http_addr.to_canonical().is_loopback() && self.admin_token.is_none()
     }
 }
 
@@ -396,6 +480,36 @@ mod tests {
         let run = top.subcommand_matches("run").expect("run matches");
         let file = FileConfig::parse(file, Path::new("test.toml"))?;
         NodeConfig::resolve(args, run, &top, (&cli.log.log_filter, cli.log.log_format), file)
+    }
+
+    #[test]
+    fn the_logged_configuration_holds_no_secret() {
+        let file = r#"
+            [http]
+            admin_token = "s3cret-token"
+            [tasks]
+            l1_rpc = "https://mainnet.example.io/v3/KEY1"
+            l2_rpc = "https://user:KEY2@l2.example.io:8545?apikey=KEY3"
+            l1_registry = "0x0000000000000000000000000000000000000001"
+            l2_registry = "0x0000000000000000000000000000000000000002"
+        "#;
+        let cfg = resolve(&["avs-node", "run"], file).expect("valid");
+        let logged = format!("{cfg:?} {cfg:#?}");
+        for secret in ["s3cret-token", "KEY1", "KEY2", "KEY3", "user"] {
+            assert!(!logged.contains(secret), "{secret} is in the log line: {logged}");
+        }
+        assert!(logged.contains("https://mainnet.example.io/<redacted>"), "{logged}");
+        assert!(logged.contains("https://l2.example.io:8545/<redacted>"), "{logged}");
+        assert!(logged.contains("admin_token: Some(\"<redacted>\")"), "{logged}");
+    }
+
+    #[test]
+    fn url_origin_keeps_scheme_and_host_only() {
+        assert_eq!(url_origin("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+        assert_eq!(url_origin("http://127.0.0.1:8545/"), "http://127.0.0.1:8545");
+        assert_eq!(url_origin("wss://h/k"), "wss://h/<redacted>");
+        assert_eq!(url_origin("http://h#k"), "http://h/<redacted>");
+        assert_eq!(url_origin("not a url KEY"), "<redacted>");
     }
 
     #[test]
@@ -467,6 +581,25 @@ mod tests {
         assert!(matches!(err, ConfigError::Bootnode(_)), "{err}");
         let err = resolve(&["avs-node", "run"], "[http]\nadmin_token = \"\"\n").unwrap_err();
         assert!(matches!(err, ConfigError::EmptyAdminToken(_)), "{err}");
+    }
+
+    #[test]
+    fn a_non_loopback_http_addr_needs_an_admin_token() {
+        for addr in ["0.0.0.0", "10.0.0.5", "::"] {
+            let err = resolve(&["avs-node", "run", "--http-addr", addr], "").unwrap_err();
+            assert!(matches!(err, ConfigError::AdminApiExposed(_)), "{addr}: {err}");
+            assert!(err.to_string().contains("--admin-token"), "{err}");
+            let file = format!("[http]\nhttp_addr = \"{addr}\"\n");
+            let err = resolve(&["avs-node", "run"], &file).unwrap_err();
+            assert!(matches!(err, ConfigError::AdminApiExposed(_)), "{addr} from the file: {err}");
+            let cfg = resolve(&["avs-node", "run", "--http-addr", addr, "--admin-token", "t"], "")
+                .expect("a token makes a public bind acceptable");
+            assert_eq!(cfg.http_addr, addr.parse::<IpAddr>().unwrap());
+        }
+        for addr in ["127.0.0.1", "127.0.0.2", "::1"] {
+            resolve(&["avs-node", "run", "--http-addr", addr], "")
+                .expect("loopback needs no token");
+        }
     }
 
     #[test]

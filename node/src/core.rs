@@ -22,7 +22,7 @@ use avs_consensus::gossip::GossipContext;
 use avs_consensus::types::{
     Block, Certificate, Root, SignedProposal, SignedVote, VoteKind, encode,
 };
-use avs_consensus::verify::{Incoming, Verified};
+use avs_consensus::verify::{Incoming, Verified, verify_certificate};
 use avs_consensus::{
     Action, Engine, EngineConfig, EntryCause, Input, KeyTable, Request, TaskRegistry, Verdict,
 };
@@ -37,8 +37,8 @@ use crate::status::NodeStatus;
 use crate::store::WriteBatch;
 use crate::sync::client::{Purpose, SyncClient};
 use crate::sync::{
-    BlocksByRangeRequest, BlocksByRootRequest, CertificatesRequest, StatusMessage, VotesRequest,
-    decode_chunks, server,
+    BlocksByRangeRequest, BlocksByRootRequest, CertificatesRequest, MAX_CERTIFICATES_PER_RESPONSE,
+    StatusMessage, VotesRequest, decode_chunks, server,
 };
 
 /// How often a node asks a peer for its status (catch-up probe).
@@ -252,6 +252,8 @@ impl Core {
             Checked::Proposal(proposal) => {
                 self.effects.push(Effect::Verdict { id, peer, outcome: ValidationOutcome::Accept });
                 self.feed(now_ms, Input::Proposal(Incoming::Verified(proposal)))?;
+                // A held proposal makes any other for its view ignorable before its pairing.
+                self.context = Arc::new(self.engine.gossip_context());
             }
         }
         Ok(self.take_effects())
@@ -325,15 +327,12 @@ impl Core {
                 }
                 _ => self.misbehaved(peer, "bad status answer"),
             },
-            Purpose::Certificates => match decode_chunks::<Certificate>(chunks) {
-                Ok(certs) => {
-                    for cert in certs {
-                        // Raw: the engine verifies against its current epoch's table.
-                        self.feed(now_ms, Input::Certificate(Incoming::Raw(cert)))?;
-                    }
+            Purpose::Certificates { epoch, from_view } => {
+                match decode_chunks::<Certificate>(chunks) {
+                    Ok(certs) => self.take_certificates(now_ms, peer, epoch, from_view, certs)?,
+                    Err(e) => self.misbehaved(peer, &format!("bad certificates answer: {e}")),
                 }
-                Err(e) => self.misbehaved(peer, &format!("bad certificates answer: {e}")),
-            },
+            }
             Purpose::Votes => match decode_chunks::<SignedVote>(chunks) {
                 Ok(votes) => {
                     for vote in votes {
@@ -356,6 +355,43 @@ impl Core {
             }
         }
         Ok(self.take_effects())
+    }
+
+    /// A `certificates` answer, checked against what was asked (review H4): at most 256, all
+    /// of the asked epoch, from the asked view on, in strictly increasing (view, kind) order.
+    /// Certificates already held cost nothing; the others are verified in order and the first
+    /// that fails ends the answer (one wasted pairing at most) and marks the peer.
+    fn take_certificates(
+        &mut self,
+        now_ms: u64,
+        peer: PeerId,
+        epoch: u64,
+        from_view: u64,
+        certs: Vec<Certificate>,
+    ) -> anyhow::Result<()> {
+        if let Err(reason) = check_certificates_answer(epoch, from_view, &certs) {
+            self.misbehaved(peer, &format!("certificates answer: {reason}"));
+            return Ok(());
+        }
+        if epoch != self.engine.epoch() {
+            return Ok(()); // We moved on while it was in flight: nothing to learn from it.
+        }
+        let held = self.engine.certified();
+        for cert in certs.into_iter().filter(|c| !held.contains(&c.data)) {
+            if cert.data.epoch != self.engine.epoch() {
+                break; // An epoch-ending finalization switched the epoch just now.
+            }
+            match verify_certificate(&self.engine.key_table(), &cert) {
+                Ok(verified) => {
+                    self.feed(now_ms, Input::Certificate(Incoming::Verified(verified)))?
+                }
+                Err(e) => {
+                    self.misbehaved(peer, &format!("certificates answer: {e}"));
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn take_effects(&mut self) -> Vec<Effect> {
@@ -538,7 +574,7 @@ impl Core {
                 for peer in self.sync.pick(REPAIR_FANOUT, &[]) {
                     self.send(
                         peer,
-                        Purpose::Certificates,
+                        Purpose::Certificates { epoch, from_view },
                         &CertificatesRequest { epoch, from_view },
                     );
                 }
@@ -599,7 +635,7 @@ impl Core {
             Purpose::BlocksByRange { start_height, count, tried } => {
                 self.fetch_range(start_height, count, tried)
             }
-            Purpose::Status | Purpose::Certificates | Purpose::Votes => {}
+            Purpose::Status | Purpose::Certificates { .. } | Purpose::Votes => {}
         }
     }
 
@@ -609,15 +645,15 @@ impl Core {
     }
 
     fn request_certificates(&mut self, peer: PeerId) {
-        let request =
-            CertificatesRequest { epoch: self.engine.epoch(), from_view: self.engine.first_gap() };
-        self.send(peer, Purpose::Certificates, &request);
+        let (epoch, from_view) = (self.engine.epoch(), self.engine.first_gap());
+        let request = CertificatesRequest { epoch, from_view };
+        self.send(peer, Purpose::Certificates { epoch, from_view }, &request);
     }
 
     fn send<T: ssz_rs::SimpleSerialize>(&mut self, peer: PeerId, purpose: Purpose, body: &T) {
         let protocol = match &purpose {
             Purpose::Status => ReqRespProtocol::Status,
-            Purpose::Certificates => ReqRespProtocol::Certificates,
+            Purpose::Certificates { .. } => ReqRespProtocol::Certificates,
             Purpose::Votes => ReqRespProtocol::Votes,
             Purpose::BlocksByRoot { .. } => ReqRespProtocol::BlocksByRoot,
             Purpose::BlocksByRange { .. } => ReqRespProtocol::BlocksByRange,
@@ -650,5 +686,130 @@ impl NodeMetrics {
             EntryCause::CatchUp => "catch_up",
         };
         self.views_entered.get_or_create(&crate::metrics::ViewLabels { cause }).inc();
+    }
+}
+
+/// The shape rules of a `certificates` answer (see [`Core::take_certificates`]).
+fn check_certificates_answer(
+    epoch: u64,
+    from_view: u64,
+    certs: &[Certificate],
+) -> Result<(), String> {
+    if certs.len() > MAX_CERTIFICATES_PER_RESPONSE {
+        return Err(format!(
+            "{} certificates, at most {MAX_CERTIFICATES_PER_RESPONSE}",
+            certs.len()
+        ));
+    }
+    // The epoch's ending finalization comes last whatever its view (section 10).
+    let body = match certs.split_last() {
+        Some((last, rest))
+            if last.data.vote_kind() == Some(avs_consensus::types::VoteKind::Finalize) =>
+        {
+            if last.data.epoch != epoch {
+                return Err(format!("epoch {} was not asked for", last.data.epoch));
+            }
+            rest
+        }
+        _ => certs,
+    };
+    let mut previous: Option<(u64, u8)> = None;
+    for cert in body {
+        let at = (cert.data.view, cert.data.kind);
+        if cert.data.epoch != epoch || cert.data.view < from_view {
+            return Err(format!("epoch {} view {} was not asked for", cert.data.epoch, at.0));
+        }
+        if previous.is_some_and(|p| p >= at) {
+            return Err("not in increasing (view, kind) order".into());
+        }
+        previous = Some(at);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use avs_consensus::testkit;
+    use avs_consensus::types::{Signers, VoteData};
+
+    fn core() -> (Core, Vec<SecretKey>) {
+        let (keys, genesis) = testkit::genesis(&[1, 1, 1, 1], 0, 4000).unwrap();
+        let config = CoreConfig {
+            engine: EngineConfig::new(genesis),
+            key: keys[0].clone(),
+            registry: TaskRegistry::new(),
+            seed: 1,
+            vote_subnets: 1,
+        };
+        let chain = ChainStore::new(Arc::new(MemoryStore::new()));
+        (Core::open(chain, config, NodeMetrics::default()).unwrap(), keys)
+    }
+
+    fn request_id(effects: &[Effect], wanted: ReqRespProtocol) -> u64 {
+        effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Request { id, protocol, .. } if *protocol == wanted => Some(*id),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {wanted} request in {effects:?}"))
+    }
+
+    /// A certificate with every signer set and a real curve point that signs something else.
+    fn garbage(keys: &[SecretKey], view: u64) -> Certificate {
+        let signers = Signers::try_from(&[true; 4][..]).unwrap();
+        let signature = keys[0].sign(&[7; 32]).to_bytes().to_vec().try_into().unwrap();
+        Certificate { data: VoteData::nullify(0, view), signers, signature }
+    }
+
+    fn chunks(certs: &[Certificate]) -> Vec<ResponseChunk> {
+        certs.iter().map(|c| ResponseChunk::success(encode(c).unwrap())).collect()
+    }
+
+    /// Review H4/T19: a peer that claims to be ahead and answers with well-formed garbage
+    /// certificates costs one verification: the first bad one ends the answer, and the peer is
+    /// marked; the certificates after it are never looked at.
+    #[test]
+    fn a_lying_catch_up_peer_costs_one_verification_and_is_marked() {
+        let (mut core, keys) = core();
+        let peer = PeerId::random();
+        let effects = core.peer_connected(peer);
+        let status = request_id(&effects, ReqRespProtocol::Status);
+        let lie =
+            StatusMessage { epoch: 0, view: 1_000, finalized_height: 900, ..Default::default() };
+        let effects = core
+            .on_response(1, status, Ok(vec![ResponseChunk::success(encode(&lie).unwrap())]), false)
+            .unwrap();
+        let certs = request_id(&effects, ReqRespProtocol::Certificates);
+        let answer = chunks(&[garbage(&keys, 0), garbage(&keys, 1), garbage(&keys, 2)]);
+        let effects = core.on_response(2, certs, Ok(answer), false).unwrap();
+        let marked = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::PeerMisbehaved { peer: p, .. } if *p == peer))
+            .count();
+        assert_eq!(marked, 1, "{effects:?}");
+        assert!(core.engine().certified().is_empty());
+    }
+
+    #[test]
+    fn certificates_answers_must_match_what_was_asked() {
+        let (_, keys) = core();
+        let at = |view, kind: fn(u64, u64) -> VoteData| Certificate {
+            data: kind(0, view),
+            ..garbage(&keys, 0)
+        };
+        let nullify = |e, v| VoteData::nullify(e, v);
+        let finalize = |e, v| VoteData::finalize(e, v, [1; 32]);
+        assert!(check_certificates_answer(0, 3, &[at(3, nullify), at(4, nullify)]).is_ok());
+        assert!(check_certificates_answer(0, 3, &[at(2, nullify)]).is_err(), "before from_view");
+        assert!(check_certificates_answer(0, 3, &[at(4, nullify), at(3, nullify)]).is_err());
+        assert!(check_certificates_answer(0, 3, &[at(4, nullify), at(4, nullify)]).is_err());
+        assert!(check_certificates_answer(1, 3, &[at(4, nullify)]).is_err(), "other epoch");
+        // The epoch's ending finalization comes last, whatever its view.
+        assert!(check_certificates_answer(0, 3, &[at(5, nullify), at(2, finalize)]).is_ok());
+        let too_many: Vec<_> = (0..=256).map(|v| at(v, nullify)).collect();
+        assert!(check_certificates_answer(0, 0, &too_many).is_err());
     }
 }

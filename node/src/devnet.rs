@@ -148,7 +148,7 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
     }
     println!("Ctrl-C stops the devnet. Switch the aggregator role of node i at runtime with:");
     println!(
-        "  curl -X POST -d '{{\"enabled\":true}}' http://127.0.0.1:{}/lean/v0/admin/aggregator",
+        "  curl -X POST -H 'Content-Type: application/json' -d '{{\"enabled\":true}}' http://127.0.0.1:{}/lean/v0/admin/aggregator",
         nodes.last().map_or(0, |n| n.http_port)
     );
 

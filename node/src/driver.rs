@@ -10,6 +10,9 @@
 //! Gossip validation runs on the main runtime's blocking pool ([`crate::gossip::check`]). A
 //! message takes a validation slot before any work is queued; with every slot taken it is
 //! ignored at once and counted (`avs_node_validation_shed_total`), never queued without bound.
+//! One peer holds at most [`MAX_VALIDATIONS_PER_PEER`] of the slots; beyond its share its
+//! messages are ignored and counted (`avs_node_validation_shed_peer_total`), so a flood from
+//! one peer leaves room for everyone else's.
 //! A checked message that finds the loop's queue full is ignored too, so gossipsub does not
 //! forward what the node dropped.
 
@@ -28,11 +31,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregator::AggregatorController;
 use crate::core::{Checked, Core, Effect};
-use crate::gossip::{Outcome, outcome};
+use crate::gossip::{MAX_VALIDATIONS_PER_PEER, Outcome, PeerShares, outcome};
 use crate::grpc::FinalizedFeed;
 use crate::metrics::{NodeMetrics, RefusalLabels};
 use crate::pool::OperatorPool;
 use crate::status::NodeStatus;
+use crate::sync::server::{self, RequestQuota};
 use crate::tasks::NodeTasks;
 
 /// Gossip messages validated at once; beyond this they are ignored unchecked.
@@ -43,6 +47,9 @@ const CHECKED_QUEUE: usize = 1024;
 const RESPONSE_QUEUE: usize = 256;
 /// Own publishes waiting for room in the network task's queue.
 const OUTBOX: usize = 1024;
+/// Peers' store-backed requests read at once (on the blocking pool); beyond it a request is
+/// answered RESOURCE_UNAVAILABLE.
+const STORE_READERS: usize = 4;
 /// How long a request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -80,12 +87,17 @@ pub struct Driver {
     pub finalized_feed: FinalizedFeed,
     /// The main runtime: validation and requests run there, not on the loop's thread.
     pub runtime: tokio::runtime::Handle,
+    /// Each peer's request allowance.
+    pub quota: RequestQuota,
 }
 
 struct Channels {
     checked_tx: mpsc::Sender<Validated>,
     responses_tx: mpsc::Sender<(u64, Result<Vec<avs_p2p::ResponseChunk>, String>)>,
     permits: Arc<Semaphore>,
+    shares: PeerShares,
+    /// Store reads answering peers' requests at once.
+    store_permits: Arc<Semaphore>,
 }
 
 impl Driver {
@@ -101,6 +113,8 @@ impl Driver {
             checked_tx,
             responses_tx,
             permits: Arc::new(Semaphore::new(MAX_VALIDATIONS_IN_FLIGHT)),
+            shares: PeerShares::new(MAX_VALIDATIONS_PER_PEER),
+            store_permits: Arc::new(Semaphore::new(STORE_READERS)),
         };
         let mut outbox: VecDeque<(TopicKind, Vec<u8>)> = VecDeque::new();
         // Enter the current view at once instead of waiting for the next boundary.
@@ -142,7 +156,7 @@ impl Driver {
                 Vec::new()
             }
             NetworkEvent::Request(request) => {
-                self.answer(request);
+                self.answer(request, channels);
                 Vec::new()
             }
             NetworkEvent::PeerConnected(peer) => {
@@ -152,22 +166,52 @@ impl Driver {
             NetworkEvent::PeerDisconnected(peer) => {
                 tracing::debug!(%peer, "peer disconnected");
                 self.core.peer_disconnected(&peer);
+                self.quota.forget_idle(now_ms());
                 Vec::new()
             }
         }
     }
 
-    fn answer(&self, request: InboundRequest) {
+    /// Answers a peer's request: refused at once beyond the peer's quota or when the store
+    /// workers are all busy; store-backed answers are read on the blocking pool, the others
+    /// (status, votes: the engine's memory) here.
+    fn answer(&mut self, request: InboundRequest, channels: &Channels) {
         let InboundRequest { peer, protocol, request, responder } = request;
-        let chunks = self.core.answer(protocol, &request);
-        tracing::trace!(%peer, protocol = protocol.name(), chunks = chunks.len(), "answered request");
-        responder.respond(chunks);
+        if !self.quota.allow(peer, protocol, now_ms()) {
+            self.metrics.requests_refused.inc();
+            tracing::debug!(%peer, protocol = protocol.name(), "request over the peer's quota");
+            responder.respond(server::busy());
+            return;
+        }
+        if !server::is_store_backed(protocol) {
+            let chunks = self.core.answer(protocol, &request);
+            tracing::trace!(%peer, protocol = protocol.name(), chunks = chunks.len(), "answered");
+            responder.respond(chunks);
+            return;
+        }
+        let Ok(permit) = Arc::clone(&channels.store_permits).try_acquire_owned() else {
+            self.metrics.requests_refused.inc();
+            responder.respond(server::busy());
+            return;
+        };
+        let chain = self.core.chain().clone();
+        self.runtime.spawn_blocking(move || {
+            let _permit = permit;
+            let chunks = server::answer_from_store(&chain, protocol, &request);
+            tracing::trace!(%peer, protocol = protocol.name(), chunks = chunks.len(), "answered");
+            responder.respond(chunks);
+        });
     }
 
     /// Takes a validation slot (or ignores the message at once), then checks it on the
     /// blocking pool and reports or forwards the outcome.
     fn validate(&self, message: GossipMessage, channels: &Channels) {
         let GossipMessage { topic, data, peer, message_id } = message;
+        let Some(share) = channels.shares.try_take(peer) else {
+            self.metrics.validation_shed_peer.inc();
+            let _ = self.net.report_validation(message_id, peer, ValidationOutcome::Ignore);
+            return;
+        };
         let Ok(permit) = Arc::clone(&channels.permits).try_acquire_owned() else {
             self.metrics.validation_shed.inc();
             let _ = self.net.report_validation(message_id, peer, ValidationOutcome::Ignore);
@@ -181,7 +225,7 @@ impl Driver {
         let tx = channels.checked_tx.clone();
         metrics.validations_in_flight.inc();
         self.runtime.spawn_blocking(move || {
-            let _permit = permit;
+            let _held = (permit, share);
             let kind = topic.kind;
             let result = crate::gossip::check(&context, &pool, kind, &data, &peer, now_ms());
             metrics.validations_in_flight.dec();
@@ -262,6 +306,7 @@ impl Driver {
                 }
                 Effect::PeerMisbehaved { peer, reason } => {
                     tracing::debug!(%peer, %reason, "peer misbehaved on req/resp");
+                    let _ = self.net.report_peer(peer, reason);
                 }
             }
         }

@@ -6,12 +6,87 @@
 //! and recorded in the operator pool right here. A refusal is a [`GossipError`] whose
 //! [`GossipError::verdict`] says whose fault it is.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use avs_consensus::Verdict;
 use avs_consensus::gossip::{GossipContext, GossipError};
-use avs_p2p::{PeerId, TopicKind, ValidationOutcome};
+use avs_consensus::types::{MAX_CERTIFICATE_BYTES, MAX_SIGNED_PROPOSAL_BYTES, SIGNED_VOTE_BYTES};
+use avs_p2p::{GossipSizeLimits, PeerId, TopicKind, ValidationOutcome};
 
 use crate::core::Checked;
 use crate::pool::OperatorPool;
+
+/// Validation slots one peer may hold at once (of the driver's 64): a peer that floods the
+/// node gets its share checked and the rest ignored, and the other peers' messages still find
+/// free slots (review C1).
+pub const MAX_VALIDATIONS_PER_PEER: usize = 16;
+
+/// How many validation slots each peer holds; shared between the loop, which takes a share
+/// before any work is queued, and the workers, which give it back when done.
+#[derive(Debug, Clone)]
+pub struct PeerShares {
+    held: Arc<Mutex<HashMap<PeerId, usize>>>,
+    cap: usize,
+}
+
+/// One slot held by a peer; given back when dropped.
+#[derive(Debug)]
+pub struct PeerShare {
+    shares: PeerShares,
+    peer: PeerId,
+}
+
+impl PeerShares {
+    pub fn new(cap: usize) -> Self {
+        Self { held: Arc::default(), cap }
+    }
+
+    /// A slot for `peer`, or `None` if it holds its whole share already.
+    pub fn try_take(&self, peer: PeerId) -> Option<PeerShare> {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = held.entry(peer).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count = count.saturating_add(1);
+        Some(PeerShare { shares: self.clone(), peer })
+    }
+
+    /// Slots `peer` holds now.
+    pub fn held_by(&self, peer: &PeerId) -> usize {
+        let held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.get(peer).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for PeerShare {
+    fn drop(&mut self) {
+        let mut held = self.shares.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                held.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Largest encoded `SignedCheckin`: the fixed part (the message's offset and the signature),
+/// the check-in's fixed fields and the longest version string.
+pub const MAX_SIGNED_CHECKIN_BYTES: usize =
+    4 + 96 + (20 + 4 + 2 + 8 + 8 + 1 + 8) + crate::pool::checkin::MAX_VERSION_BYTES;
+
+/// The largest payload of each topic, which the network checks before decompressing: a vote
+/// has one size, a certificate and a check-in a small maximum, a proposal up to 10 MiB.
+pub fn size_limits() -> GossipSizeLimits {
+    GossipSizeLimits {
+        block: MAX_SIGNED_PROPOSAL_BYTES,
+        vote: SIGNED_VOTE_BYTES,
+        certificate: MAX_CERTIFICATE_BYTES,
+        checkin: MAX_SIGNED_CHECKIN_BYTES,
+    }
+}
 
 /// What the worker concluded about one message.
 #[derive(Debug)]
@@ -56,5 +131,38 @@ pub fn check(
             Outcome::Consensus(checked)
         }
         Err(e) => Outcome::Refused(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_holds_at_most_its_share_and_others_still_get_theirs() {
+        let shares = PeerShares::new(2);
+        let (flooder, honest) = (PeerId::random(), PeerId::random());
+        let first = shares.try_take(flooder).unwrap();
+        let _second = shares.try_take(flooder).unwrap();
+        assert!(shares.try_take(flooder).is_none(), "beyond its share");
+        assert!(shares.try_take(honest).is_some(), "another peer is not crowded out");
+        drop(first);
+        assert_eq!(shares.held_by(&flooder), 1);
+        assert!(shares.try_take(flooder).is_some(), "a slot given back can be taken again");
+    }
+    use crate::pool::checkin::{Checkin, MAX_VERSION_BYTES, SignedCheckin};
+
+    #[test]
+    fn the_checkin_limit_is_the_size_of_the_largest_checkin() {
+        let checkin = SignedCheckin {
+            message: Checkin {
+                version: vec![b'v'; MAX_VERSION_BYTES].try_into().unwrap(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let bytes = avs_consensus::types::encode(&checkin).unwrap();
+        assert_eq!(bytes.len(), MAX_SIGNED_CHECKIN_BYTES);
+        assert_eq!(size_limits().of(TopicKind::Checkin), MAX_SIGNED_CHECKIN_BYTES);
     }
 }

@@ -105,6 +105,42 @@ pub fn load(dir: &Path) -> anyhow::Result<OperatorKeys> {
     Ok(OperatorKeys { bls, address: eth_address(&eth_key), node_key })
 }
 
+/// Name of the lock file a running node holds in its keys directory.
+pub const LOCK_FILE: &str = "avs-node.lock";
+
+/// A running node's exclusive hold on its keys directory; released when dropped (or when the
+/// process dies: the lock is the kernel's, not the file's existence).
+#[derive(Debug)]
+pub struct KeysLock {
+    _file: fs::File,
+}
+
+/// Takes the keys directory for this process. Two nodes on one operator's keys would sign
+/// two different votes in the same view, which every peer records as equivocation; the second
+/// process is refused instead (review T40).
+pub fn lock(dir: &Path) -> anyhow::Result<KeysLock> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(KeysLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => bail!(
+            "another avs-node process is running with the keys in {}: two nodes on one \
+             operator's keys would sign conflicting votes and be recorded as equivocating; stop \
+             the other one first",
+            dir.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// Reads `operator.json` from a keys directory.
 pub fn load_public(dir: &Path) -> anyhow::Result<OperatorPublic> {
     let path = dir.join(OPERATOR_FILE);
@@ -169,6 +205,16 @@ pub fn default_dir(data_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_holder_of_the_keys_directory_is_refused_until_the_first_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock(dir.path()).unwrap();
+        let error = lock(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("another avs-node process"), "{error}");
+        drop(first);
+        assert!(lock(dir.path()).is_ok());
+    }
 
     #[test]
     fn eth_address_matches_a_known_vector() {

@@ -44,6 +44,8 @@ pub struct NodeMetrics {
     pub gossip_refused: Family<RefusalLabels, Counter>,
     /// Gossip ignored because every validation slot was taken (the node is overloaded).
     pub validation_shed: Counter,
+    /// Gossip ignored because its sender already held its share of the validation slots.
+    pub validation_shed_peer: Counter,
     /// Validations running now.
     pub validations_in_flight: Gauge,
     /// Seconds from a gossip message's arrival to its hand-over to the consensus loop.
@@ -52,6 +54,8 @@ pub struct NodeMetrics {
     pub checked_dropped: Counter,
     /// Own publishes waiting for room in the network's command queue.
     pub outbox: Gauge,
+    /// Peers' requests refused for their quota or because the store readers were busy.
+    pub requests_refused: Counter,
     /// Own publishes dropped because the outbox was full.
     pub outbox_dropped: Counter,
     /// Seconds the consensus loop spent on one event.
@@ -73,11 +77,13 @@ impl Default for NodeMetrics {
             nullified_views: Counter::default(),
             gossip_refused: Family::default(),
             validation_shed: Counter::default(),
+            validation_shed_peer: Counter::default(),
             validations_in_flight: Gauge::default(),
             validation_seconds: Histogram::new(buckets),
             checked_dropped: Counter::default(),
             outbox: Gauge::default(),
             outbox_dropped: Counter::default(),
+            requests_refused: Counter::default(),
             loop_seconds: Histogram::new(buckets),
         }
     }
@@ -123,6 +129,11 @@ impl NodeMetrics {
             m.validation_shed.clone(),
         );
         r.register(
+            "validation_shed_peer",
+            "Gossip ignored unchecked because its sender already held its share of validation slots",
+            m.validation_shed_peer.clone(),
+        );
+        r.register(
             "validations_in_flight",
             "Gossip validations running",
             m.validations_in_flight.clone(),
@@ -138,6 +149,11 @@ impl NodeMetrics {
             m.checked_dropped.clone(),
         );
         r.register("outbox", "Own publishes waiting for the network task", m.outbox.clone());
+        r.register(
+            "requests_refused",
+            "Peers' requests answered RESOURCE_UNAVAILABLE (over quota or store readers busy)",
+            m.requests_refused.clone(),
+        );
         r.register(
             "outbox_dropped",
             "Own publishes dropped because the outbox was full",

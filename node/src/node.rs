@@ -29,6 +29,7 @@ use crate::metrics::NodeMetrics;
 use crate::pool::{CheckinSigner, OperatorPool};
 use crate::status::NodeStatus;
 use crate::store::{RocksStore, Store};
+use crate::sync::server::RequestQuota;
 
 pub use crate::driver::now_ms;
 
@@ -40,9 +41,12 @@ pub const VOTE_SUBNET_COUNT: u64 = 1;
 pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let genesis_path =
         config.genesis.clone().context("--genesis is required (see `avs-node genesis`)")?;
-    let genesis = GenesisFile::load(&genesis_path)?.to_config()?;
+    let genesis_file = GenesisFile::load(&genesis_path)?;
+    let genesis = genesis_file.to_config()?;
     let keys_dir =
         config.keys_dir.clone().unwrap_or_else(|| crate::keys::default_dir(&config.data_dir));
+    // Held until the node stops: a second process on the same keys is refused.
+    let _keys_lock = crate::keys::lock(&keys_dir)?;
     let keys = crate::keys::load(&keys_dir)?;
     let clock =
         SlotClock::new(genesis.genesis_time, genesis.slot_duration_ms, genesis.intervals_per_slot)?;
@@ -86,6 +90,14 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let mut net_config =
         NetworkConfig::new(digest, NodeKeySource::Provided(Box::new(keys.node_key.clone())));
     net_config.vote_subnet_count = VOTE_SUBNET_COUNT;
+    net_config.gossip_limits = crate::gossip::size_limits();
+    // The genesis operators' nodes get connection slots whatever strangers hold.
+    net_config.trusted_peers = genesis_file
+        .operators
+        .iter()
+        .filter_map(|op| op.peer_id.as_deref()?.parse().ok())
+        .collect();
+    net_config.guard.ban_file = Some(config.data_dir.join("p2p-bans"));
     net_config.gossip = gossip_timing(&clock);
     net_config.listen_addrs = listen_addrs(config.p2p_addr, config.p2p_port)?;
     net_config.bootnodes = config
@@ -125,10 +137,19 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         explorer_url: Arc::from(config.explorer_url.as_str()),
         profile_url: Arc::from(config.eigenlayer_profile_url.as_str()),
     };
-    let http = tokio::spawn(crate::http::serve_with_pool(
+    // Health follows this network's slot: no certificate for 10 slots is "not following".
+    let http_options = crate::http::ServeOptions {
+        health: crate::http::HealthPolicy::slots(
+            Duration::from_millis(genesis.slot_duration_ms),
+            crate::http::HealthPolicy::DEFAULT_SLOTS,
+        ),
+        ..crate::http::ServeOptions::new(listener.local_addr()?)
+    };
+    let http = tokio::spawn(crate::http::serve_with(
         listener,
         api,
         Some(pool_api),
+        http_options,
         shutdown.child_token(),
     ));
     let (finalized_feed, _) = broadcast::channel(crate::grpc::FINALIZED_FEED_CAPACITY);
@@ -174,6 +195,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         pool,
         finalized_feed,
         runtime: tokio::runtime::Handle::current(),
+        quota: RequestQuota::default(),
     };
     let consensus = spawn_consensus_thread(driver, net.events, shutdown.child_token())?;
 

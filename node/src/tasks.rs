@@ -14,6 +14,7 @@
 //! `avs_node_task_applied_total{task_id}` (results in finalized blocks).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,9 @@ const RPC_POLL: Duration = Duration::from_millis(500);
 const SEEN_VERDICTS: usize = 256;
 
 /// Task settings of `avs-node run` (flags of [`crate::cli::TaskArgs`], `[tasks]` in the file).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Its `Debug` shows the RPC endpoints as their origin only: providers put API keys in the
+/// path or query.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct TaskConfig {
     /// Embedded stake source: a scripted L1/L2 schedule (JSON).
     pub stake_schedule: Option<PathBuf>,
@@ -59,6 +62,20 @@ pub struct TaskConfig {
     /// `0x` address of `PowerRegistry` on L2.
     pub l2_registry: Option<String>,
     pub confirmations: u64,
+}
+
+impl fmt::Debug for TaskConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { stake_schedule, l1_rpc, l2_rpc, l1_registry, l2_registry, confirmations } = self;
+        f.debug_struct("TaskConfig")
+            .field("stake_schedule", stake_schedule)
+            .field("l1_rpc", &l1_rpc.as_deref().map(crate::config::url_origin))
+            .field("l2_rpc", &l2_rpc.as_deref().map(crate::config::url_origin))
+            .field("l1_registry", l1_registry)
+            .field("l2_registry", l2_registry)
+            .field("confirmations", confirmations)
+            .finish()
+    }
 }
 
 /// `[tasks]` of the config file.
@@ -226,9 +243,15 @@ impl NodeTasks {
                     l1_registry: parse_address(r1).map_err(anyhow::Error::msg)?,
                     l2_registry: parse_address(r2).map_err(anyhow::Error::msg)?,
                     confirmations: tasks.confirmations,
+                    timeout: avs_internal_tasks::rpc::DEFAULT_RPC_TIMEOUT,
                 })?;
                 (Some(Arc::new(source)), RPC_POLL)
             } else {
+                tracing::warn!(
+                    "no stake source (--stake-schedule, or --l1-rpc/--l2-rpc with both registry \
+                     addresses): this node can never attest a VotingPowerSync update (task \
+                     10001) and withholds its vote on every block that carries one"
+                );
                 (None, RPC_POLL)
             };
         let metrics = TaskMetrics::default();

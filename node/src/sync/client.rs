@@ -18,8 +18,8 @@ pub const MAX_IN_FLIGHT: usize = 64;
 pub enum Purpose {
     /// A status probe: is the peer ahead of us?
     Status,
-    /// Certificates of an epoch from a view on.
-    Certificates,
+    /// Certificates of an epoch from a view on (the answer is checked against them).
+    Certificates { epoch: u64, from_view: u64 },
     /// A view's votes.
     Votes,
     /// Blocks by root; on an empty or failed answer another peer is asked.
