@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /lean/v0/health` | liveness, in leanSpec's exact shape |
+//! | `GET /lean/v0/health` | whether the node follows the chain, in leanSpec's shape (`health.rs`) |
 //! | `GET`/`POST /lean/v0/admin/aggregator` | read or switch the aggregator role ([`admin`]) |
 //! | `GET /lean/v0/status` | the node's view: epoch, view, finalized head, peers, role, certificate age |
 //! | `GET /metrics` | Prometheus text of the node's one registry |
@@ -12,18 +12,40 @@
 //! Every JSON response carries exactly `Content-Type: application/json` (leanSpec's wire
 //! contract), errors included: `{"error": "..."}`. Another verb on a known route is a 405 with an
 //! `Allow` header. Admin routes require `Authorization: Bearer <token>` when `--admin-token` is
-//! set.
+//! set; `config.rs` refuses to start with a non-loopback `--http-addr` and no token.
+//!
+//! What is served ([`app`], [`serve_with`]) is the routes plus these defences, each answered
+//! as a JSON error:
+//!
+//! | refusal | status | where |
+//! |---|---|---|
+//! | `Host` not a loopback name while bound to loopback (DNS rebinding) | 421 | `guard.rs` |
+//! | `Origin` present and not this node's own `http://<Host>` (CSRF) | 403 | `guard.rs` |
+//! | state-changing request not labelled `Content-Type: application/json` | 415 | `guard.rs`, [`admin`] |
+//! | body over [`BODY_LIMIT`] bytes | 413 | [`router`] |
+//! | JSON body repeating a key | 400 | [`admin`] |
+//! | request not complete within [`ServeOptions::request_timeout`] | 408 | [`app`] |
+//! | connections over [`ConnectionLimits::max_connections`], request head not sent within [`ConnectionLimits::header_read_timeout`] | not accepted / closed | `server.rs` |
+//!
+//! Every response carries `X-Content-Type-Options: nosniff`; `/telemetry` also carries a
+//! Content-Security-Policy that allows nothing but its inline style.
 
 pub mod admin;
+mod guard;
+mod health;
 pub mod operator;
+mod server;
 mod status;
 pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
@@ -31,7 +53,9 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub use health::HealthPolicy;
 pub use operator::PoolApi;
+pub use server::ConnectionLimits;
 
 use crate::aggregator::AggregatorController;
 use crate::status::NodeStatus;
@@ -46,7 +70,47 @@ pub struct ApiState {
     pub status: watch::Receiver<NodeStatus>,
 }
 
+/// The largest request body read, on every route. The only body is the admin toggle, a few
+/// bytes; axum's default of 2 MB only gives a client more to make the node buffer.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// How the API is served: where it is bound (which decides the Host check), the connection
+/// and request limits, and the health rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// The address the listener is bound to.
+    pub bind: SocketAddr,
+    pub connections: ConnectionLimits,
+    /// The longest a request may take once its head is read, body included; a handler here
+    /// answers in microseconds, so only a client trickling its body reaches it.
+    pub request_timeout: Duration,
+    pub health: HealthPolicy,
+}
+
+impl ServeOptions {
+    /// The defaults for an API bound to `bind`.
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            connections: ConnectionLimits::default(),
+            request_timeout: Duration::from_secs(10),
+            health: HealthPolicy::default(),
+        }
+    }
+}
+
+/// The API's routes with the default [`HealthPolicy`], without the Host/Origin guard and the
+/// request timeout of [`app`] (which needs the bound address).
 pub fn router(state: ApiState) -> Router {
+    routes(state, HealthPolicy::default())
+}
+
+fn routes(state: ApiState, policy: HealthPolicy) -> Router {
+    let started_ms = crate::node::now_ms();
+    let health = move |State(state): State<ApiState>| async move {
+        let status = state.status.borrow().clone();
+        health::response(health::assess(&status, crate::node::now_ms(), started_ms, policy))
+    };
     Router::new()
         .route("/lean/v0/health", get(health).fallback(|m| not_allowed(m, "GET")))
         .route(
@@ -58,7 +122,25 @@ pub fn router(state: ApiState) -> Router {
         .route("/lean/v0/status", get(status::get_status).fallback(|m| not_allowed(m, "GET")))
         .route("/metrics", get(metrics).fallback(|m| not_allowed(m, "GET")))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Everything that is served: the routes, the pool's routes when `pool` is given, and the
+/// defences of the module doc.
+pub fn app(state: ApiState, pool: Option<PoolApi>, options: &ServeOptions) -> Router {
+    let mut app = routes(state, options.health);
+    if let Some(pool) = pool {
+        app = app.merge(pool_router(pool));
+    }
+    // Again over the merged pool routes, so that no route reads more.
+    app.layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(options.request_timeout, with_deadline))
+        .layer(middleware::from_fn_with_state(
+            guard::HostGuard::for_bind(options.bind.ip()),
+            guard::check_host_and_origin,
+        ))
+        .layer(middleware::map_response(nosniff))
 }
 
 /// The operator pool's routes (`/operator`, `/telemetry`), merged into the API by
@@ -86,24 +168,33 @@ pub async fn serve(
     serve_with_pool(listener, state, None, shutdown).await
 }
 
-/// [`serve`], plus the operator pool's routes when `pool` is given.
+/// [`serve`], plus the operator pool's routes when `pool` is given, with the default
+/// [`ServeOptions`] for the listener's address.
 pub async fn serve_with_pool(
     listener: tokio::net::TcpListener,
     state: ApiState,
     pool: Option<PoolApi>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "HTTP API listening");
-    }
-    let mut app = router(state);
-    if let Some(pool) = pool {
-        app = app.merge(pool_router(pool));
-    }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
-    Ok(())
+    let options = ServeOptions::new(listener.local_addr()?);
+    serve_with(listener, state, pool, options, shutdown).await
+}
+
+/// Serves [`app`] with `options` until `shutdown` is cancelled, then drains in-flight requests.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    pool: Option<PoolApi>,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tracing::info!(
+        addr = %options.bind,
+        max_connections = options.connections.max_connections,
+        "HTTP API listening"
+    );
+    let app = app(state, pool, &options);
+    server::run(listener, app, options.connections, shutdown).await
 }
 
 /// A JSON response with exactly `application/json` as its content type.
@@ -115,11 +206,26 @@ pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Resp
     json_response(status, json!({ "error": message.into() }))
 }
 
-async fn health() -> Response {
-    json_response(StatusCode::OK, json!({ "status": "healthy", "service": "lean-rpc-api" }))
+/// Middleware: a request (body included) not answered within `limit` is answered 408.
+async fn with_deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request was not complete within {} s", limit.as_secs()),
+        ),
+    }
 }
 
-async fn metrics(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
+/// Every response: the browser must not guess another type than the one declared.
+async fn nosniff(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}"));

@@ -2,11 +2,13 @@
 //! view. Self-contained (inline CSS, no scripts, no CDN) so it works offline, and it reloads
 //! itself every [`REFRESH_SECONDS`] with a `<meta http-equiv="refresh">`. Every value coming
 //! from a check-in is HTML-escaped: check-ins are signed by operators, not trusted for markup.
+//! The response forbids everything the page does not use ([`SECURITY_HEADERS`]), so even a
+//! value that escaped the escaping could not load a script, a frame or anything remote.
 
 use std::fmt::Write as _;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::PoolApi;
@@ -14,6 +16,20 @@ use crate::pool::{Liveness, OperatorView};
 use crate::status::NodeStatus;
 
 pub const REFRESH_SECONDS: u32 = 5;
+
+/// The page's only resource is its inline `<style>`; the refresh is a `<meta>`, links are plain
+/// navigations (which CSP does not govern). `no-referrer` keeps the node's address out of the
+/// explorer's logs when a link is followed.
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+];
 
 /// Escapes text for HTML content and double-quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -44,7 +60,7 @@ pub(crate) async fn get_telemetry(State(api): State<PoolApi>) -> Response {
     let status = api.status.borrow().clone();
     let rows = api.pool.rows(crate::node::now_ms());
     let html = render(&status, &rows, &api.explorer_url, &api.profile_url);
-    (
+    let mut response = (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
@@ -52,7 +68,13 @@ pub(crate) async fn get_telemetry(State(api): State<PoolApi>) -> Response {
         ],
         html,
     )
-        .into_response()
+        .into_response();
+    for (name, value) in SECURITY_HEADERS {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    response
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222}\

@@ -274,12 +274,13 @@ fn specs() -> Vec<Spec> {
             json!({"enabled": true, "note": 1}),
         ),
         Spec {
-            initial: false,
-            raw_body: Some("{\"enabled\": true}"),
+            initial: true,
+            raw_body: Some("{\"enabled\": false}"),
             headers: vec![("content-type", "text/plain".to_owned())],
+            body_match: Some("errorObject"),
             ..spec(
-                "aggregator_body_parsed_whatever_content_type",
-                "Given a non-aggregating node, when POST a valid JSON body labelled text/plain, then 200: the body is parsed whatever its Content-Type.",
+                "aggregator_not_json_content_type_refused",
+                "Given an aggregating node, when POST a valid JSON body labelled text/plain, then 415 with an error object and the role is unchanged: a body a web page can send without a CORS preflight is refused.",
                 "POST",
                 AGGREGATOR,
             )

@@ -133,6 +133,7 @@ fn error_code(error: &UpdateError) -> &'static str {
         UpdateError::AlreadyInSet(_) => "alreadyInSet",
         UpdateError::Unsorted(_) => "unsorted",
         UpdateError::NoPower(_) => "noPower",
+        UpdateError::DuplicateKey(_) => "duplicateKey",
     }
 }
 
