@@ -3,7 +3,9 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use avs_consensus::types::{BlockBody, Certificate, TaskResult, byte_list};
 use avs_proto::v1::node_service_client::NodeServiceClient;
+use tonic::Code;
 use tonic::codegen::tokio_stream;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -13,26 +15,96 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use super::*;
 use crate::pool::CheckinSigner;
 use crate::pool::tests::{DIGEST, key, table};
-use crate::store::MemoryStore;
+use crate::store::{MemoryStore, WriteBatch};
 
 struct Server {
     addr: SocketAddr,
     pool: Arc<OperatorPool>,
+    finalized: FinalizedFeed,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn start(listener: tokio::net::TcpListener) -> Server {
-    let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
-    let pool = Arc::new(OperatorPool::open(store.clone()).unwrap());
-    pool.set_operators(table(0, &[0, 1])).unwrap();
-    let (_tx, status) = watch::channel(NodeStatus { view: 5, ..NodeStatus::default() });
+impl Server {
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn client(&self) -> NodeServiceClient<tonic::transport::Channel> {
+        NodeServiceClient::connect(self.url()).await.unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// The service over `chain`, with operators `members` and the finalized head at `head`.
+async fn start_with(
+    listener: tokio::net::TcpListener,
+    members: &[u8],
+    limits: Limits,
+    chain: ChainStore,
+    head: u64,
+) -> Server {
+    let pool = Arc::new(OperatorPool::open(chain.store().clone()).unwrap());
+    pool.set_operators(table(0, members)).unwrap();
+    let status = NodeStatus { view: 5, finalized_height: head, ..NodeStatus::default() };
+    let (_tx, status) = watch::channel(status);
     let (finalized, _) = broadcast::channel(8);
-    let state = GrpcState { pool: pool.clone(), status, chain: ChainStore::new(store), finalized };
+    let state = GrpcState { pool: pool.clone(), status, chain, finalized: finalized.clone() };
     let shutdown = CancellationToken::new();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(serve(listener, state, shutdown.clone()));
-    Server { addr, pool, shutdown, task }
+    let task = tokio::spawn(serve_with_limits(listener, state, limits, shutdown.clone()));
+    Server { addr, pool, finalized, shutdown, task }
+}
+
+async fn start(listener: tokio::net::TcpListener) -> Server {
+    start_with(listener, &[0, 1], Limits::default(), memory_chain(), 0).await
+}
+
+async fn local() -> tokio::net::TcpListener {
+    bind("127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+fn memory_chain() -> ChainStore {
+    ChainStore::new(Arc::new(MemoryStore::new()))
+}
+
+/// A block at `height` carrying `data_bytes` bytes of task data.
+fn block(height: u64, data_bytes: usize) -> Block {
+    let task =
+        TaskResult { data: byte_list(&vec![7; data_bytes]).unwrap(), ..TaskResult::default() };
+    let tasks = if data_bytes == 0 { Vec::new() } else { vec![task] };
+    Block { height, body: BlockBody { tasks: tasks.try_into().unwrap() }, ..Block::default() }
+}
+
+/// Stores finalized blocks at `heights`; returns their roots.
+fn finalize(chain: &ChainStore, blocks: &[Block]) -> Vec<Root> {
+    let mut batch = WriteBatch::new();
+    let roots: Vec<Root> = blocks.iter().map(|b| b.root().unwrap()).collect();
+    for (root, block) in roots.iter().zip(blocks) {
+        chain.put_finalized(&mut batch, root, block).unwrap();
+    }
+    chain.write(batch).unwrap();
+    roots
+}
+
+fn live_event(height: u64) -> Arc<FinalizedEvent> {
+    let block = block(height, 0);
+    Arc::new(FinalizedEvent {
+        root: block.root().unwrap(),
+        block,
+        certificate: Certificate::default(),
+    })
+}
+
+/// A check-in of operator `i` at `ts`, signed with `key(signer)` (a valid G2 point either way;
+/// the right signature only when `signer == i`).
+fn checkin_request(i: u8, signer: u8, ts: u64) -> pb::CheckinRequest {
+    let message = Checkin { address: [i; 20], timestamp_ms: ts, ..Checkin::default() };
+    signed_to_proto(&crate::pool::checkin::sign(message, &key(signer), DIGEST).unwrap())
 }
 
 fn signer(i: u8) -> CheckinSigner {
@@ -42,8 +114,8 @@ fn signer(i: u8) -> CheckinSigner {
 
 #[tokio::test]
 async fn reflection_lists_the_node_service_and_shutdown_is_graceful() {
-    let server = start(bind("127.0.0.1:0".parse().unwrap()).await.unwrap()).await;
-    let url = format!("http://{}", server.addr);
+    let server = start(local().await).await;
+    let url = server.url();
     let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await;
     let mut reflection = ServerReflectionClient::new(channel.unwrap());
     let request = ServerReflectionRequest {
@@ -124,4 +196,258 @@ fn proto_checkins_with_out_of_range_fields_are_refused() {
     let mut bad = good;
     bad.checkin = None;
     assert_eq!(signed_from_proto(bad).unwrap_err().code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_from_its_length_before_it_is_decoded() {
+    let server = start(local().await).await;
+    let mut client = server.client().await;
+    // Just over the cap (a default tonic server would decode it and refuse the version), and
+    // the review's 5 MiB (T34).
+    for size in [MAX_REQUEST_BYTES + 1, 5 << 20] {
+        let mut request = checkin_request(0, 0, crate::node::now_ms());
+        request.checkin.as_mut().unwrap().version = "v".repeat(size);
+        let err = client.checkin(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::OutOfRange, "{size} bytes: {err:?}");
+        assert!(err.message().contains(&MAX_REQUEST_BYTES.to_string()), "{err:?}");
+    }
+    assert_eq!(server.pool.verifications(), 0);
+    // A legitimate check-in on the same connection still goes through.
+    client.checkin(checkin_request(0, 0, crate::node::now_ms())).await.unwrap();
+    assert_eq!(server.pool.verifications(), 1);
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_replayed_or_too_frequent_checkin_costs_no_pairing() {
+    let server = start(local().await).await;
+    let mut client = server.client().await;
+    let ts = crate::node::now_ms();
+    client.checkin(checkin_request(1, 1, ts)).await.unwrap();
+    assert_eq!(server.pool.verifications(), 1);
+    // The same check-in again (T34), and forged ones with a replayed or too-soon timestamp:
+    // refused as already held, before the signature is looked at.
+    for request in
+        [checkin_request(1, 1, ts), checkin_request(1, 0, ts), checkin_request(1, 0, ts + 1)]
+    {
+        let err = client.checkin(request).await.unwrap_err();
+        assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    }
+    assert_eq!(server.pool.verifications(), 1);
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn checkin_signature_checks_stop_at_the_global_budget() {
+    // T33 in small: 4 connections x 16 concurrent forged check-ins (member addresses, fresh
+    // timestamps, valid points that are not the operator's signature). No refill, so the
+    // outcome does not depend on timing.
+    let limits = Limits {
+        verify_global: Rate { burst: 3, per_second: 0 },
+        verify_per_operator: Rate { burst: 64, per_second: 0 },
+        ..Limits::default()
+    };
+    let members = [0, 1, 2, 3, 4, 5];
+    let server = start_with(local().await, &members, limits, memory_chain(), 0).await;
+    let ts = crate::node::now_ms();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let client = server.client().await;
+        for i in 0..16u8 {
+            let mut client = client.clone();
+            let operator = i % 6;
+            let request = checkin_request(operator, operator + 1, ts);
+            calls.spawn(async move { client.checkin(request).await.unwrap_err().code() });
+        }
+    }
+    let codes = calls.join_all().await;
+    let count = |code| codes.iter().filter(|&&c| c == code).count();
+    assert_eq!(count(Code::Unauthenticated), 3, "{codes:?}");
+    assert_eq!(count(Code::ResourceExhausted), 61, "{codes:?}");
+    assert_eq!(server.pool.verifications(), 3, "no pairing beyond the budget");
+    assert!(server.pool.rows(ts).is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn subscriptions_beyond_the_cap_are_refused_until_one_ends() {
+    let limits = Limits { max_subscriptions: 2, ..Limits::default() };
+    let server = start_with(local().await, &[0], limits, memory_chain(), 0).await;
+    let mut client = server.client().await;
+    let request = || pb::SubscribeFinalizedRequest { from_height: None };
+    let first = client.subscribe_finalized(request()).await.unwrap().into_inner();
+    let _second = client.subscribe_finalized(request()).await.unwrap().into_inner();
+    let err = client.subscribe_finalized(request()).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("at most 2"), "{err:?}");
+    // Ending one frees its slot once the server sees the stream reset (asynchronous: poll).
+    drop(first);
+    let mut reopened = None;
+    for _ in 0..100 {
+        match client.subscribe_finalized(request()).await {
+            Ok(stream) => {
+                reopened = Some(stream);
+                break;
+            }
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(reopened.is_some(), "the slot of the ended subscription was not freed");
+    drop((reopened, _second, client));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscription_replays_stored_history_then_follows_the_feed() {
+    let chain = memory_chain();
+    let blocks: Vec<Block> = (0..=3).map(|h| block(h, 10)).collect();
+    let roots = finalize(&chain, &blocks);
+    let server = start_with(local().await, &[0], Limits::default(), chain, 3).await;
+    let mut client = server.client().await;
+    let request = pb::SubscribeFinalizedRequest { from_height: Some(1) };
+    let mut stream = client.subscribe_finalized(request).await.unwrap().into_inner();
+    for height in 1..=3u64 {
+        let got = stream.message().await.unwrap().unwrap();
+        assert_eq!(got.height, height);
+        assert_eq!(got.root, roots[height as usize].to_vec(), "the root from the index");
+        assert_eq!(got.block_ssz, encode(&blocks[height as usize]).unwrap());
+    }
+    // Heights already sent are not repeated; the next one comes with its certificate.
+    server.finalized.send(live_event(3)).unwrap();
+    server.finalized.send(live_event(4)).unwrap();
+    let live = stream.message().await.unwrap().unwrap();
+    assert_eq!(live.height, 4);
+    assert!(!live.certificate_ssz.is_empty());
+    drop((stream, client));
+    server.stop().await;
+}
+
+/// Drains what a stopped stream task left queued: the blocks' heights, and the closing status.
+async fn drain(rx: &mut mpsc::Receiver<StreamItem>) -> (Vec<u64>, Status) {
+    let mut heights = Vec::new();
+    loop {
+        match rx.recv().await.expect("the stream ends with a status") {
+            Ok(block) => heights.push(block.height),
+            Err(status) => {
+                assert!(rx.recv().await.is_none(), "nothing after the status");
+                return (heights, status);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_dropped_with_a_status_not_buffered() {
+    // Function level, so that no HTTP/2 buffer sits in between. A stall of zero: a full
+    // backlog drops the subscriber at once, whatever the timing.
+    let chain = memory_chain();
+    finalize(&chain, &(0..10).map(|h| block(h, 10)).collect::<Vec<_>>());
+    let (feed, _) = broadcast::channel(4);
+    // Replaying history to a subscriber that reads nothing.
+    let (sink, mut rx) = Sink::new(3, Duration::ZERO);
+    let task = tokio::spawn(stream_finalized(chain.clone(), feed.subscribe(), 0, 9, sink));
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the stream task ended instead of waiting for the subscriber")
+        .unwrap();
+    let (heights, status) = drain(&mut rx).await;
+    assert!(heights.len() <= 3, "at most the backlog is queued: {heights:?}");
+    assert_eq!(heights, (0..heights.len() as u64).collect::<Vec<_>>());
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let resume = format!("from_height = {}", heights.len());
+    assert!(status.message().contains(&resume), "{status:?}");
+
+    // Following the live feed: more blocks than the backlog and the feed hold.
+    let (sink, mut rx) = Sink::new(3, Duration::ZERO);
+    let task = tokio::spawn(stream_finalized(chain, feed.subscribe(), 10, 9, sink));
+    for height in 10..30 {
+        let _ = feed.send(live_event(height));
+        tokio::task::yield_now().await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the stream task ended instead of waiting for the subscriber")
+        .unwrap();
+    let (heights, status) = drain(&mut rx).await;
+    assert!(heights.len() <= 3, "{heights:?}");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("resubscribe with from_height"), "{status:?}");
+}
+
+#[test]
+fn a_replay_page_is_bounded_in_bytes_and_stops_at_the_head_and_at_gaps() {
+    let chain = memory_chain();
+    // Blocks of half a page each: a page holds two of them, not 64.
+    let big: Vec<Block> = (0..4).map(|h| block(h, REPLAY_PAGE_BYTES / 2)).collect();
+    finalize(&chain, &big);
+    let heights = |page: Vec<pb::FinalizedBlock>| page.iter().map(|b| b.height).collect::<Vec<_>>();
+    assert_eq!(heights(read_page(&chain, 0, 100).unwrap()), [0, 1]);
+    assert_eq!(heights(read_page(&chain, 2, 100).unwrap()), [2, 3]);
+    // Small blocks: at most a page of blocks, never past the head, and a gap ends it.
+    let chain = memory_chain();
+    finalize(&chain, &(0..100).map(|h| block(h, 0)).collect::<Vec<_>>());
+    assert_eq!(read_page(&chain, 0, 1000).unwrap().len() as u64, REPLAY_PAGE_BLOCKS);
+    assert_eq!(heights(read_page(&chain, 5, 7).unwrap()), [5, 6, 7]);
+    assert!(read_page(&chain, 100, 1000).unwrap().is_empty());
+    assert_eq!(read_page(&chain, 98, 1000).unwrap().len(), 2);
+}
+
+#[test]
+fn the_largest_finalized_block_fits_the_response_limit() {
+    let task = TaskResult {
+        task_definition_id: 1,
+        performer_index: 2,
+        proof_of_task: byte_list(&vec![1; avs_consensus::types::MAX_PROOF_BYTES]).unwrap(),
+        data: byte_list(&vec![2; avs_consensus::types::MAX_TASK_DATA_BYTES]).unwrap(),
+    };
+    let tasks = vec![task; avs_consensus::types::MAX_TASKS_PER_BLOCK];
+    let block = Block { body: BlockBody { tasks: tasks.try_into().unwrap() }, ..Block::default() };
+    let event = FinalizedEvent { root: [0; 32], block, certificate: Certificate::default() };
+    let message = finalized_to_proto(&event).unwrap();
+    // A full signers bitlist adds one bit per operator to the certificate.
+    let certificate = message.certificate_ssz.len() + avs_consensus::types::MAX_OPERATORS / 8 + 1;
+    // Each field: its bytes, plus at most 1 byte of tag and 10 of length or varint.
+    let framing = 7 * 11;
+    let size = message.block_ssz.len() + certificate + 32 + 32 + framing;
+    assert!(size <= MAX_RESPONSE_BYTES, "{size} > {MAX_RESPONSE_BYTES}");
+}
+
+#[test]
+fn the_grpc_help_says_the_service_is_open_and_states_the_real_limits() {
+    use clap::CommandFactory;
+    let cli = crate::cli::Cli::command();
+    let run = cli.find_subcommand("run").unwrap();
+    let help = |flag: &str| {
+        let arg = run.get_arguments().find(|a| a.get_long() == Some(flag)).unwrap();
+        let text = arg.get_long_help().or(arg.get_help()).unwrap().to_string();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let addr = help("grpc-addr");
+    assert!(!addr.contains("safe"), "{addr}");
+    for claim in ["unauthenticated", "anyone", "check-ins", "signature verification", "IP address"]
+    {
+        assert!(addr.contains(claim), "--grpc-addr help lacks {claim:?}: {addr}");
+    }
+    // The limits it states are the ones the server applies.
+    let d = Limits::default();
+    let limits = [
+        format!("{} KiB requests", MAX_REQUEST_BYTES / 1024),
+        format!("{MAX_STREAMS_PER_CONNECTION} streams per connection"),
+        format!("{} s handler timeout", REQUEST_TIMEOUT.as_secs()),
+        format!(
+            "{} signature checks a second in bursts of {}",
+            d.verify_global.per_second, d.verify_global.burst
+        ),
+        format!("{} a second per operator", d.verify_per_operator.per_second),
+        format!("{} finalized-block subscriptions", d.max_subscriptions),
+    ];
+    for limit in limits {
+        assert!(addr.contains(&limit), "--grpc-addr help lacks {limit:?}: {addr}");
+    }
+    assert!(help("grpc-port").contains("Unauthenticated"));
 }

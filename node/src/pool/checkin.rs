@@ -5,8 +5,10 @@
 //! check-in of one network is never valid on another and a vote signature never passes as one.
 //! Verification needs the operator's address *and* BLS key to match one operator of the current
 //! epoch's set; freshness (not stale, not from the future) is checked here too, while replay (a
-//! timestamp not newer than the last recorded one) is the pool's job because only it knows the
-//! last one.
+//! timestamp not newer than the last recorded one, or too soon after it) is the pool's job
+//! because only it knows the last one. The checks are split in two, [`precheck`] (cheap) and
+//! [`verify_signature`] (one pairing), so that the pool can refuse a replay between them: a
+//! check-in that is refused for any cheap reason never costs a pairing.
 
 // The `SimpleSerialize` derive expands to offset arithmetic clippy cannot see through.
 #![allow(clippy::arithmetic_side_effects)]
@@ -83,11 +85,17 @@ pub enum CheckinError {
     Future { ahead_ms: u64 },
     #[error("replayed check-in: timestamp {got} is not newer than the recorded {last}")]
     Replayed { got: u64, last: u64 },
+    #[error(
+        "check-in too soon: timestamp {got} is less than {min_gap_ms} ms after the recorded {last} \
+         (an operator checks in at most once per {min_gap_ms} ms)"
+    )]
+    TooSoon { got: u64, last: u64, min_gap_ms: u64 },
 }
 
 impl CheckinError {
     /// True when the forwarding peer is answerable (a gossip Reject): malformed or forged.
-    /// Stale and replayed ones may be honest messages that arrived late, and a non-member may
+    /// Stale, replayed and too-soon ones may be honest messages that arrived late or by another
+    /// path (another node may have accepted a different one first), and a non-member may
     /// be a member of the set the forwarder is still (or already) in around an epoch switch:
     /// Ignore.
     pub fn is_senders_fault(&self) -> bool {
@@ -133,13 +141,19 @@ pub fn decode_signed(bytes: &[u8]) -> Result<SignedCheckin, CheckinError> {
 }
 
 /// Checks freshness against `now_ms`, then the address and signature against `table` (the
-/// current epoch's set). Cheap checks first: a stale message costs no pairing.
+/// current epoch's set): [`precheck`] then [`verify_signature`].
 pub fn verify(
     table: &KeyTable,
     signed: &SignedCheckin,
     now_ms: u64,
 ) -> Result<VerifiedCheckin, CheckinError> {
-    let checkin = &signed.message;
+    let index = precheck(table, &signed.message, now_ms)?;
+    verify_signature(table, signed, index)
+}
+
+/// The cheap checks, no pairing: the version is UTF-8, the timestamp is fresh at `now_ms`, and
+/// the address is a member of `table`. Returns the operator's index in `table`.
+pub fn precheck(table: &KeyTable, checkin: &Checkin, now_ms: u64) -> Result<u64, CheckinError> {
     if std::str::from_utf8(checkin.version.as_ref()).is_err() {
         return Err(CheckinError::Malformed("version is not UTF-8".into()));
     }
@@ -150,14 +164,25 @@ pub fn verify(
     if ts > now_ms.saturating_add(MAX_FUTURE_MS) {
         return Err(CheckinError::Future { ahead_ms: ts.saturating_sub(now_ms) });
     }
-    let address = hex::encode(checkin.address);
+    let unknown = || CheckinError::UnknownOperator(hex::encode(checkin.address));
     let index = table
         .operator_set()
         .operators
         .iter()
         .position(|op| op.address == checkin.address)
-        .ok_or_else(|| CheckinError::UnknownOperator(address.clone()))?;
-    let index = u64::try_from(index).map_err(|_| CheckinError::UnknownOperator(address.clone()))?;
+        .ok_or_else(unknown)?;
+    u64::try_from(index).map_err(|_| unknown())
+}
+
+/// The expensive check, one pairing: the signature against the key of operator `index` of
+/// `table` (as returned by [`precheck`]).
+pub fn verify_signature(
+    table: &KeyTable,
+    signed: &SignedCheckin,
+    index: u64,
+) -> Result<VerifiedCheckin, CheckinError> {
+    let checkin = &signed.message;
+    let address = hex::encode(checkin.address);
     let key = table.key(index).ok_or_else(|| CheckinError::UnknownOperator(address.clone()))?;
     let signature = Signature::from_bytes(signed.signature.as_ref())
         .map_err(|_| CheckinError::BadSignature(address.clone()))?;

@@ -2,9 +2,11 @@
 //!
 //! Data flow: every node signs a [`Checkin`] every [`CHECKIN_PERIOD`] and publishes it on the
 //! gossip `checkin` topic (and, in client mode, sends it over gRPC to a remote node). A received
-//! check-in is decoded strictly, checked for freshness and verified against the current epoch's
-//! operator set ([`checkin::verify`]); then [`OperatorPool::record`] refuses a replay (timestamp
-//! not newer than the recorded one) and writes the operator's row, one per address, under
+//! check-in is decoded strictly and screened cheaply first ([`OperatorPool::precheck`]: fresh, a
+//! member of the current epoch's set, newer than the operator's recorded check-in by at least
+//! [`MIN_CHECKIN_GAP_MS`]); only then is its signature verified (one pairing,
+//! [`checkin::verify_signature`]), and [`OperatorPool::record`] repeats the replay check under the
+//! lock and writes the operator's row, one per address, under
 //! `operator:0x<address hex>` in [`Column::OperatorPool`]. The remote address kept is the one the
 //! node observed (TCP peer of the gRPC call, or the gossip peer it came through), never one the
 //! sender claims. The node loop hands the pool each new operator set; rows of operators that
@@ -30,6 +32,11 @@ use crate::store::{Column, Durability, Store, StoreError, WriteBatch};
 
 /// How often a node checks in.
 pub const CHECKIN_PERIOD: Duration = Duration::from_secs(5);
+/// An operator's check-in is refused (before any pairing) unless it was signed at least this
+/// long after the one recorded for it: half a period, so an honest node's check-ins (one per
+/// period) always pass while a flood of validly signed ones (review finding M2) costs one
+/// pairing and one store write per operator per this interval, not one per message.
+pub const MIN_CHECKIN_GAP_MS: u64 = CHECKIN_PERIOD.as_secs() * 1000 / 2;
 /// Up to this age a row is Active (three periods: one lost check-in is not news).
 pub const ACTIVE_WITHIN_MS: u64 = 15_000;
 /// Up to this age a row is Late; older ones are Offline.
@@ -172,6 +179,9 @@ pub struct OperatorPool {
     table: RwLock<Option<Arc<KeyTable>>>,
     /// Consensus messages this node accepted from gossip (reported as its "events seen").
     events: Arc<AtomicU64>,
+    /// Signature checks (pairings) run on check-ins: what a flood costs, and what the cheap
+    /// checks before them save.
+    verifications: AtomicU64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -218,6 +228,7 @@ impl OperatorPool {
             inner: Mutex::new(Inner { rows, table: None }),
             table: RwLock::new(None),
             events: Arc::new(AtomicU64::new(0)),
+            verifications: AtomicU64::new(0),
         })
     }
 
@@ -285,15 +296,8 @@ impl OperatorPool {
             return Err(PoolError::EpochMoved { checked: verified.epoch, current });
         }
         let c = &verified.checkin;
-        if let Some(last) = inner.rows.get(&c.address)
-            && c.timestamp_ms <= last.checkin_timestamp_ms
-        {
-            return Err(CheckinError::Replayed {
-                got: c.timestamp_ms,
-                last: last.checkin_timestamp_ms,
-            }
-            .into());
-        }
+        // Again under the lock: two copies may both have passed the precheck.
+        check_newer(&inner.rows, c)?;
         let row = PoolRow {
             address: format!("0x{}", hex::encode(c.address)),
             remote_ip: observed.remote_ip(),
@@ -317,17 +321,44 @@ impl OperatorPool {
         Ok(row)
     }
 
-    /// Decodes, verifies against the current set, and records: the whole path for bytes from
-    /// gossip or a client.
+    /// The cheap checks, no pairing and no write: the pool has a set, the check-in is fresh,
+    /// names a member, and is newer than that operator's recorded one by at least
+    /// [`MIN_CHECKIN_GAP_MS`]. [`Self::accept`] runs it first; the gRPC service also runs it
+    /// before spending its verification budget.
+    pub fn precheck(&self, signed: &SignedCheckin, now_ms: u64) -> Result<(), PoolError> {
+        self.screen(signed, now_ms).map(|_| ())
+    }
+
+    /// [`Self::precheck`], returning the set and the operator's index in it.
+    fn screen(
+        &self,
+        signed: &SignedCheckin,
+        now_ms: u64,
+    ) -> Result<(Arc<KeyTable>, u64), PoolError> {
+        let table = self.table().ok_or(PoolError::NoOperatorSet)?;
+        let index = checkin::precheck(&table, &signed.message, now_ms)?;
+        check_newer(&self.lock().rows, &signed.message)?;
+        Ok((table, index))
+    }
+
+    /// The whole path for a check-in from gossip or a client: the cheap checks, then the
+    /// signature (one pairing), then the record. Cheapest first, so a replayed, too frequent,
+    /// stale or non-member check-in costs no pairing whatever its signature.
     pub fn accept(
         &self,
         signed: &SignedCheckin,
         observed: &Observed,
         now_ms: u64,
     ) -> Result<PoolRow, PoolError> {
-        let table = self.table().ok_or(PoolError::NoOperatorSet)?;
-        let verified = checkin::verify(&table, signed, now_ms)?;
+        let (table, index) = self.screen(signed, now_ms)?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let verified = checkin::verify_signature(&table, signed, index)?;
         self.record(&verified, observed, now_ms)
+    }
+
+    /// Signature checks run on check-ins since the pool was opened.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Counts one consensus message accepted from gossip.
@@ -341,9 +372,12 @@ impl OperatorPool {
     }
 
     /// The gossip verdict on a check-in, recording it when valid. Malformed and forged
-    /// check-ins are the forwarder's fault (Reject); stale, replayed, non-member (see
+    /// check-ins are the forwarder's fault (Reject); stale, replayed, too soon, non-member (see
     /// [`CheckinError::is_senders_fault`]) or ones that cannot be judged yet are dropped without
-    /// penalty (Ignore). Either way a refused check-in changes nothing.
+    /// penalty (Ignore). The cheap checks come first (see [`Self::accept`]), so a forged
+    /// check-in that is also replayed or too soon is Ignored without a pairing: a byzantine
+    /// operator's flood costs one pairing per [`MIN_CHECKIN_GAP_MS`]. Either way a refused
+    /// check-in changes nothing.
     pub fn validate_gossip(
         &self,
         data: &[u8],
@@ -384,6 +418,22 @@ impl OperatorPool {
             .map(|v| serde_json::from_slice(&v).map_err(|e| PoolError::Encoding(e.to_string())))
             .transpose()
     }
+}
+
+/// Refuses a check-in not newer than the operator's recorded one (a replay), or newer by less
+/// than [`MIN_CHECKIN_GAP_MS`] (more often than an operator checks in).
+fn check_newer(rows: &BTreeMap<[u8; 20], PoolRow>, c: &Checkin) -> Result<(), CheckinError> {
+    let Some(last) = rows.get(&c.address).map(|row| row.checkin_timestamp_ms) else {
+        return Ok(());
+    };
+    let got = c.timestamp_ms;
+    if got <= last {
+        return Err(CheckinError::Replayed { got, last });
+    }
+    if got < last.saturating_add(MIN_CHECKIN_GAP_MS) {
+        return Err(CheckinError::TooSoon { got, last, min_gap_ms: MIN_CHECKIN_GAP_MS });
+    }
+    Ok(())
 }
 
 fn encode_row(row: &PoolRow) -> Result<Vec<u8>, PoolError> {

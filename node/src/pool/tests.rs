@@ -237,11 +237,102 @@ fn gossip_verdicts_charge_only_forgeries_to_the_forwarder() {
         let outcome = pool.validate_gossip(&bytes(&ignored), "12D3KooWb", NOW);
         assert!(matches!(outcome, Err((Verdict::Ignore, _))), "{outcome:?}");
     }
-    // Forged or undecodable: the forwarder's fault.
-    let forged = sign(checkin(1, NOW + 1), &key(0), DIGEST).unwrap();
+    // Forged or undecodable: the forwarder's fault (a forgery that is not too soon after the
+    // recorded check-in: one that is would be Ignored before its signature is looked at).
+    let forged = sign(checkin(1, NOW + MIN_CHECKIN_GAP_MS), &key(0), DIGEST).unwrap();
     assert!(matches!(pool.validate_gossip(&bytes(&forged), "p", NOW), Err((Verdict::Reject, _))));
     assert!(matches!(pool.validate_gossip(&[1, 2, 3], "p", NOW), Err((Verdict::Reject, _))));
     // None of them changed the row.
     assert_eq!(pool.rows(NOW).len(), 1);
     assert_eq!(pool.rows(NOW)[0].row, row);
+}
+
+/// A store that counts write batches, to show what a refused check-in did not write.
+#[derive(Debug, Default)]
+struct CountingStore {
+    inner: MemoryStore,
+    writes: AtomicU64,
+}
+
+impl Store for CountingStore {
+    fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(column, key)
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.write(batch, durability)
+    }
+
+    fn range(
+        &self,
+        column: Column,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<crate::store::Entry>, StoreError> {
+        self.inner.range(column, start, limit)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn a_replayed_or_too_soon_checkin_is_refused_before_its_signature_is_checked() {
+    let pool = pool(&[0, 1]);
+    pool.accept(&signed(0, NOW), &Observed::Local, NOW).unwrap();
+    assert_eq!(pool.verifications(), 1);
+    // Badly signed (operator 1's key for operator 0's address), with a replayed timestamp and
+    // with one too soon after the recorded one: the replay rules answer, not the signature.
+    let forged_at = |ts| sign(checkin(0, ts), &key(1), DIGEST).unwrap();
+    let err = pool.accept(&forged_at(NOW), &Observed::Local, NOW + 1).unwrap_err();
+    assert!(matches!(err, PoolError::Refused(CheckinError::Replayed { .. })), "{err}");
+    let err = pool.accept(&forged_at(NOW + 1), &Observed::Local, NOW + 1).unwrap_err();
+    assert!(matches!(err, PoolError::Refused(CheckinError::TooSoon { .. })), "{err}");
+    assert_eq!(
+        pool.precheck(&forged_at(NOW + 1), NOW + 1).unwrap_err().to_string(),
+        err.to_string()
+    );
+    assert_eq!(pool.verifications(), 1, "no pairing for a check-in the cheap checks refuse");
+    // Once the gap has passed, the signature is checked (and this one is refused for it).
+    let ts = NOW + MIN_CHECKIN_GAP_MS;
+    let err = pool.accept(&forged_at(ts), &Observed::Local, ts).unwrap_err();
+    assert!(matches!(err, PoolError::Refused(CheckinError::BadSignature(_))), "{err}");
+    assert_eq!(pool.verifications(), 2);
+}
+
+#[test]
+fn an_honest_operator_checking_in_every_period_is_never_too_soon() {
+    let pool = pool(&[0]);
+    assert_eq!(MIN_CHECKIN_GAP_MS * 2, u64::try_from(CHECKIN_PERIOD.as_millis()).unwrap());
+    pool.accept(&signed(0, NOW), &Observed::Local, NOW).unwrap();
+    // One millisecond short of the gap is refused; the gap itself, and a period, pass.
+    let early = NOW + MIN_CHECKIN_GAP_MS - 1;
+    let err = pool.accept(&signed(0, early), &Observed::Local, early).unwrap_err();
+    assert!(matches!(err, PoolError::Refused(CheckinError::TooSoon { .. })), "{err}");
+    let at_gap = NOW + MIN_CHECKIN_GAP_MS;
+    pool.accept(&signed(0, at_gap), &Observed::Local, at_gap).unwrap();
+    let next = at_gap + MIN_CHECKIN_GAP_MS * 2;
+    pool.accept(&signed(0, next), &Observed::Local, next).unwrap();
+    assert_eq!(pool.rows(next)[0].row.checkin_timestamp_ms, next);
+}
+
+#[test]
+fn a_flood_of_valid_checkins_from_one_operator_is_ignored_before_any_pairing_or_write() {
+    // Review finding M2: a byzantine operator publishing validly signed check-ins 1 ms apart.
+    let store = Arc::new(CountingStore::default());
+    let pool = OperatorPool::open(store.clone()).unwrap();
+    pool.set_operators(table(0, &[0, 1])).unwrap();
+    let writes_before = store.writes.load(Ordering::Relaxed);
+    let flood: Vec<Vec<u8>> = (0..200).map(|i| encode(&signed(1, NOW + i)).unwrap()).collect();
+    assert_eq!(pool.validate_gossip(&flood[0], "12D3KooWb", NOW), Ok(()));
+    let row = pool.stored_row(&[1; 20]).unwrap();
+    for (i, bytes) in flood.iter().enumerate().skip(1) {
+        let outcome = pool.validate_gossip(bytes, "12D3KooWb", NOW + 200);
+        assert!(matches!(outcome, Err((Verdict::Ignore, _))), "message {i}: {outcome:?}");
+    }
+    assert_eq!(pool.verifications(), 1, "one pairing for the whole flood");
+    assert_eq!(store.writes.load(Ordering::Relaxed), writes_before + 1, "one store write");
+    assert_eq!(pool.stored_row(&[1; 20]).unwrap(), row);
 }
