@@ -328,6 +328,8 @@ impl Cluster {
 }
 
 #[cfg(test)]
+mod adversary;
+#[cfg(test)]
 mod pool;
 #[cfg(test)]
 mod scenarios;
