@@ -12,12 +12,18 @@
 //! | `chain_state` | `unfinal/‖height‖root` | empty: a stored block above the finalized height |
 //! | `chain_state` | `epoch_end/‖epoch` | the finalization certificate that ended `epoch` |
 //! | `chain_state` | `evidence/‖epoch‖view‖operator` | `EvidenceRecord` (two conflicting signed votes) |
+//! | `chain_state` | `history_floor` | the lowest finalized height still held, once a history limit pruned below it |
 //! | `chain_state` | `anchor/block`, `anchor/state`, `anchor/cert` | the last finalized block, its state and its finalization certificate |
 //!
 //! The anchor's three entries are written in the batch of the finality that moves them, with
 //! the pruning that finality allows (docs/protocol.md, rule 8 and deviation 11): own votes and
-//! certificates below the new floor, and the `unfinal/` index up to the finalized height. One
-//! batch, so a restart never sees a floor without its anchor. A restart reads only from the
+//! certificates below the new floor, the `unfinal/` index up to the finalized height with the
+//! bodies of the blocks it names that lost (a block at or below the finalized height that is
+//! not the finalized one can never be final), and, with a history limit
+//! ([`ChainStore::with_history`], `--history-blocks`), finalized blocks more than that many
+//! heights behind. Each finality reads at most [`PRUNE_READ_LIMIT`] index entries per kind; what
+//! is left is pruned by the next one. One batch, so a restart never sees a floor without its
+//! anchor. A restart reads only from the
 //! anchor's floor onwards, and refuses to start if that is more than [`RESTART_READ_LIMIT`]
 //! entries rather than run with some of its own votes missing.
 
@@ -40,6 +46,7 @@ const FINAL_PREFIX: &[u8] = b"final/";
 const UNFINAL_PREFIX: &[u8] = b"unfinal/";
 const EPOCH_END_PREFIX: &[u8] = b"epoch_end/";
 const EVIDENCE_PREFIX: &[u8] = b"evidence/";
+const HISTORY_FLOOR: &[u8] = b"history_floor";
 
 /// Most entries of one kind a restart reads back. Finality prunes what lies behind it, so
 /// only a network that has not finalized for this many views (about three entries a view)
@@ -47,6 +54,11 @@ const EVIDENCE_PREFIX: &[u8] = b"evidence/";
 pub const RESTART_READ_LIMIT: usize = 1 << 20;
 /// Most certificates read to answer one `certificates` request.
 const ANSWER_READ_LIMIT: usize = 4096;
+/// Most index entries of one kind (`unfinal/`, `final/`) one finality reads to prune.
+pub const PRUNE_READ_LIMIT: usize = 1024;
+/// Fewest finalized blocks a history limit may keep: a peer one catch-up batch (64) behind
+/// must still find them here.
+pub const MIN_HISTORY_BLOCKS: u64 = 128;
 
 /// Two conflicting signed votes of one operator, as stored.
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
@@ -81,6 +93,19 @@ fn unfinal_key(height: u64, root: &Root) -> Vec<u8> {
     [UNFINAL_PREFIX, &height.to_be_bytes(), root].concat()
 }
 
+/// Height and root of an `unfinal/` key.
+fn parse_unfinal_key(key: &[u8]) -> anyhow::Result<(u64, Root)> {
+    let rest = key.strip_prefix(UNFINAL_PREFIX).context("not a block index key")?;
+    let (height, root) = rest.split_first_chunk::<8>().context("stored block index key")?;
+    Ok((u64::from_be_bytes(*height), root.try_into().context("stored block index key")?))
+}
+
+/// Height of a `final/` key.
+fn parse_final_key(key: &[u8]) -> anyhow::Result<u64> {
+    let rest = key.strip_prefix(FINAL_PREFIX).context("not a finalized index key")?;
+    Ok(u64::from_be_bytes(rest.try_into().context("stored finalized index key")?))
+}
+
 fn epoch_end_key(epoch: Epoch) -> Vec<u8> {
     [EPOCH_END_PREFIX, &epoch.to_be_bytes()].concat()
 }
@@ -111,11 +136,22 @@ fn read_all(
 #[derive(Debug, Clone)]
 pub struct ChainStore {
     store: Arc<dyn Store>,
+    /// Finalized blocks kept behind the finalized height; `None` keeps them all.
+    history: Option<u64>,
 }
 
 impl ChainStore {
+    /// A store that keeps every finalized block (what a node that others catch up from needs).
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self { store, history: None }
+    }
+
+    /// Keeps only the newest `blocks` finalized blocks behind the finalized one (`None`: all).
+    /// Peers asking for older heights get an empty answer and ask another peer, so a network
+    /// needs some nodes that keep everything for newcomers to replay from genesis.
+    pub fn with_history(mut self, blocks: Option<u64>) -> Self {
+        self.history = blocks;
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -208,9 +244,56 @@ impl ChainStore {
         let zero = [0u8];
         batch.delete_range(Column::Votes, zero.to_vec(), floor.clone());
         batch.delete_range(Column::Certificates, zero.to_vec(), floor);
-        let index_end = unfinal_key(anchor.block.height.saturating_add(1), &[0; 32]);
-        batch.delete_range(Column::ChainState, UNFINAL_PREFIX.to_vec(), index_end);
+        self.prune_blocks(batch, anchor.block.height)
+    }
+
+    /// The block pruning of a finality at `height` (see the module's text).
+    fn prune_blocks(&self, batch: &mut WriteBatch, height: u64) -> anyhow::Result<()> {
+        let unfinal = self.store.range(Column::ChainState, UNFINAL_PREFIX, PRUNE_READ_LIMIT)?;
+        for (key, _) in unfinal.iter().take_while(|(k, _)| k.starts_with(UNFINAL_PREFIX)) {
+            let (at, root) = parse_unfinal_key(key)?;
+            if at > height {
+                break;
+            }
+            // This batch may hold the finality of `at` itself: look there first.
+            let key_final = final_key(at);
+            let finalized = match batch.pending(Column::ChainState, &key_final) {
+                Some(value) => value.map(<[u8]>::to_vec),
+                None => self.store.get(Column::ChainState, &key_final)?,
+            };
+            if finalized.as_deref() != Some(root.as_slice()) {
+                batch.delete(Column::Blocks, root.to_vec());
+            }
+            batch.delete(Column::ChainState, key.clone());
+        }
+        let Some(keep) = self.history else { return Ok(()) };
+        let cutoff = height.saturating_sub(keep);
+        let finalized = self.store.range(Column::ChainState, FINAL_PREFIX, PRUNE_READ_LIMIT)?;
+        let mut floor = None;
+        for (key, root) in finalized.iter().take_while(|(k, _)| k.starts_with(FINAL_PREFIX)) {
+            let at = parse_final_key(key)?;
+            if at >= cutoff {
+                break;
+            }
+            batch.delete(Column::Blocks, root.clone());
+            batch.delete(Column::ChainState, key.clone());
+            floor = Some(at.saturating_add(1));
+        }
+        if let Some(floor) = floor {
+            batch.put(Column::ChainState, HISTORY_FLOOR, floor.to_be_bytes().to_vec());
+        }
         Ok(())
+    }
+
+    /// The lowest finalized height still held once a history limit pruned below it; `None`
+    /// while every finalized block is held.
+    pub fn history_floor(&self) -> anyhow::Result<Option<u64>> {
+        match self.store.get(Column::ChainState, HISTORY_FLOOR)? {
+            Some(raw) => Ok(Some(u64::from_be_bytes(
+                raw.as_slice().try_into().context("stored history floor")?,
+            ))),
+            None => Ok(None),
+        }
     }
 
     pub fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
@@ -391,6 +474,65 @@ mod tests {
         assert_eq!(all.len(), 2);
         assert_eq!(all.last(), Some(&end));
         assert!(chain.certificates_from(1, 0, 256).unwrap().is_empty());
+    }
+
+    /// Finalizes heights `1..=top`, each with a losing sibling stored before the finality, the
+    /// way proposals arrive; returns the winners' and losers' roots by height.
+    fn finalize_with_losers(chain: &ChainStore, top: u64) -> Vec<(Root, Root)> {
+        let (_, genesis) = testkit::genesis(&[1, 1, 1, 1], 1, 4000).unwrap();
+        let mut anchor = Anchor::genesis(&genesis).unwrap();
+        let mut roots = vec![([0; 32], [0; 32])];
+        for height in 1..=top {
+            let block = |salt| Block { height, state_root: [salt; 32], ..Default::default() };
+            let (winner, loser) = (block(1), block(2));
+            let (win, lose) = (winner.root().unwrap(), loser.root().unwrap());
+            let mut batch = WriteBatch::new();
+            chain.put_unfinal_block(&mut batch, &win, &winner).unwrap();
+            chain.put_unfinal_block(&mut batch, &lose, &loser).unwrap();
+            chain.write(batch).unwrap();
+            // The winner's finality and the anchor that prunes are one batch.
+            let mut batch = WriteBatch::new();
+            chain.put_finalized(&mut batch, &win, &winner).unwrap();
+            anchor.block = winner;
+            chain.put_anchor(&mut batch, &anchor).unwrap();
+            chain.write(batch).unwrap();
+            roots.push((win, lose));
+        }
+        roots
+    }
+
+    /// Review M8: nothing deleted blocks, so the disk grew without bound. Finality now drops
+    /// the blocks that lost, and a history limit drops finalized blocks behind it.
+    #[test]
+    fn finality_prunes_losing_blocks_and_history_beyond_its_limit() {
+        let top = 300;
+        let archive = ChainStore::new(Arc::new(MemoryStore::new()));
+        let roots = finalize_with_losers(&archive, top);
+        for &(win, lose) in &roots[1..] {
+            assert!(archive.block(&win).unwrap().is_some(), "a finalized block was pruned");
+            assert!(archive.block(&lose).unwrap().is_none(), "a losing block was kept");
+        }
+        assert_eq!(archive.history_floor().unwrap(), None);
+        assert_eq!(archive.store.range(Column::Blocks, &[0], 1000).unwrap().len(), 300);
+
+        let pruned =
+            ChainStore::new(Arc::new(MemoryStore::new())).with_history(Some(MIN_HISTORY_BLOCKS));
+        let roots = finalize_with_losers(&pruned, top);
+        let oldest = top - MIN_HISTORY_BLOCKS;
+        assert_eq!(pruned.history_floor().unwrap(), Some(oldest));
+        for (height, &(win, lose)) in roots.iter().enumerate().skip(1) {
+            let kept = u64::try_from(height).unwrap() >= oldest;
+            assert_eq!(pruned.block(&win).unwrap().is_some(), kept, "height {height}");
+            assert!(pruned.block(&lose).unwrap().is_none());
+        }
+        let blocks = pruned.store.range(Column::Blocks, &[0], 1000).unwrap();
+        assert_eq!(blocks.len(), usize::try_from(MIN_HISTORY_BLOCKS + 1).unwrap());
+        assert!(pruned.finalized_range(1, 10).unwrap().is_empty());
+        assert_eq!(pruned.finalized_range(oldest, 1000).unwrap().len(), blocks.len());
+        // A restart still finds its anchor and nothing above it.
+        let (anchor, persisted) = pruned.load_restart().unwrap().unwrap();
+        assert_eq!(anchor.block.height, top);
+        assert!(persisted.blocks.is_empty());
     }
 
     trait IntoCert {

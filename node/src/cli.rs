@@ -99,6 +99,16 @@ pub struct NodeArgs {
     /// Directory holding this operator's keys (see `avs-node keys generate`).
     #[arg(long, value_name = "DIR")]
     pub keys_dir: Option<PathBuf>,
+
+    /// Keep only this many finalized blocks behind the newest (at least 128). Without it every
+    /// block is kept, which a network needs on some nodes: newcomers replay from genesis.
+    #[arg(long, value_name = "BLOCKS")]
+    pub history_blocks: Option<u64>,
+
+    /// Free space the data directory's filesystem must keep: the node refuses to start below
+    /// it, and while running reports unhealthy and logs an error before the store fails.
+    #[arg(long, value_name = "MIB", default_value_t = defaults::MIN_FREE_DISK_MIB)]
+    pub min_free_disk_mib: u64,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,8 @@
 //! data_dir = "/var/lib/avs-node"
 //! genesis = "genesis.json"
 //! keys_dir = "keys"
+//! history_blocks = 100000       # absent: keep every finalized block
+//! min_free_disk_mib = 1024
 //!
 //! [network]
 //! p2p_addr = "0.0.0.0"
@@ -80,6 +82,8 @@ pub mod defaults {
     /// 1h30m, the period the reference systems use.
     pub const SYNC_INTERVAL_MS: u64 = 5_400_000;
     pub const LOG_FILTER: &str = "info";
+    /// A day of blocks at the default slot is about 10 MiB; a GiB leaves time to react.
+    pub const MIN_FREE_DISK_MIB: u64 = 1024;
 }
 
 /// Below this, VotingPowerSync would propose before the previous update can be final, and read
@@ -120,6 +124,12 @@ pub enum ConfigError {
     BadUrl { flag: &'static str, value: String },
     #[error("{0}")]
     Tasks(String),
+    #[error(
+        "--history-blocks {value} is below the minimum of {min}: peers catching up a batch \
+         behind must still find their blocks here",
+        min = crate::chain_store::MIN_HISTORY_BLOCKS
+    )]
+    HistoryTooShort { value: u64 },
 }
 
 /// The config file, as written. Every field is optional: absent means "not set in the file".
@@ -142,6 +152,8 @@ pub struct FileNode {
     pub data_dir: Option<PathBuf>,
     pub genesis: Option<PathBuf>,
     pub keys_dir: Option<PathBuf>,
+    pub history_blocks: Option<u64>,
+    pub min_free_disk_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +223,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub genesis: Option<PathBuf>,
     pub keys_dir: Option<PathBuf>,
+    /// Finalized blocks kept behind the newest; `None` keeps all.
+    pub history_blocks: Option<u64>,
+    pub min_free_disk_mib: u64,
     pub p2p_addr: IpAddr,
     pub p2p_port: u16,
     pub bootnodes: Vec<String>,
@@ -238,6 +253,8 @@ impl fmt::Debug for NodeConfig {
             data_dir,
             genesis,
             keys_dir,
+            history_blocks,
+            min_free_disk_mib,
             p2p_addr,
             p2p_port,
             bootnodes,
@@ -259,6 +276,8 @@ impl fmt::Debug for NodeConfig {
             .field("data_dir", data_dir)
             .field("genesis", genesis)
             .field("keys_dir", keys_dir)
+            .field("history_blocks", history_blocks)
+            .field("min_free_disk_mib", min_free_disk_mib)
             .field("p2p_addr", p2p_addr)
             .field("p2p_port", p2p_port)
             .field("bootnodes", bootnodes)
@@ -343,6 +362,12 @@ impl NodeConfig {
             ))?,
             genesis: args.node.genesis.clone().or(file.node.genesis),
             keys_dir: args.node.keys_dir.clone().or(file.node.keys_dir),
+            history_blocks: args.node.history_blocks.or(file.node.history_blocks),
+            min_free_disk_mib: run.pick(
+                "min_free_disk_mib",
+                args.node.min_free_disk_mib,
+                file.node.min_free_disk_mib,
+            ),
             p2p_addr: run.pick("p2p_addr", args.network.p2p_addr, file.network.p2p_addr),
             p2p_port: run.pick("p2p_port", args.network.p2p_port, file.network.p2p_port),
             bootnodes: run.pick(
@@ -407,6 +432,11 @@ impl NodeConfig {
             return Err(ConfigError::SyncIntervalTooShort { value: self.sync_interval_ms });
         }
         self.tasks.validate(self.internal_tasks).map_err(ConfigError::Tasks)?;
+        if let Some(value) = self.history_blocks
+            && value < crate::chain_store::MIN_HISTORY_BLOCKS
+        {
+            return Err(ConfigError::HistoryTooShort { value });
+        }
         let overlaps = |other: IpAddr| {
             self.p2p_addr.is_unspecified() || other.is_unspecified() || self.p2p_addr == other
         };

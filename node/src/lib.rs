@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod devnet;
+pub mod disk;
 pub mod driver;
 pub mod genesis;
 pub mod gossip;

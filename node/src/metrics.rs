@@ -60,6 +60,8 @@ pub struct NodeMetrics {
     pub outbox_dropped: Counter,
     /// Seconds the consensus loop spent on one event.
     pub loop_seconds: Histogram,
+    /// Bytes free for this process on the data directory's filesystem.
+    pub disk_free_bytes: Gauge,
 }
 
 impl Default for NodeMetrics {
@@ -85,6 +87,7 @@ impl Default for NodeMetrics {
             outbox_dropped: Counter::default(),
             requests_refused: Counter::default(),
             loop_seconds: Histogram::new(buckets),
+            disk_free_bytes: Gauge::default(),
         }
     }
 }
@@ -99,6 +102,11 @@ impl NodeMetrics {
             m.finalized_height.clone(),
         );
         r.register("view", "Current view within the epoch", m.view.clone());
+        r.register(
+            "disk_free_bytes",
+            "Bytes available on the data directory's filesystem (see --min-free-disk-mib)",
+            m.disk_free_bytes.clone(),
+        );
         r.register("epoch", "Current epoch", m.epoch.clone());
         r.register(
             "last_certificate_timestamp_seconds",

@@ -21,6 +21,7 @@ use crate::aggregator::AggregatorController;
 use crate::chain_store::ChainStore;
 use crate::config::NodeConfig;
 use crate::core::{Core, CoreConfig};
+use crate::disk::DiskWatch;
 use crate::driver::Driver;
 use crate::genesis::GenesisFile;
 use crate::grpc::GrpcState;
@@ -52,16 +53,22 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         SlotClock::new(genesis.genesis_time, genesis.slot_duration_ms, genesis.intervals_per_slot)?;
 
     // ----- build -----
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let disk = Arc::new(DiskWatch::new(config.data_dir.clone(), config.min_free_disk_mib));
+    let free_bytes = disk.check_at_start()?;
     let db_path = config.data_dir.join("db");
     let store: Arc<dyn Store> = Arc::new(
         RocksStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?,
     );
-    let chain = ChainStore::new(store.clone());
+    let chain = ChainStore::new(store.clone()).with_history(config.history_blocks);
     let pool = Arc::new(OperatorPool::open(store.clone())?);
     let tasks = crate::tasks::NodeTasks::build(&config, &genesis)?;
     let mut registry = Registry::default();
     let aggregator = AggregatorController::new(config.is_aggregator, &mut registry);
     let metrics = NodeMetrics::register(&mut registry);
+    metrics.disk_free_bytes.set(i64::try_from(free_bytes).unwrap_or(i64::MAX));
+    tokio::spawn(disk.clone().watch(metrics.disk_free_bytes.clone(), shutdown.child_token()));
     tasks.register_metrics(&mut registry);
     let core = Core::open(
         chain.clone(),
@@ -129,6 +136,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         admin_token: config.admin_token.as_deref().map(Arc::from),
         registry: Arc::new(registry),
         status: status_rx.clone(),
+        disk: Some(disk),
     };
     let listener = crate::http::bind((config.http_addr, config.http_port).into()).await?;
     let pool_api = PoolApi {

@@ -388,7 +388,20 @@ impl NodeService for Service {
         // Subscribe before reading the head, so nothing finalized in between is missed.
         let live = self.state.finalized.subscribe();
         let head = self.state.status.borrow().finalized_height;
-        let from = request.into_inner().from_height.unwrap_or(head.saturating_add(1));
+        let asked = request.into_inner().from_height;
+        let from = asked.unwrap_or(head.saturating_add(1));
+        if asked.is_some() {
+            let floor =
+                self.state.chain.history_floor().map_err(|e| {
+                    Status::internal(format!("cannot read the history floor: {e:#}"))
+                })?;
+            if let Some(floor) = floor.filter(|&floor| from < floor) {
+                return Err(Status::out_of_range(format!(
+                    "blocks below height {floor} are pruned on this node (--history-blocks); \
+                     subscribe from {floor} or ask a node that keeps every block"
+                )));
+            }
+        }
         let (sink, rx) = Sink::new(self.limits.subscriber_backlog, self.limits.subscriber_stall);
         let chain = self.state.chain.clone();
         tokio::spawn(async move {

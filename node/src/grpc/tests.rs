@@ -327,6 +327,33 @@ async fn a_subscription_replays_stored_history_then_follows_the_feed() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_subscription_below_the_pruned_history_is_refused_not_silently_skipped() {
+    let chain = memory_chain().with_history(Some(2));
+    let blocks: Vec<Block> = (1..=6).map(|h| block(h, 10)).collect();
+    let roots = finalize(&chain, &blocks);
+    let (_, genesis) = avs_consensus::testkit::genesis(&[1, 1, 1, 1], 1, 4000).unwrap();
+    let mut anchor = avs_consensus::Anchor::genesis(&genesis).unwrap();
+    anchor.block = blocks[5].clone();
+    let mut batch = WriteBatch::new();
+    chain.put_anchor(&mut batch, &anchor).unwrap();
+    chain.write(batch).unwrap();
+    assert_eq!(chain.history_floor().unwrap(), Some(4));
+    let server = start_with(local().await, &[0], Limits::default(), chain, 6).await;
+    let mut client = server.client().await;
+    let request = pb::SubscribeFinalizedRequest { from_height: Some(2) };
+    let status = client.subscribe_finalized(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange);
+    assert!(status.message().contains("below height 4"), "{}", status.message());
+    // From the floor on, the history is there.
+    let request = pb::SubscribeFinalizedRequest { from_height: Some(4) };
+    let mut stream = client.subscribe_finalized(request).await.unwrap().into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!((first.height, first.root), (4, roots[3].to_vec()));
+    drop((stream, client));
+    server.stop().await;
+}
+
 /// Drains what a stopped stream task left queued: the blocks' heights, and the closing status.
 async fn drain(rx: &mut mpsc::Receiver<StreamItem>) -> (Vec<u64>, Status) {
     let mut heights = Vec::new();

@@ -68,6 +68,8 @@ pub struct ApiState {
     pub admin_token: Option<Arc<str>>,
     pub registry: Arc<Registry>,
     pub status: watch::Receiver<NodeStatus>,
+    /// The data directory's free space; below its minimum the node is unhealthy.
+    pub disk: Option<Arc<crate::disk::DiskWatch>>,
 }
 
 /// The largest request body read, on every route. The only body is the admin toggle, a few
@@ -108,6 +110,9 @@ pub fn router(state: ApiState) -> Router {
 fn routes(state: ApiState, policy: HealthPolicy) -> Router {
     let started_ms = crate::node::now_ms();
     let health = move |State(state): State<ApiState>| async move {
+        if let Some(reason) = state.disk.as_ref().and_then(|disk| disk.low()) {
+            return health::response(health::Health::Unhealthy(reason));
+        }
         let status = state.status.borrow().clone();
         health::response(health::assess(&status, crate::node::now_ms(), started_ms, policy))
     };

@@ -29,6 +29,7 @@ fn state(initial: Option<bool>, token: Option<&str>) -> (ApiState, watch::Sender
         admin_token: token.map(Arc::from),
         registry: Arc::new(registry),
         status: rx,
+        disk: None,
     };
     (state, tx)
 }
@@ -87,6 +88,26 @@ async fn send(
 const JSON: Option<&str> = Some("application/json");
 const AGGREGATOR: &str = "/lean/v0/admin/aggregator";
 const JSON_BODY: (&str, &str) = ("content-type", "application/json");
+
+#[tokio::test]
+async fn health_is_unhealthy_when_the_disk_is_below_its_minimum() {
+    let (mut state, status) = state(Some(false), None);
+    let dir = tempfile::tempdir().unwrap();
+    // A minimum no filesystem here meets, read once as the watcher would.
+    let disk = Arc::new(crate::disk::DiskWatch::new(dir.path().to_owned(), u64::MAX >> 20));
+    disk.read().unwrap();
+    state.disk = Some(disk);
+    let api = Api {
+        router: app(state, None, &ServeOptions::new(LOCAL.parse().unwrap())),
+        controller: None,
+        status,
+    };
+    let r = call(&api, "GET", "/lean/v0/health", &[], "").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["status"], "unhealthy");
+    let reason = r.json()["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("--min-free-disk-mib"), "{reason}");
+}
 
 #[tokio::test]
 async fn health_is_leanspec_exact() {

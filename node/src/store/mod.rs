@@ -132,6 +132,24 @@ impl WriteBatch {
         self.ops.len()
     }
 
+    /// What a read of `key` in `column` will see once this batch is written, when the batch
+    /// decides it: `Some(Some(value))` after a put, `Some(None)` after a delete, `None` when
+    /// the batch does not touch the key.
+    pub fn pending(&self, column: Column, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.ops.iter().rev().find_map(|op| match op {
+            Op::Put { column: c, key: k, value } if *c == column && k.as_slice() == key => {
+                Some(Some(value.as_slice()))
+            }
+            Op::Delete { column: c, key: k } if *c == column && k.as_slice() == key => Some(None),
+            Op::DeleteRange { column: c, start, end }
+                if *c == column && start.as_slice() <= key && key < end.as_slice() =>
+            {
+                Some(None)
+            }
+            _ => None,
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }

@@ -57,6 +57,7 @@ impl Setup {
             admin_token: (self == Self::Token).then(|| Arc::from(ADMIN_TOKEN)),
             registry: Arc::new(registry),
             status,
+            disk: None,
         }
     }
 }
