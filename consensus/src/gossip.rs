@@ -245,6 +245,27 @@ impl GossipContext {
     }
 }
 
+impl GossipContext {
+    /// Whether a vote or certificate of (`epoch`, `view`) can move this node on now: this
+    /// epoch, from the view before the current one (a late FINALIZE, the certificate that
+    /// closes it) to the one after (a leader that entered it first). Such messages take the
+    /// validation slots kept for them when the others are full.
+    pub fn is_urgent(&self, epoch: Epoch, view: View) -> bool {
+        epoch == self.epoch
+            && view.saturating_add(1) >= self.view
+            && view <= self.view.saturating_add(1)
+    }
+}
+
+/// The epoch and view of an encoded `SignedVote` or `Certificate`, without decoding it: both
+/// start with their fixed-size `VoteData` (`kind: u8, view: u64, epoch: u64`), so any encoding
+/// that can decode holds them at bytes 1..17. For ordering work only; the decode decides.
+pub fn peek_vote_data(bytes: &[u8]) -> Option<(Epoch, View)> {
+    let view = u64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?);
+    let epoch = u64::from_le_bytes(bytes.get(9..17)?.try_into().ok()?);
+    Some((epoch, view))
+}
+
 /// The epoch and view of an encoded `SignedProposal`, read from their fixed offsets without
 /// decoding it, if the encoding starts the way a valid one must.
 fn peek_proposal(bytes: &[u8]) -> Option<(Epoch, View)> {
@@ -256,4 +277,20 @@ fn peek_proposal(bytes: &[u8]) -> Option<(Epoch, View)> {
     let view = u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?);
     let epoch = u64::from_le_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?);
     Some((epoch, view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Certificate, SignedVote, VoteData, encode};
+
+    #[test]
+    fn votes_and_certificates_show_their_epoch_and_view_at_fixed_offsets() {
+        let data = VoteData::notarize(3, 41, [9; 32]);
+        let vote = encode(&SignedVote { data, ..SignedVote::default() }).unwrap();
+        let cert = encode(&Certificate { data, ..Certificate::default() }).unwrap();
+        assert_eq!(peek_vote_data(&vote), Some((3, 41)));
+        assert_eq!(peek_vote_data(&cert), Some((3, 41)));
+        assert_eq!(peek_vote_data(&vote[..16]), None);
+    }
 }

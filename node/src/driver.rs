@@ -10,6 +10,8 @@
 //! Gossip validation runs on the main runtime's blocking pool ([`crate::gossip::check`]). A
 //! message takes a validation slot before any work is queued; with every slot taken it is
 //! ignored at once and counted (`avs_node_validation_shed_total`), never queued without bound.
+//! Of the slots, [`URGENT_SLOTS`] are kept for votes and certificates of the views around the
+//! current one, so a flood of anything else cannot shed them.
 //! One peer holds at most [`MAX_VALIDATIONS_PER_PEER`] of the slots; beyond its share its
 //! messages are ignored and counted (`avs_node_validation_shed_peer_total`), so a flood from
 //! one peer leaves room for everyone else's.
@@ -31,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregator::AggregatorController;
 use crate::core::{Checked, Core, Effect};
-use crate::gossip::{MAX_VALIDATIONS_PER_PEER, Outcome, PeerShares, outcome};
+use crate::gossip::{
+    MAX_VALIDATIONS_PER_PEER, Outcome, PeerShares, URGENT_SLOTS, ValidationSlots, outcome,
+};
 use crate::grpc::FinalizedFeed;
 use crate::metrics::{NodeMetrics, RefusalLabels};
 use crate::pool::OperatorPool;
@@ -94,7 +98,7 @@ pub struct Driver {
 struct Channels {
     checked_tx: mpsc::Sender<Validated>,
     responses_tx: mpsc::Sender<(u64, Result<Vec<avs_p2p::ResponseChunk>, String>)>,
-    permits: Arc<Semaphore>,
+    slots: ValidationSlots,
     shares: PeerShares,
     /// Store reads answering peers' requests at once.
     store_permits: Arc<Semaphore>,
@@ -112,7 +116,7 @@ impl Driver {
         let channels = Channels {
             checked_tx,
             responses_tx,
-            permits: Arc::new(Semaphore::new(MAX_VALIDATIONS_IN_FLIGHT)),
+            slots: ValidationSlots::new(MAX_VALIDATIONS_IN_FLIGHT, URGENT_SLOTS),
             shares: PeerShares::new(MAX_VALIDATIONS_PER_PEER),
             store_permits: Arc::new(Semaphore::new(STORE_READERS)),
         };
@@ -212,13 +216,14 @@ impl Driver {
             let _ = self.net.report_validation(message_id, peer, ValidationOutcome::Ignore);
             return;
         };
-        let Ok(permit) = Arc::clone(&channels.permits).try_acquire_owned() else {
+        let context = self.core.context();
+        let urgent = crate::gossip::is_urgent(&context, topic.kind, &data);
+        let Some(permit) = channels.slots.take(urgent) else {
             self.metrics.validation_shed.inc();
             let _ = self.net.report_validation(message_id, peer, ValidationOutcome::Ignore);
             return;
         };
         let received = Instant::now();
-        let context = self.core.context();
         let pool = Arc::clone(&self.pool);
         let net = self.net.clone();
         let metrics = self.metrics.clone();

@@ -10,9 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use avs_consensus::Verdict;
-use avs_consensus::gossip::{GossipContext, GossipError};
+use avs_consensus::gossip::{GossipContext, GossipError, peek_vote_data};
 use avs_consensus::types::{MAX_CERTIFICATE_BYTES, MAX_SIGNED_PROPOSAL_BYTES, SIGNED_VOTE_BYTES};
 use avs_p2p::{GossipSizeLimits, PeerId, TopicKind, ValidationOutcome};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::core::Checked;
 use crate::pool::OperatorPool;
@@ -21,6 +23,48 @@ use crate::pool::OperatorPool;
 /// node gets its share checked and the rest ignored, and the other peers' messages still find
 /// free slots (review C1).
 pub const MAX_VALIDATIONS_PER_PEER: usize = 16;
+
+/// Validation slots (of the driver's 64) kept for votes and certificates that can move the node
+/// on now ([`is_urgent`]).
+pub const URGENT_SLOTS: usize = 16;
+
+/// The driver's validation slots. Any message may take a general slot; an urgent one (a vote or
+/// certificate of the views around the current one) may also take one of the slots kept for
+/// it, so a flood of anything else (other views' votes, check-ins, proposals) can fill the
+/// general slots and still not shed the current view's votes. Urgency is read from fixed
+/// offsets before any decoding; a forged urgent message costs its sender a Reject and its
+/// share ([`PeerShares`]) bounds how many slots it takes.
+#[derive(Debug, Clone)]
+pub struct ValidationSlots {
+    general: Arc<Semaphore>,
+    urgent: Arc<Semaphore>,
+}
+
+impl ValidationSlots {
+    /// `total` slots, `reserved` of them kept for urgent messages.
+    pub fn new(total: usize, reserved: usize) -> Self {
+        let reserved = reserved.min(total);
+        Self {
+            general: Arc::new(Semaphore::new(total.saturating_sub(reserved))),
+            urgent: Arc::new(Semaphore::new(reserved)),
+        }
+    }
+
+    /// A slot, or `None` when the message is to be shed.
+    pub fn take(&self, urgent: bool) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.general)
+            .try_acquire_owned()
+            .ok()
+            .or_else(|| urgent.then(|| Arc::clone(&self.urgent).try_acquire_owned().ok()).flatten())
+    }
+}
+
+/// Whether a message of topic `kind` is a vote or certificate that can move the node on now
+/// ([`GossipContext::is_urgent`]).
+pub fn is_urgent(context: &GossipContext, kind: TopicKind, data: &[u8]) -> bool {
+    matches!(kind, TopicKind::Vote { .. } | TopicKind::Certificate)
+        && peek_vote_data(data).is_some_and(|(epoch, view)| context.is_urgent(epoch, view))
+}
 
 /// How many validation slots each peer holds; shared between the loop, which takes a share
 /// before any work is queued, and the workers, which give it back when done.
@@ -151,6 +195,48 @@ mod tests {
         assert!(shares.try_take(flooder).is_some(), "a slot given back can be taken again");
     }
     use crate::pool::checkin::{Checkin, MAX_VERSION_BYTES, SignedCheckin};
+
+    /// Issue 13, item 1: with the general slots full (a flood of other views' votes), a vote
+    /// of the current view still finds a slot, and a stale one does not.
+    #[test]
+    fn the_current_views_votes_get_slots_a_flood_of_other_messages_cannot_take() {
+        use avs_consensus::engine::{Engine, EngineConfig};
+        use avs_consensus::task::TaskRegistry;
+        use avs_consensus::types::{Certificate, SignedVote, VoteData, encode};
+
+        let (keys, genesis) = avs_consensus::testkit::genesis(&[1, 1, 1, 1], 0, 4000).unwrap();
+        let engine =
+            Engine::new(EngineConfig::new(genesis), keys[0].clone(), TaskRegistry::new()).unwrap();
+        let context = engine.gossip_context();
+        let (epoch, view) = (context.epoch, context.view);
+        let vote = |epoch, view| {
+            let data = VoteData::nullify(epoch, view);
+            encode(&SignedVote { data, ..SignedVote::default() }).unwrap()
+        };
+        let vote_topic = TopicKind::Vote { subnet: 0 };
+        let current = vote(epoch, view);
+        let stale = vote(epoch, view + 5);
+        let certificate =
+            encode(&Certificate { data: VoteData::nullify(epoch, view), ..Default::default() })
+                .unwrap();
+        assert!(is_urgent(&context, vote_topic, &current));
+        assert!(is_urgent(&context, TopicKind::Certificate, &certificate));
+        assert!(!is_urgent(&context, vote_topic, &stale));
+        assert!(!is_urgent(&context, vote_topic, &vote(epoch + 1, view)));
+        assert!(!is_urgent(&context, TopicKind::Checkin, &current), "only votes and certificates");
+        assert!(!is_urgent(&context, vote_topic, &[0; 4]), "garbage is not urgent");
+
+        let slots = ValidationSlots::new(4, 2);
+        let flood: Vec<_> = (0..2).map_while(|_| slots.take(false)).collect();
+        assert_eq!(flood.len(), 2, "the general slots");
+        assert!(slots.take(false).is_none(), "the flood's next message is shed");
+        let first = slots.take(true).expect("an urgent message finds a kept slot");
+        let _second = slots.take(true).expect("and another");
+        assert!(slots.take(true).is_none(), "every slot is taken");
+        drop(first);
+        assert!(slots.take(false).is_none(), "a kept slot is never given to the flood");
+        assert!(slots.take(true).is_some());
+    }
 
     #[test]
     fn the_checkin_limit_is_the_size_of_the_largest_checkin() {
