@@ -335,3 +335,191 @@ fn a_lying_catch_up_peer_is_banned_and_costs_the_network_nothing() {
     let log = victim.log();
     assert!(log.contains("banning a peer that kept answering with garbage"), "no ban in the log");
 }
+
+/// Review M3/T30: a web page the operator visits cannot switch the aggregator role of a node
+/// on loopback. A form post (a "simple" cross-site request, no preflight) is refused for its
+/// content type, a script's JSON post for its foreign Origin, and a DNS-rebound name for its
+/// Host; none of them changes the role, and the network goes on.
+#[test]
+fn cross_site_admin_posts_change_nothing() {
+    let cluster = started_cluster();
+    let victim = &cluster.nodes[0];
+    // The role as the controller holds it (the status JSON follows it a moment later).
+    let role = || -> bool {
+        let mut response = ureq::get(&victim.url("/lean/v0/admin/aggregator")).call().unwrap();
+        let body: serde_json::Value = response.body_mut().read_json().unwrap();
+        body["is_aggregator"].as_bool().unwrap()
+    };
+    let before = role();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let url = victim.url("/lean/v0/admin/aggregator");
+    let body = format!("{{\"enabled\":{}}}", !before);
+    let port = victim.http_port;
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let attempts: [(&str, Headers<'_>, u16); 4] = [
+        ("form post", &[("content-type", "text/plain")], 415),
+        ("urlencoded form", &[("content-type", "application/x-www-form-urlencoded")], 415),
+        (
+            "script from another origin",
+            &[("content-type", "application/json"), ("origin", "https://evil.example")],
+            403,
+        ),
+        ("DNS rebinding", &[("content-type", "application/json"), ("host", "evil.example")], 421),
+    ];
+    for (what, headers, expected) in attempts {
+        let mut request = agent.post(&url);
+        for (name, value) in headers {
+            // ureq sets Host from the URL; a rebound name arrives with the attacker's name.
+            let value =
+                if *name == "host" { format!("{value}:{port}") } else { (*value).to_owned() };
+            request = request.header(*name, value);
+        }
+        let response = request.send(body.clone()).unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{what}");
+        assert_eq!(role(), before, "{what} changed the role");
+    }
+    // The same request from the operator's own shell is served.
+    assert_eq!(victim.set_aggregator(!before).unwrap(), before);
+    assert_eq!(role(), !before);
+    eprintln!("adversary: 4 cross-site admin posts refused (415, 415, 403, 421), role unchanged");
+    keeps_finalizing(&cluster, 2);
+}
+
+/// Review H2/T8: a stranger fetches recent views' public votes and recombines them into valid
+/// certificates, each with another signer set and so another message id. The victim ignores
+/// every one before any pairing (behind its finalized floor, or a `VoteData` it holds a
+/// certificate for) and forwards none: an observer beside the victim, who does receive the
+/// honest certificates, never sees one from an honest node; the network goes on. With finality
+/// one view behind, these views are behind the floor by the time they can be recombined; the
+/// already-certified rule (the window in between) is shown by the consensus unit tests.
+#[test]
+fn recombined_certificates_are_neither_verified_nor_forwarded() {
+    use std::collections::BTreeMap;
+
+    let cluster = started_cluster();
+    let victim = &cluster.nodes[0];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let digest = digest(&cluster);
+    let certificates = GossipTopic::new(digest, TopicKind::Certificate);
+    let (mut observer, observer_cancel) = attacker(&runtime, digest);
+    runtime.block_on(observer.handle.subscribe(certificates)).unwrap();
+    connect(&runtime, &observer, victim);
+    let (recombiner, cancel) = attacker(&runtime, digest);
+    connect(&runtime, &recombiner, victim);
+
+    // The votes of views two to six behind the victim's (certified, still in the vote
+    // window), asked of every node: each holds the quorum it saw, together usually all four.
+    for node in &cluster.nodes[1..] {
+        connect(&runtime, &recombiner, node);
+    }
+    let status = victim.status().unwrap();
+    let mut chunks = Vec::new();
+    for view in status.view.saturating_sub(6)..status.view.saturating_sub(1) {
+        let asked = encode(&avs_node::sync::VotesRequest { epoch: status.epoch, view }).unwrap();
+        for node in &cluster.nodes {
+            let answer = runtime.block_on(recombiner.handle.request(
+                peer_id(node),
+                ReqRespProtocol::Votes,
+                asked.clone(),
+                Duration::from_secs(10),
+            ));
+            chunks.extend(answer.unwrap_or_default());
+        }
+    }
+    let mut by_data: BTreeMap<VoteData, Vec<SignedVote>> = BTreeMap::new();
+    for chunk in chunks.iter().filter(|c| c.code == ResponseCode::Success) {
+        let vote: SignedVote = avs_consensus::types::decode(&chunk.payload).unwrap();
+        let votes = by_data.entry(vote.data).or_default();
+        if votes.iter().all(|v| v.operator_index != vote.operator_index) {
+            votes.push(vote);
+        }
+    }
+    // Every quorum (3 of 4 equal powers) of each VoteData: valid, and each one new bytes.
+    let mut forged = Vec::new();
+    for (data, votes) in &by_data {
+        for left_out in 0..=votes.len() {
+            let subset: Vec<&SignedVote> =
+                votes.iter().enumerate().filter(|(i, _)| *i != left_out).map(|(_, v)| v).collect();
+            if subset.len() < 3 {
+                continue;
+            }
+            let mut bits = [false; 4];
+            let mut signatures = Vec::new();
+            for vote in &subset {
+                bits[usize::try_from(vote.operator_index).unwrap()] = true;
+                signatures
+                    .push(avs_consensus::bls::Signature::from_bytes(&vote.signature[..]).unwrap());
+            }
+            let signature = avs_consensus::bls::aggregate_signatures(&signatures).unwrap();
+            let cert = Certificate {
+                data: *data,
+                signers: Signers::try_from(&bits[..]).unwrap(),
+                signature: signature.to_bytes().to_vec().try_into().unwrap(),
+            };
+            forged.push(encode(&cert).unwrap());
+        }
+    }
+    assert!(forged.len() >= 4, "too few votes to recombine: {} groups", by_data.len());
+
+    // What the observer holds already: a recombination can equal an honest certificate byte
+    // for byte (the same signers), which the victim then drops as a duplicate anyway.
+    let mut seen_before = std::collections::BTreeSet::new();
+    while let Ok(event) = observer.events.try_recv() {
+        if let NetworkEvent::Gossip(message) = event {
+            seen_before.insert(message.data);
+        }
+    }
+    let refused_before = certificate_refusals(victim);
+    for data in &forged {
+        assert!(publish(&runtime, &recombiner, certificates, data.clone()), "victim dropped us");
+    }
+    cluster
+        .wait_for("the victim to ignore the recombined certificates", PATIENCE, |_| {
+            Ok(certificate_refusals(victim) > refused_before)
+        })
+        .unwrap();
+    keeps_finalizing(&cluster, 2);
+    let ignored = certificate_refusals(victim) - refused_before;
+
+    // What the observer received from honest nodes meanwhile: their certificates yes,
+    // recombined ones never.
+    let mut honest = 0u32;
+    while let Ok(event) = observer.events.try_recv() {
+        if let NetworkEvent::Gossip(message) = event {
+            // The attackers find each other through the victim; what the recombiner sends the
+            // observer directly says nothing about the honest nodes.
+            let Some(from) = cluster.nodes.iter().position(|n| peer_id(n) == message.peer) else {
+                continue;
+            };
+            let recombined = forged.contains(&message.data) && !seen_before.contains(&message.data);
+            assert!(!recombined, "node{from} forwarded a recombined certificate");
+            honest += 1;
+        }
+    }
+    cancel.cancel();
+    observer_cancel.cancel();
+    eprintln!(
+        "adversary: {} recombined certificates sent; the victim ignored {ignored} certificates \
+         before a pairing meanwhile (the rest were byte-equal to honest ones), forwarded none \
+         (the observer received {honest} honest ones)",
+        forged.len()
+    );
+    assert!(honest >= 1, "the observer would have seen forwarded certificates");
+    for node in &cluster.nodes {
+        assert_eq!(metric(node, "avs_node_evidence_total"), 0.0);
+    }
+}
+
+/// Certificates the node refused or ignored before the consensus loop (every reason).
+fn certificate_refusals(node: &NodeProcess) -> f64 {
+    let mut response = ureq::get(&node.url("/metrics")).call().unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("avs_node_gossip_refused_total{") && l.contains("certificate"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
