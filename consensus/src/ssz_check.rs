@@ -11,8 +11,8 @@
 use crate::types::{
     Block, BlockBody, Certificate, ChainState, GenesisConfig, MAX_JUSTIFICATION,
     MAX_NETWORK_NAME_BYTES, MAX_OPERATORS, MAX_PROOF_BYTES, MAX_TASK_DATA_BYTES,
-    MAX_TASKS_PER_BLOCK, Operator, OperatorSet, Proposal, SignedProposal, SignedVote, TaskResult,
-    VoteData,
+    MAX_TASK_STATE_BYTES, MAX_TASK_STATES, MAX_TASKS_PER_BLOCK, Operator, OperatorSet, Proposal,
+    SignedProposal, SignedVote, TaskResult, TaskState, VoteData,
 };
 
 const OFFSET: usize = 4;
@@ -254,7 +254,13 @@ impl SszShape for ChainState {
             Shape::Fixed(32),
             OperatorSet::shape(),
             OperatorSet::shape(),
+            Shape::List(Box::new(TaskState::shape()), MAX_TASK_STATES),
         ])
+    }
+}
+impl SszShape for TaskState {
+    fn shape() -> Shape {
+        Shape::Container(vec![Shape::Fixed(2), Shape::Bytes(MAX_TASK_STATE_BYTES)])
     }
 }
 

@@ -21,6 +21,7 @@ pub fn genesis_state(genesis: &GenesisConfig) -> ChainState {
         parent_root: [0; 32],
         operators: genesis.operators.clone(),
         next_operators: genesis.operators.clone(),
+        task_states: Default::default(),
     }
 }
 

@@ -35,6 +35,10 @@ pub const MAX_PROOF_BYTES: usize = 1 << 16;
 pub const MAX_JUSTIFICATION: usize = 256;
 /// Upper bound on the network name in `GenesisConfig`.
 pub const MAX_NETWORK_NAME_BYTES: usize = 64;
+/// Upper bound on one task's state in `ChainState::task_states`.
+pub const MAX_TASK_STATE_BYTES: usize = 256;
+/// Upper bound on the tasks that keep state in `ChainState`.
+pub const MAX_TASK_STATES: usize = 64;
 
 /// Bytes of an SSZ offset.
 const OFFSET: usize = 4;
@@ -219,6 +223,17 @@ pub struct ChainState {
     pub operators: OperatorSet,
     /// Operator set after task effects; differs from `operators` iff this block ends the epoch.
     pub next_operators: OperatorSet,
+    /// Each task's own state (docs/protocol.md, "Task state"), sorted by task id, one entry
+    /// per task at most: what a task's next result is judged against, so that every node
+    /// judges it against the same history.
+    pub task_states: List<TaskState, MAX_TASK_STATES>,
+}
+
+/// A task's state as the chain holds it: the task's own SSZ, opaque to the consensus.
+#[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
+pub struct TaskState {
+    pub task_definition_id: u16,
+    pub data: List<u8, MAX_TASK_STATE_BYTES>,
 }
 
 impl ChainState {
@@ -226,6 +241,32 @@ impl ChainState {
     /// epoch (docs/protocol.md, "Epochs").
     pub fn ends_epoch(&self) -> bool {
         self.operators != self.next_operators
+    }
+
+    /// The state task `task_definition_id` keeps, if it keeps any.
+    pub fn task_state(&self, task_definition_id: u16) -> Option<&[u8]> {
+        self.task_states
+            .iter()
+            .find(|s| s.task_definition_id == task_definition_id)
+            .map(|s| s.data.as_ref())
+    }
+
+    /// Sets task `task_definition_id`'s state, keeping the list sorted by task id.
+    pub fn set_task_state(
+        &mut self,
+        task_definition_id: u16,
+        data: &[u8],
+    ) -> Result<(), ConsensusError> {
+        let data = byte_list(data)?;
+        let mut states: Vec<TaskState> = self.task_states.to_vec();
+        let entry = TaskState { task_definition_id, data };
+        match states.binary_search_by_key(&task_definition_id, |s| s.task_definition_id) {
+            Ok(i) => states.splice(i..=i, [entry]).for_each(drop),
+            Err(i) => states.insert(i, entry),
+        }
+        self.task_states =
+            List::try_from(states).map_err(|_| ConsensusError::Overflow("task states"))?;
+        Ok(())
     }
 }
 
@@ -366,6 +407,22 @@ mod tests {
             let back: SignedVote = decode(&encode(&vote).unwrap()).unwrap();
             proptest::prop_assert_eq!(back, vote);
         }
+    }
+
+    #[test]
+    fn task_states_stay_sorted_one_per_task_and_round_trip() {
+        let mut state = ChainState::default();
+        assert_eq!(state.task_state(7), None);
+        state.set_task_state(10001, &[1, 2]).unwrap();
+        state.set_task_state(7, &[3]).unwrap();
+        state.set_task_state(10001, &[4, 5, 6]).unwrap();
+        let ids: Vec<u16> = state.task_states.iter().map(|s| s.task_definition_id).collect();
+        assert_eq!(ids, vec![7, 10001]);
+        assert_eq!(state.task_state(10001), Some(&[4, 5, 6][..]));
+        assert!(state.set_task_state(1, &[0; MAX_TASK_STATE_BYTES + 1]).is_err());
+        assert_eq!(state.task_states.len(), 2, "a refused state changes nothing");
+        let bytes = encode(&state).unwrap();
+        assert_eq!(decode::<ChainState>(&bytes).unwrap(), state);
     }
 
     #[test]

@@ -102,6 +102,47 @@ impl SszShape for VotingPowerUpdate {
     }
 }
 
+/// VotingPowerSync's state in the chain (`ChainState::task_states`, task 10001): the L1 and
+/// L2 block numbers of the last applied update. The next update must name a later L1 block
+/// and an L2 block no earlier, so no leader can roll stake back by reading an older block
+/// (docs/protocol.md, "VotingPowerSyncTask"; review M6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, SimpleSerialize)]
+pub struct SyncState {
+    pub l1_block: u64,
+    pub l2_block: u64,
+}
+
+impl SszShape for SyncState {
+    fn shape() -> Shape {
+        Shape::Container(vec![Shape::Fixed(8), Shape::Fixed(8)])
+    }
+}
+
+impl SyncState {
+    /// The state `update` leaves.
+    pub fn after(update: &VotingPowerUpdate) -> Self {
+        Self { l1_block: update.l1_block.number, l2_block: update.l2_block.number }
+    }
+
+    /// Why `update` may not follow this state, if it may not: its L1 block must be later and
+    /// its L2 block no earlier.
+    pub fn refuses(&self, update: &VotingPowerUpdate) -> Option<String> {
+        if update.l1_block.number <= self.l1_block {
+            return Some(format!(
+                "l1 block {} is not after the last applied update's l1 block {}",
+                update.l1_block.number, self.l1_block
+            ));
+        }
+        if update.l2_block.number < self.l2_block {
+            return Some(format!(
+                "l2 block {} is before the last applied update's l2 block {}",
+                update.l2_block.number, self.l2_block
+            ));
+        }
+        None
+    }
+}
+
 /// Why an update cannot be computed or applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpdateError {

@@ -6,12 +6,13 @@
 //!   `hash_tree_root` as `proof_of_task`, in every block it leads until the update is in the
 //!   chain; when nothing differs, it waits another interval.
 //! - **Validate** (every node): strict decode, proof = root, base epoch = the block's epoch,
-//!   non-empty; the named blocks must be within this node's confirmed heads (else `NotYet`) and
+//!   non-empty, an L1 block after the last applied update's and an L2 block no earlier (the
+//!   task's [`SyncState`] in the parent state); the named blocks must be within this node's confirmed heads (else `NotYet`) and
 //!   not older than [`MAX_LAG_BLOCKS`]; their hashes must match this node's source; and the
 //!   update recomputed from this node's snapshots must be byte-identical. Anything else is
 //!   `Invalid`: the node does not vote for the block.
 //! - **Apply**: rewrites `next_operators` (see `update::apply_update`), which ends the epoch
-//!   when the block is finalized.
+//!   when the block is finalized, and records the update's blocks as the task's state.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +25,15 @@ use avs_consensus::types::{
 use crate::VOTING_POWER_SYNC_TASK_ID;
 use crate::embedded::Clock;
 use crate::source::{Chain, ChainSnapshot, Lookup, SourceCache};
-use crate::update::{VotingPowerUpdate, apply_update, compute_update};
+use crate::update::{SyncState, VotingPowerUpdate, apply_update, compute_update};
+
+/// The task's state in `state`: `None` before its first update.
+pub fn sync_state(state: &ChainState) -> Result<Option<SyncState>, String> {
+    state
+        .task_state(VOTING_POWER_SYNC_TASK_ID)
+        .map(|bytes| decode::<SyncState>(bytes).map_err(|e| format!("task state: {e}")))
+        .transpose()
+}
 
 /// An update naming a block this far behind the validator's confirmed head is refused: a
 /// leader must not roll stake back by reading an old block.
@@ -132,6 +141,15 @@ impl VotingPowerSyncTask {
         if update.is_empty() {
             return TaskValidity::Invalid("update changes nothing".into());
         }
+        match sync_state(parent) {
+            Ok(Some(last)) => {
+                if let Some(reason) = last.refuses(&update) {
+                    return TaskValidity::Invalid(reason);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return TaskValidity::Invalid(e),
+        }
         let l1 = match self.snapshot(Chain::L1, update.l1_block.number, &update.l1_block.hash) {
             Ok(s) => s,
             Err(verdict) => return verdict,
@@ -205,6 +223,11 @@ impl VotingPowerSyncTask {
             Lookup::Found(s) => s,
             _ => return None,
         };
+        let last = sync_state(parent).ok()?;
+        if last.is_some_and(|last| heads.l1 <= last.l1_block || heads.l2 < last.l2_block) {
+            // The last update named these blocks or later ones; wait for the heads to pass.
+            return None;
+        }
         let epoch = child_epoch(parent).ok()?;
         let update = match compute_update(epoch, &parent.next_operators, &l1, &l2) {
             Ok(u) => u,
@@ -268,7 +291,8 @@ impl TaskDefinition for VotingPowerSyncTask {
         }
         state.next_operators =
             apply_update(&state.next_operators, &update).map_err(|e| e.to_string())?;
-        Ok(())
+        let recorded = encode(&SyncState::after(&update)).map_err(|e| e.to_string())?;
+        state.set_task_state(VOTING_POWER_SYNC_TASK_ID, &recorded).map_err(|e| e.to_string())
     }
 
     fn perform(&self, parent: &ChainState, proposer: OperatorIndex) -> Vec<TaskResult> {
@@ -296,6 +320,7 @@ mod tests {
             parent_root: [1; 32],
             operators: set.clone(),
             next_operators: set,
+            task_states: Default::default(),
         }
     }
 
@@ -341,11 +366,48 @@ mod tests {
         let powers: Vec<(u8, u64)> =
             next.next_operators.operators.iter().map(|o| (o.address[0], o.power)).collect();
         assert_eq!(powers, vec![(1, 300), (2, 100), (3, 50)]);
+        assert_eq!(sync_state(&next), Ok(Some(SyncState { l1_block: 10, l2_block: 10 })));
         // In the next epoch nothing is left to propose.
         let mut after = next.clone();
         after.operators = after.next_operators.clone();
         after.epoch = 1;
         assert!(leader.task.perform(&after, 0).is_empty());
+    }
+
+    /// Review M6: once an update at L1 block 10 is applied, an update at block 10 or earlier
+    /// is refused (a leader could otherwise undo a recent stake change by reading an older
+    /// block inside the staleness window), and a performer waits for its head to pass it.
+    #[test]
+    fn an_update_may_not_move_the_l1_block_backwards() {
+        let mut parent = state(&[(1, 100), (2, 100)]);
+        let leader = node(&[(1, 300), (2, 100)], true);
+        let at_ten = leader.task.perform(&parent, 1).remove(0);
+        assert_eq!(leader.task.validate(&parent, &at_ten), TaskValidity::Valid);
+
+        let record = |parent: &mut ChainState, l1_block, l2_block| {
+            let bytes = encode(&SyncState { l1_block, l2_block }).unwrap();
+            parent.set_task_state(VOTING_POWER_SYNC_TASK_ID, &bytes).unwrap();
+        };
+        // The last applied update named L1 block 10: the same block is not after it.
+        record(&mut parent, 10, 10);
+        let verdict = leader.task.validate(&parent, &at_ten);
+        assert!(
+            matches!(&verdict, TaskValidity::Invalid(r) if r.contains("not after the last applied")),
+            "{verdict:?}"
+        );
+        leader.now.store(1_000_000, Ordering::Relaxed);
+        assert!(leader.task.perform(&parent, 1).is_empty(), "the head has not passed block 10");
+        // An L2 block older than the last one is refused too; the same L2 block is fine.
+        record(&mut parent, 9, 11);
+        let verdict = leader.task.validate(&parent, &at_ten);
+        assert!(
+            matches!(&verdict, TaskValidity::Invalid(r) if r.contains("l2 block 10 is before"))
+        );
+        record(&mut parent, 9, 10);
+        assert_eq!(leader.task.validate(&parent, &at_ten), TaskValidity::Valid);
+        // A task state that does not decode makes every update invalid, never a panic.
+        parent.set_task_state(VOTING_POWER_SYNC_TASK_ID, &[1, 2, 3]).unwrap();
+        assert!(matches!(leader.task.validate(&parent, &at_ten), TaskValidity::Invalid(_)));
     }
 
     #[test]

@@ -26,7 +26,8 @@ use thiserror::Error;
 /// Version of the on-disk layout. Bump it with any incompatible change of columns or encodings.
 /// 2: own votes and certificates keyed for reads from the finalized view on, an index of
 /// unfinalized blocks, epoch-ending finalizations and evidence (issue 12).
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: `ChainState` (the anchor's state) carries `task_states`; a history floor key.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Key in [`Column::Meta`] that holds the schema version as a big-endian `u32`.
 pub const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";

@@ -9,7 +9,7 @@
 use anyhow::{Context, anyhow};
 use avs_consensus::types::{
     Block, BlockBody, Certificate, ChainState, GenesisConfig, Operator, OperatorSet, Proposal,
-    SignedProposal, SignedVote, Signers, SigningData, TaskResult, VoteData, encode,
+    SignedProposal, SignedVote, Signers, SigningData, TaskResult, TaskState, VoteData, encode,
 };
 use serde_json::{Value, json};
 use ssz_rs::prelude::{Deserialize, List, Vector};
@@ -237,6 +237,7 @@ impl JsonForm for ChainState {
             "parentRoot": hex0x(&self.parent_root),
             "operators": self.operators.to_json(),
             "nextOperators": self.next_operators.to_json(),
+            "taskStates": self.task_states.iter().map(JsonForm::to_json).collect::<Vec<_>>(),
         })
     }
     fn from_json(v: &Value) -> anyhow::Result<Self> {
@@ -247,6 +248,19 @@ impl JsonForm for ChainState {
             operators: OperatorSet::from_json(field(v, "operators")?).context("operators")?,
             next_operators: OperatorSet::from_json(field(v, "nextOperators")?)
                 .context("nextOperators")?,
+            task_states: list(items(v, "taskStates")?)?,
+        })
+    }
+}
+
+impl JsonForm for TaskState {
+    fn to_json(&self) -> Value {
+        json!({ "taskDefinitionId": self.task_definition_id, "data": hex0x(&self.data) })
+    }
+    fn from_json(v: &Value) -> anyhow::Result<Self> {
+        Ok(Self {
+            task_definition_id: u16_field(v, "taskDefinitionId")?,
+            data: bytes_list(v, "data")?,
         })
     }
 }

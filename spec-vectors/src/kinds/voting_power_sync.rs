@@ -25,7 +25,7 @@ use avs_consensus::types::{
 use avs_internal_tasks::VOTING_POWER_SYNC_TASK_ID;
 use avs_internal_tasks::source::{Chain, ChainSnapshot, Heads, RegisteredOperator, SourceCache};
 use avs_internal_tasks::update::{
-    ChainBlock, UpdateError, VotingPowerUpdate, apply_update, compute_update,
+    ChainBlock, SyncState, UpdateError, VotingPowerUpdate, apply_update, compute_update,
 };
 use avs_internal_tasks::voting_power::{MAX_LAG_BLOCKS, NoObserver, VotingPowerSyncTask};
 use serde_json::{Value, json};
@@ -173,6 +173,8 @@ fn reason_code(verdict: &TaskValidity) -> anyhow::Result<(&'static str, Option<&
         ("update is for epoch", "wrongBaseEpoch"),
         ("update changes nothing", "emptyUpdate"),
         ("update differs from my sources", "updateMismatch"),
+        ("is not after the last applied update's l1 block", "l1NotAfterLast"),
+        ("is before the last applied update's l2 block", "l2BeforeLast"),
     ];
     let not_yet = [
         ("is beyond my source's confirmed head", "beyondConfirmedHead"),
@@ -191,7 +193,9 @@ fn reason_code(verdict: &TaskValidity) -> anyhow::Result<(&'static str, Option<&
         TaskValidity::Invalid(text) => {
             // Chain-specific reasons name the chain first (`l1 block 7 ...`).
             let chain = if text.starts_with("l1 ") { "l1" } else { "l2" };
-            let code = if text.contains(" hash 0x") && text.contains("differs from my source") {
+            let code = if text.contains("the last applied update") {
+                find(&invalid, text)?
+            } else if text.contains(" hash 0x") && text.contains("differs from my source") {
                 if chain == "l1" { "l1HashMismatch" } else { "l2HashMismatch" }
             } else if text.contains(" is stale: ") {
                 if chain == "l1" { "l1Stale" } else { "l2Stale" }
@@ -214,7 +218,14 @@ fn evaluate_validate(input: &Value) -> anyhow::Result<Value> {
         parent_root: [0; 32],
         operators: set.clone(),
         next_operators: set,
+        task_states: Default::default(),
     };
+    let mut parent = parent;
+    if let Some(last) = parent_json.get("lastSync") {
+        let state =
+            SyncState { l1_block: get_u64(last, "l1Block")?, l2_block: get_u64(last, "l2Block")? };
+        parent.set_task_state(VOTING_POWER_SYNC_TASK_ID, &encode(&state)?)?;
+    }
     let result_json = field(input, "result")?;
     let result = TaskResult {
         task_definition_id: VOTING_POWER_SYNC_TASK_ID,
@@ -381,12 +392,28 @@ fn agreeing_view() -> anyhow::Result<View> {
 fn validate_case(
     name: &str,
     given: &str,
-    (data, proof): (Vec<u8>, Vec<u8>),
+    result: (Vec<u8>, Vec<u8>),
     view: View,
 ) -> anyhow::Result<Case> {
+    validate_case_after(name, given, result, view, None)
+}
+
+/// [`validate_case`] with a parent whose last applied update named `(l1, l2)` blocks.
+fn validate_case_after(
+    name: &str,
+    given: &str,
+    (data, proof): (Vec<u8>, Vec<u8>),
+    view: View,
+    last_sync: Option<(u64, u64)>,
+) -> anyhow::Result<Case> {
+    let mut parent =
+        json!({ "epoch": PARENT_EPOCH, "height": 41, "operators": set_json(BASE_SET)? });
+    if let Some((l1, l2)) = last_sync {
+        parent["lastSync"] = json!({ "l1Block": l1, "l2Block": l2 });
+    }
     let input = json!({
         "action": "validate",
-        "parent": { "epoch": PARENT_EPOCH, "height": 41, "operators": set_json(BASE_SET)? },
+        "parent": parent,
         "result": { "data": hex0x(&data), "proofOfTask": hex0x(&proof) },
         "attester": {
             "heads": { "l1": view.heads.0, "l2": view.heads.1 },
@@ -515,6 +542,31 @@ fn validate_cases() -> anyhow::Result<Vec<Case>> {
         agreeing_view()?,
     )?);
 
+    cases.push(validate_case_after(
+        "validate_l1_block_not_after_last",
+        "the matching update at L1 block 1000 in a chain whose last applied update named L1 \
+         block 1000 (an update may not reuse or go back to an earlier L1 block)",
+        result_of(&good)?,
+        agreeing_view()?,
+        Some((L1_NUMBER, L2_NUMBER)),
+    )?);
+    cases.push(validate_case_after(
+        "validate_l2_block_before_last",
+        "the matching update (L1 block 1000, L2 block 500) in a chain whose last applied \
+         update named L1 block 999 and L2 block 501",
+        result_of(&good)?,
+        agreeing_view()?,
+        Some((L1_NUMBER - 1, L2_NUMBER + 1)),
+    )?);
+    cases.push(validate_case_after(
+        "validate_after_last_update",
+        "the matching update (L1 block 1000, L2 block 500) in a chain whose last applied \
+         update named L1 block 999 and the same L2 block 500",
+        result_of(&good)?,
+        agreeing_view()?,
+        Some((L1_NUMBER - 1, L2_NUMBER)),
+    )?);
+
     let mut view = agreeing_view()?;
     view.l1[0]["block"]["hash"] = hex0x(&[0xee; 32]);
     cases.push(validate_case(
@@ -608,6 +660,9 @@ mod tests {
         assert_eq!(output("validate_matching"), json!({ "verdict": "valid" }));
         assert_eq!(output("validate_proof_not_root")["reason"], "proofMismatch");
         assert_eq!(output("validate_wrong_base_epoch")["reason"], "wrongBaseEpoch");
+        assert_eq!(output("validate_l1_block_not_after_last")["reason"], "l1NotAfterLast");
+        assert_eq!(output("validate_l2_block_before_last")["reason"], "l2BeforeLast");
+        assert_eq!(output("validate_after_last_update"), json!({ "verdict": "valid" }));
         assert_eq!(output("validate_l1_hash_differs")["reason"], "l1HashMismatch");
         assert_eq!(output("validate_source_disagrees_on_power")["reason"], "updateMismatch");
         assert_eq!(output("validate_beyond_confirmed_head")["verdict"], "notYet");
