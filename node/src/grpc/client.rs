@@ -88,7 +88,10 @@ fn delivered(result: &Result<(), tonic::Status>) -> bool {
 
 /// Sends this node's check-ins to `url` every period until `shutdown`.
 pub async fn run_checkin_client(url: String, signer: CheckinSigner, shutdown: CancellationToken) {
-    let endpoint = match Endpoint::from_shared(url.clone()) {
+    let endpoint = Endpoint::from_shared(url.clone());
+    // Logs name the remote by its origin only: a path or query may carry a credential.
+    let url = crate::config::url_origin(&url);
+    let endpoint = match endpoint {
         Ok(e) => e.connect_timeout(RPC_TIMEOUT).timeout(RPC_TIMEOUT),
         Err(e) => {
             tracing::error!(%url, error = %e, "--checkin-remote is not a valid URL; client mode off");
