@@ -211,9 +211,21 @@ impl FileConfig {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: parse_error(text, &e),
+        })
     }
+}
+
+/// Where and why the file does not parse, without its text: toml's own message quotes the
+/// offending line, which may hold the admin token or an RPC key.
+fn parse_error(text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error.span() else { return error.message().to_owned() };
+    let before = text.get(..span.start).unwrap_or_default();
+    let line = before.matches('\n').count().saturating_add(1);
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()).saturating_add(1);
+    format!("line {line}, column {column}: {}", error.message())
 }
 
 /// The effective configuration of `avs-node run`, after layering. Its `Debug` (logged at
@@ -531,6 +543,15 @@ mod tests {
         assert!(logged.contains("https://mainnet.example.io/<redacted>"), "{logged}");
         assert!(logged.contains("https://l2.example.io:8545/<redacted>"), "{logged}");
         assert!(logged.contains("admin_token: Some(\"<redacted>\")"), "{logged}");
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_reported_without_its_text() {
+        let err = FileConfig::parse("[http]\nadmin_token = \"s3cret-token\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(err.contains("c.toml") && err.contains("line 2"), "{err}");
     }
 
     #[test]
