@@ -606,6 +606,12 @@ async fn a_peer_reported_for_garbage_answers_is_banned_and_stays_banned() {
     let liar = start(tcp_config());
     connect(&liar, &victim).await;
     let liar_id = liar.handle.local_peer_id();
+    // The dialer sees the connection first; the strikes are counted once the victim does too.
+    let handle = &victim.handle;
+    eventually("the victim sees the liar", move || async move {
+        handle.connected_peers().await.unwrap().contains(&liar_id)
+    })
+    .await;
     for _ in 0..ScoringConfig::default().max_strikes - 1 {
         victim.handle.report_peer(liar_id, "garbage").unwrap();
     }
