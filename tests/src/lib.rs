@@ -110,16 +110,25 @@ impl NodeProcess {
         Ok(response.body_mut().read_json()?)
     }
 
-    /// The value of a metric (first sample whose line starts with `name`), if exported.
-    pub fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+    /// The samples of metric `name` (`(line, value)`), as exported now.
+    fn samples(&self, name: &str) -> anyhow::Result<Vec<(String, f64)>> {
         let mut response = agent().get(&self.url("/metrics")).call()?;
         let text = response.body_mut().read_to_string()?;
         Ok(text
             .lines()
-            .filter(|l| !l.starts_with('#'))
-            .find(|l| l.split([' ', '{']).next() == Some(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok()))
+            .filter(|l| !l.starts_with('#') && l.split([' ', '{']).next() == Some(name))
+            .filter_map(|l| Some((l.to_owned(), l.rsplit(' ').next()?.parse().ok()?)))
+            .collect())
+    }
+
+    /// The value of a metric (its first sample), if exported.
+    pub fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+        Ok(self.samples(name)?.first().map(|(_, value)| *value))
+    }
+
+    /// The sum of a labelled metric's samples whose labels contain `label` (0 if none).
+    pub fn metric_sum(&self, name: &str, label: &str) -> anyhow::Result<f64> {
+        Ok(self.samples(name)?.iter().filter(|(l, _)| l.contains(label)).map(|(_, v)| v).sum())
     }
 
     pub fn set_aggregator(&self, enabled: bool) -> anyhow::Result<bool> {
