@@ -15,7 +15,8 @@ use crate::types::{
     SignedProposal, SignedVote, TaskResult, TaskState, VoteData,
 };
 
-const OFFSET: usize = 4;
+/// Bytes of an SSZ offset.
+pub(crate) const OFFSET: usize = 4;
 
 /// The SSZ shape of a type, as far as validation needs it.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@
 use ssz_rs::prelude::*;
 
 use crate::error::ConsensusError;
-use crate::ssz_check::SszShape;
+use crate::ssz_check::{OFFSET, SszShape};
 
 /// A 32-byte SSZ root (block root, state root, signing root).
 pub type Root = [u8; 32];
@@ -40,8 +40,6 @@ pub const MAX_TASK_STATE_BYTES: usize = 256;
 /// Upper bound on the tasks that keep state in `ChainState`.
 pub const MAX_TASK_STATES: usize = 64;
 
-/// Bytes of an SSZ offset.
-const OFFSET: usize = 4;
 /// Encoded size of a `VoteData` (kind, view, epoch, root).
 const VOTE_DATA_BYTES: usize = 1 + 8 + 8 + 32;
 /// Encoded size of a `SignedVote`: every vote has exactly this size.

@@ -124,22 +124,27 @@ impl SyncState {
         Self { l1_block: update.l1_block.number, l2_block: update.l2_block.number }
     }
 
-    /// Why `update` may not follow this state, if it may not: its L1 block must be later and
-    /// its L2 block no earlier.
+    /// Whether an update reading L1 block `l1` and L2 block `l2` may follow this state: the
+    /// L1 block must be later and the L2 block no earlier.
+    pub fn admits(&self, l1: u64, l2: u64) -> bool {
+        l1 > self.l1_block && l2 >= self.l2_block
+    }
+
+    /// Why `update` may not follow this state ([`Self::admits`]), if it may not.
     pub fn refuses(&self, update: &VotingPowerUpdate) -> Option<String> {
+        if self.admits(update.l1_block.number, update.l2_block.number) {
+            return None;
+        }
         if update.l1_block.number <= self.l1_block {
             return Some(format!(
                 "l1 block {} is not after the last applied update's l1 block {}",
                 update.l1_block.number, self.l1_block
             ));
         }
-        if update.l2_block.number < self.l2_block {
-            return Some(format!(
-                "l2 block {} is before the last applied update's l2 block {}",
-                update.l2_block.number, self.l2_block
-            ));
-        }
-        None
+        Some(format!(
+            "l2 block {} is before the last applied update's l2 block {}",
+            update.l2_block.number, self.l2_block
+        ))
     }
 }
 

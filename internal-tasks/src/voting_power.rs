@@ -224,7 +224,7 @@ impl VotingPowerSyncTask {
             _ => return None,
         };
         let last = sync_state(parent).ok()?;
-        if last.is_some_and(|last| heads.l1 <= last.l1_block || heads.l2 < last.l2_block) {
+        if last.is_some_and(|last| !last.admits(heads.l1, heads.l2)) {
             // The last update named these blocks or later ones; wait for the heads to pass.
             return None;
         }

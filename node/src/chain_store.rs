@@ -268,7 +268,14 @@ impl ChainStore {
         }
         let Some(keep) = self.history else { return Ok(()) };
         let cutoff = height.saturating_sub(keep);
-        let finalized = self.store.range(Column::ChainState, FINAL_PREFIX, PRUNE_READ_LIMIT)?;
+        // Usually one height falls behind per finality: read only what lies below the cutoff.
+        let Some(lowest) = self.lowest_finalized()? else { return Ok(()) };
+        let behind = usize::try_from(cutoff.saturating_sub(lowest)).unwrap_or(usize::MAX);
+        if behind == 0 {
+            return Ok(());
+        }
+        let finalized =
+            self.store.range(Column::ChainState, FINAL_PREFIX, behind.min(PRUNE_READ_LIMIT))?;
         let mut floor = None;
         for (key, root) in finalized.iter().take_while(|(k, _)| k.starts_with(FINAL_PREFIX)) {
             let at = parse_final_key(key)?;
@@ -283,6 +290,15 @@ impl ChainStore {
             batch.put(Column::ChainState, HISTORY_FLOOR, floor.to_be_bytes().to_vec());
         }
         Ok(())
+    }
+
+    /// The lowest height of the finalized index, if it holds any.
+    fn lowest_finalized(&self) -> anyhow::Result<Option<u64>> {
+        let first = self.store.range(Column::ChainState, FINAL_PREFIX, 1)?;
+        match first.first() {
+            Some((key, _)) if key.starts_with(FINAL_PREFIX) => Ok(Some(parse_final_key(key)?)),
+            _ => Ok(None),
+        }
     }
 
     /// The lowest finalized height still held once a history limit pruned below it; `None`
@@ -400,10 +416,7 @@ impl ChainStore {
             UNFINAL_PREFIX,
             RESTART_READ_LIMIT,
         )? {
-            let root: Root = key
-                .get(UNFINAL_PREFIX.len().saturating_add(8)..)
-                .and_then(|r| r.try_into().ok())
-                .context("stored block index key")?;
+            let (_, root) = parse_unfinal_key(&key)?;
             if let Some(block) = self.block(&root)? {
                 blocks.push(block);
             }

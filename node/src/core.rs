@@ -250,10 +250,14 @@ impl Core {
                 self.feed(now_ms, Input::Certificate(Incoming::Verified(cert)))?;
             }
             Checked::Proposal(proposal) => {
+                let view = proposal.inner().message.view;
                 self.effects.push(Effect::Verdict { id, peer, outcome: ValidationOutcome::Accept });
                 self.feed(now_ms, Input::Proposal(Incoming::Verified(proposal)))?;
-                // A held proposal makes any other for its view ignorable before its pairing.
-                self.context = Arc::new(self.engine.gossip_context());
+                // A held proposal makes any other for its view ignorable before its pairing
+                // (unless `execute` already rebuilt the context because the view moved).
+                if !self.context.proposed.contains(&view) {
+                    self.context = Arc::new(self.engine.gossip_context());
+                }
             }
         }
         Ok(self.take_effects())

@@ -80,7 +80,9 @@ impl DiskWatch {
     /// Reads every [`Self::PERIOD`] into `gauge` until `shutdown`, logging an error at most
     /// every [`Self::ERROR_EVERY`] while the space is low.
     pub async fn watch(self: Arc<Self>, gauge: Gauge, shutdown: CancellationToken) {
-        let mut ticks = tokio::time::interval(Self::PERIOD);
+        // The start-up check has just read it: the first reading here is one period later.
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + Self::PERIOD, Self::PERIOD);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error: Option<Instant> = None;
         loop {

@@ -391,10 +391,11 @@ impl NodeService for Service {
         let asked = request.into_inner().from_height;
         let from = asked.unwrap_or(head.saturating_add(1));
         if asked.is_some() {
-            let floor =
-                self.state.chain.history_floor().map_err(|e| {
-                    Status::internal(format!("cannot read the history floor: {e:#}"))
-                })?;
+            let chain = self.state.chain.clone();
+            let floor = tokio::task::spawn_blocking(move || chain.history_floor())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(format!("cannot read the history floor: {e:#}")))?;
             if let Some(floor) = floor.filter(|&floor| from < floor) {
                 return Err(Status::out_of_range(format!(
                     "blocks below height {floor} are pruned on this node (--history-blocks); \

@@ -20,13 +20,12 @@ pub const REFRESH_SECONDS: u32 = 5;
 /// The page's only resource is its inline `<style>`; the refresh is a `<meta>`, links are plain
 /// navigations (which CSP does not govern). `no-referrer` keeps the node's address out of the
 /// explorer's logs when a link is followed.
-pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+pub const SECURITY_HEADERS: [(&str, &str); 3] = [
     (
         "content-security-policy",
         "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; \
          frame-ancestors 'none'",
     ),
-    ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
     ("referrer-policy", "no-referrer"),
 ];

@@ -49,7 +49,7 @@ impl Default for GuardConfig {
     }
 }
 
-/// Why a connection was refused (counted by the service's metrics).
+/// Why a connection was refused (handed to libp2p as the denial's cause; not counted).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Refusal {
     #[error("address {0} is banned")]

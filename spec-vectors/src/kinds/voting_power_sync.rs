@@ -193,9 +193,7 @@ fn reason_code(verdict: &TaskValidity) -> anyhow::Result<(&'static str, Option<&
         TaskValidity::Invalid(text) => {
             // Chain-specific reasons name the chain first (`l1 block 7 ...`).
             let chain = if text.starts_with("l1 ") { "l1" } else { "l2" };
-            let code = if text.contains("the last applied update") {
-                find(&invalid, text)?
-            } else if text.contains(" hash 0x") && text.contains("differs from my source") {
+            let code = if text.contains(" hash 0x") && text.contains("differs from my source") {
                 if chain == "l1" { "l1HashMismatch" } else { "l2HashMismatch" }
             } else if text.contains(" is stale: ") {
                 if chain == "l1" { "l1Stale" } else { "l2Stale" }
@@ -212,7 +210,7 @@ fn evaluate_validate(input: &Value) -> anyhow::Result<Value> {
     let parent_json = field(input, "parent")?;
     let set = parse_set(field(parent_json, "operators")?)?;
     // A parent that does not end its epoch: the block under judgement is in `parent.epoch`.
-    let parent = ChainState {
+    let mut parent = ChainState {
         epoch: get_u64(parent_json, "epoch")?,
         height: get_u64(parent_json, "height")?,
         parent_root: [0; 32],
@@ -220,7 +218,6 @@ fn evaluate_validate(input: &Value) -> anyhow::Result<Value> {
         next_operators: set,
         task_states: Default::default(),
     };
-    let mut parent = parent;
     if let Some(last) = parent_json.get("lastSync") {
         let state =
             SyncState { l1_block: get_u64(last, "l1Block")?, l2_block: get_u64(last, "l2Block")? };
