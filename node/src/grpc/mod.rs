@@ -1,4 +1,5 @@
-//! The node's gRPC services (tonic): `avs.node.v1.NodeService` plus server reflection, served
+//! The node's gRPC services (tonic): `avs.node.v1.NodeService` plus server reflection (v1 and
+//! v1alpha), served
 //! on `--grpc-addr:--grpc-port` until the node's shutdown token is cancelled.
 //!
 //! The generated types stay in `avs-proto`; this module converts at the edge. `Checkin` takes
@@ -150,16 +151,21 @@ pub async fn serve_with_limits(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "gRPC services listening");
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(avs_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    // Both reflection protocols: grpcurl and Python's grpcio-reflection still speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(avs_proto::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?.max_decoding_message_size(MAX_REQUEST_BYTES);
+    let reflection_v1alpha =
+        reflection().build_v1alpha()?.max_decoding_message_size(MAX_REQUEST_BYTES);
     let node = NodeServiceServer::new(Service::new(state, limits))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
     transport()
         .add_service(node)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
         .await?;
     Ok(())

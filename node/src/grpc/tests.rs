@@ -112,6 +112,38 @@ fn signer(i: u8) -> CheckinSigner {
     CheckinSigner::new(key(i), [i; 20], DIGEST, 5052, status, Arc::new(AtomicU64::new(0)))
 }
 
+/// grpcurl and Python's grpcio-reflection speak only the older `v1alpha` reflection protocol;
+/// a node serving only `v1` answers them UNIMPLEMENTED.
+#[tokio::test]
+async fn reflection_v1alpha_clients_list_the_services_too() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaMessage;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaReply;
+
+    let server = start(local().await).await;
+    let channel = tonic::transport::Endpoint::from_shared(server.url()).unwrap().connect().await;
+    let mut reflection = AlphaClient::new(channel.unwrap());
+    let request = AlphaRequest {
+        host: String::new(),
+        message_request: Some(AlphaMessage::ListServices(String::new())),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("v1alpha reflection is served")
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(AlphaReply::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reflection reply {reply:?}");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.iter().any(|n| n == "avs.node.v1.NodeService"), "{names:?}");
+    drop((reflection, replies));
+    server.shutdown.cancel();
+    server.task.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn reflection_lists_the_node_service_and_shutdown_is_graceful() {
     let server = start(local().await).await;
