@@ -37,6 +37,17 @@ impl SecretKey {
         min_pk::SecretKey::key_gen(ikm, &[]).map(Self).map_err(|_| ConsensusError::BadKeyMaterial)
     }
 
+    /// A secret key from its 32-byte big-endian scalar (as EIP-2335 keystores hold it); zero
+    /// and values not below the group order are refused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ConsensusError> {
+        min_pk::SecretKey::from_bytes(bytes).map(Self).map_err(|_| ConsensusError::BadKeyMaterial)
+    }
+
+    /// The 32-byte big-endian scalar, for writing into a keystore.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.0.sk_to_pk())
     }

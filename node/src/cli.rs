@@ -37,6 +37,10 @@ pub enum Command {
     Keys(KeysCommand),
     /// Build a genesis file from operators' public keys and the network's time settings.
     Genesis(GenesisArgs),
+    /// Print a running node's state (from its HTTP API): chain, peers, role, health.
+    Status(StatusArgs),
+    /// Print a shell completion script for avs-node to standard output.
+    Completions(CompletionsArgs),
 }
 
 /// Logging, shared by every subcommand.
@@ -96,9 +100,20 @@ pub struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     pub genesis: Option<PathBuf>,
 
-    /// Directory holding this operator's keys (see `avs-node keys generate`).
+    /// Directory holding this operator's keys (see `avs-node keys generate`). [default:
+    /// <data-dir>/keys]
     #[arg(long, value_name = "DIR")]
     pub keys_dir: Option<PathBuf>,
+
+    /// File whose first line is the password of the keys' keystores. Without it the node asks
+    /// on the terminal, and refuses to start when there is none.
+    #[arg(long, value_name = "FILE", env = "AVS_KEYS_PASSWORD_FILE")]
+    pub keys_password_file: Option<PathBuf>,
+
+    /// Start on unencrypted keys (`bls.seed`, `eth.key`). For throwaway devnets and tests only:
+    /// anyone who can read the files can sign as this operator.
+    #[arg(long)]
+    pub insecure_plaintext_keys: bool,
 
     /// Keep only this many finalized blocks behind the newest (at least 128). Without it every
     /// block is kept, which a network needs on some nodes: newcomers replay from genesis.
@@ -190,12 +205,30 @@ pub struct PoolArgs {
 #[command(next_help_heading = "Roles")]
 pub struct RoleArgs {
     /// Start with the aggregator role on (subscribes to every vote subnet). The role can be
-    /// switched at runtime with `POST /lean/v0/admin/aggregator`.
-    #[arg(long)]
+    /// switched at runtime with `POST /lean/v0/admin/aggregator`. `--is-aggregator` alone
+    /// means true; `--is-aggregator=false` overrides a config file's true.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub is_aggregator: bool,
 
     /// Perform the internal tasks (VotingPowerSyncTask, id 10001) when this node leads a view.
-    #[arg(long)]
+    /// `--internal-tasks` alone means true.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = false,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub internal_tasks: bool,
 
     /// Period of VotingPowerSyncTask in milliseconds (5400000 = 1h30m).
@@ -241,8 +274,13 @@ pub struct DevnetArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub nodes: u16,
 
-    /// Slot duration in milliseconds (5 intervals per slot).
-    #[arg(long, value_name = "MS", default_value_t = avs_consensus::clock::DEFAULT_SLOT_DURATION_MS)]
+    /// Slot duration in milliseconds (5 intervals per slot, at least 100).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = avs_consensus::clock::DEFAULT_SLOT_DURATION_MS,
+        value_parser = clap::value_parser!(u64).range(100..)
+    )]
     pub slot_ms: u64,
 
     /// How many nodes start with the aggregator role on (the first ones by index).
@@ -267,9 +305,23 @@ pub struct DevnetArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Generate an operator's keys: BLS key with proof of possession, Ethereum address key and
-    /// libp2p identity, written with owner-only permissions.
+    /// Generate an operator's keys: BLS key with proof of possession (EIP-2335 keystore),
+    /// Ethereum address key (v3 keystore) and libp2p identity, written owner-only.
     Generate(KeysGenerateArgs),
+    /// Import an EIP-2335 BLS keystore and a v3 Ethereum keystore made elsewhere into a new keys
+    /// directory (both must open with the password; a new libp2p identity is generated).
+    Import(KeysImportArgs),
+    /// Show what keys directories hold (addresses, public keys, peer ids), without a password.
+    List(KeysListArgs),
+}
+
+/// Where the keystores' password comes from.
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// File whose first line is the keystores' password. Without it the password is asked on
+    /// the terminal.
+    #[arg(long, value_name = "FILE", env = "AVS_KEYS_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +329,61 @@ pub struct KeysGenerateArgs {
     /// Directory to write the keys to. Refuses to overwrite existing keys.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+
+    #[command(flatten)]
+    pub password: PasswordArgs,
+
+    /// Write the secrets unencrypted (`bls.seed`, `eth.key`) instead of keystores. For throwaway
+    /// devnets and tests only; the node then needs the same flag to start.
+    #[arg(long, conflicts_with = "password_file")]
+    pub insecure_plaintext_keys: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysImportArgs {
+    /// Directory to create with the imported keys. Refuses to overwrite existing keys.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// EIP-2335 keystore of the BLS12-381 key (e.g. `keystore-m_12381_3600_0_0_0-*.json`).
+    #[arg(long, value_name = "FILE")]
+    pub bls_keystore: PathBuf,
+
+    /// Web3 Secret Storage (v3) keystore of the Ethereum key (geth, `cast wallet`, ...).
+    #[arg(long, value_name = "FILE")]
+    pub eth_keystore: PathBuf,
+
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    /// Keys directory to show; repeat for several. [default: <default data dir>/keys]
+    #[arg(long = "keys-dir", value_name = "DIR")]
+    pub keys_dirs: Vec<PathBuf>,
+
+    /// One JSON object per directory instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The node's HTTP API.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:5052")]
+    pub url: String,
+
+    /// Print the raw status JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to write completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -290,8 +397,15 @@ pub struct GenesisArgs {
     #[arg(long, value_name = "UNIX_SECONDS")]
     pub genesis_time: Option<u64>,
 
-    /// Slot duration in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = avs_consensus::clock::DEFAULT_SLOT_DURATION_MS)]
+    /// Slot duration in milliseconds: a multiple of --intervals-per-slot, at least 100. Every
+    /// vote must cross the network within one interval, so slots under 2000 ms suit only
+    /// networks on one host (a warning says so).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = avs_consensus::clock::DEFAULT_SLOT_DURATION_MS,
+        value_parser = clap::value_parser!(u64).range(100..)
+    )]
     pub slot_ms: u64,
 
     /// Intervals (ticks) per slot.

@@ -13,6 +13,7 @@
 //! data_dir = "/var/lib/avs-node"
 //! genesis = "genesis.json"
 //! keys_dir = "keys"
+//! keys_password_file = "/etc/avs-node/password" # absent: asked on the terminal
 //! history_blocks = 100000       # absent: keep every finalized block
 //! min_free_disk_mib = 1024
 //!
@@ -152,6 +153,7 @@ pub struct FileNode {
     pub data_dir: Option<PathBuf>,
     pub genesis: Option<PathBuf>,
     pub keys_dir: Option<PathBuf>,
+    pub keys_password_file: Option<PathBuf>,
     pub history_blocks: Option<u64>,
     pub min_free_disk_mib: Option<u64>,
 }
@@ -235,6 +237,9 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub genesis: Option<PathBuf>,
     pub keys_dir: Option<PathBuf>,
+    /// How the keys are opened: the password file, and whether plaintext keys are accepted
+    /// (command line only: a config file cannot quietly turn that on).
+    pub keys_unlock: crate::keys::Unlock,
     /// Finalized blocks kept behind the newest; `None` keeps all.
     pub history_blocks: Option<u64>,
     pub min_free_disk_mib: u64,
@@ -265,6 +270,7 @@ impl fmt::Debug for NodeConfig {
             data_dir,
             genesis,
             keys_dir,
+            keys_unlock,
             history_blocks,
             min_free_disk_mib,
             p2p_addr,
@@ -288,6 +294,7 @@ impl fmt::Debug for NodeConfig {
             .field("data_dir", data_dir)
             .field("genesis", genesis)
             .field("keys_dir", keys_dir)
+            .field("keys_unlock", keys_unlock)
             .field("history_blocks", history_blocks)
             .field("min_free_disk_mib", min_free_disk_mib)
             .field("p2p_addr", p2p_addr)
@@ -374,6 +381,14 @@ impl NodeConfig {
             ))?,
             genesis: args.node.genesis.clone().or(file.node.genesis),
             keys_dir: args.node.keys_dir.clone().or(file.node.keys_dir),
+            keys_unlock: crate::keys::Unlock {
+                password_file: args
+                    .node
+                    .keys_password_file
+                    .clone()
+                    .or(file.node.keys_password_file),
+                insecure_plaintext: args.node.insecure_plaintext_keys,
+            },
             history_blocks: args.node.history_blocks.or(file.node.history_blocks),
             min_free_disk_mib: run.pick(
                 "min_free_disk_mib",
@@ -499,7 +514,7 @@ fn looks_like_multiaddr(s: &str) -> bool {
     s.starts_with('/') && s.len() > 1 && !s.contains(char::is_whitespace)
 }
 
-fn expand_home(path: PathBuf) -> Result<PathBuf, ConfigError> {
+pub fn expand_home(path: PathBuf) -> Result<PathBuf, ConfigError> {
     match path.strip_prefix("~") {
         Ok(rest) => {
             let home = std::env::var_os("HOME").ok_or_else(|| ConfigError::NoHome(path.clone()))?;
@@ -602,6 +617,40 @@ mod tests {
         assert_eq!(cfg.grpc_port, defaults::GRPC_PORT);
         assert_eq!(cfg.http_addr, defaults::HTTP_ADDR);
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn role_flags_take_an_explicit_value_that_beats_the_file() {
+        let stake = "[tasks]\nstake_schedule = \"stake.json\"\n";
+        let file = format!("[roles]\nis_aggregator = true\ninternal_tasks = true\n{stake}");
+        let cfg = resolve(&["avs-node", "run"], &file).unwrap();
+        assert!(cfg.is_aggregator && cfg.internal_tasks);
+        let argv = ["avs-node", "run", "--is-aggregator=false", "--internal-tasks=false"];
+        let cfg = resolve(&argv, &file).unwrap();
+        assert!(!cfg.is_aggregator && !cfg.internal_tasks, "=false must beat the file's true");
+        let argv = ["avs-node", "run", "--is-aggregator", "--internal-tasks"];
+        let cfg = resolve(&argv, stake).unwrap();
+        assert!(cfg.is_aggregator && cfg.internal_tasks, "the bare flag still means true");
+        let cfg = resolve(&["avs-node", "run", "--is-aggregator=true"], "").unwrap();
+        assert!(cfg.is_aggregator);
+        assert!(
+            Cli::command()
+                .try_get_matches_from(["avs-node", "run", "--is-aggregator=yes!"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn plaintext_keys_are_a_command_line_decision_and_the_password_file_layers() {
+        let file = "[node]\nkeys_password_file = \"/etc/avs/password\"\n";
+        let cfg = resolve(&["avs-node", "run"], file).unwrap();
+        assert_eq!(cfg.keys_unlock.password_file, Some(PathBuf::from("/etc/avs/password")));
+        assert!(!cfg.keys_unlock.insecure_plaintext);
+        let err =
+            FileConfig::parse("[node]\ninsecure_plaintext_keys = true\n", Path::new("c.toml"));
+        assert!(err.is_err(), "a config file cannot turn plaintext keys on");
+        let cfg = resolve(&["avs-node", "run", "--insecure-plaintext-keys"], "").unwrap();
+        assert!(cfg.keys_unlock.insecure_plaintext);
     }
 
     #[test]

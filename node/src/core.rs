@@ -13,7 +13,7 @@
 //! code, gossip validation (`crate::gossip`) and the sync server (`crate::sync::server`)
 //! included.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -135,8 +135,18 @@ pub struct Core {
     last_later_epoch_pull_ms: Option<u64>,
     last_certificate_ms: Option<u64>,
     last_finalized_ms: Option<u64>,
+    /// When this node voted NOTARIZE in its most recent views, `(epoch, view, at_ms)`, newest
+    /// last: a finalization's latency is measured from this node accepting the block (not from
+    /// entering the view, which includes the leader's wait for its slot).
+    notarized: VecDeque<(u64, u64, u64)>,
+    nullified_views: u64,
+    last_finality_latency_ms: Option<u64>,
     halted: Option<String>,
 }
+
+/// Own NOTARIZE times kept for the finality latency (a finalization comes at most a few views
+/// after its block's view on a live network).
+const NOTARIZED_VIEWS_KEPT: usize = 16;
 
 fn vote_key(vote: &SignedVote) -> [u8; 32] {
     let bytes = encode(vote).unwrap_or_default();
@@ -179,6 +189,9 @@ impl Core {
             last_later_epoch_pull_ms: None,
             last_certificate_ms: None,
             last_finalized_ms: None,
+            notarized: VecDeque::with_capacity(NOTARIZED_VIEWS_KEPT),
+            nullified_views: 0,
+            last_finality_latency_ms: None,
             halted: None,
         })
     }
@@ -215,6 +228,8 @@ impl Core {
             operator_index: self.engine.operator_index(),
             last_certificate_ms: self.last_certificate_ms,
             last_finalized_ms: self.last_finalized_ms,
+            nullified_views: self.nullified_views,
+            last_finality_latency_ms: self.last_finality_latency_ms,
             halted: self.halted.clone(),
         }
     }
@@ -462,6 +477,12 @@ impl Core {
                         .persist_vote(&vote)
                         .context("persisting an own vote failed; stopping before it is sent")?;
                     self.metrics.votes_persisted.inc();
+                    if vote.data.vote_kind() == Some(VoteKind::Notarize) {
+                        if self.notarized.len() == NOTARIZED_VIEWS_KEPT {
+                            self.notarized.pop_front();
+                        }
+                        self.notarized.push_back((vote.data.epoch, vote.data.view, now_ms));
+                    }
                 }
                 Action::BroadcastProposal(proposal) => {
                     let data = encode(&proposal)?;
@@ -503,6 +524,14 @@ impl Core {
                 Action::Finalized { root, block, certificate } => {
                     moved = true;
                     self.last_finalized_ms = Some(now_ms);
+                    let data = &certificate.data;
+                    if let Some(&(.., at_ms)) =
+                        self.notarized.iter().find(|(e, v, _)| (*e, *v) == (data.epoch, data.view))
+                    {
+                        let latency = now_ms.saturating_sub(at_ms);
+                        self.last_finality_latency_ms = Some(latency);
+                        self.metrics.finality_latency.observe(latency as f64 / 1000.0);
+                    }
                     self.chain.put_finalized(&mut batch, &root, &block)?;
                     self.chain.put_certificate(&mut batch, &certificate)?;
                     self.metrics
@@ -553,6 +582,7 @@ impl Core {
                     tracing::debug!(epoch, view, cause = ?cause, at_ms = now_ms, "entered view");
                     if cause == EntryCause::Nullified {
                         self.metrics.nullified_views.inc();
+                        self.nullified_views = self.nullified_views.saturating_add(1);
                     }
                 }
                 Action::Halted { reason } => {

@@ -63,6 +63,10 @@ struct Status {
     finalized_root: String,
     peers: u64,
     is_aggregator: bool,
+    #[serde(default)]
+    nullified_views: u64,
+    #[serde(default)]
+    last_finality_latency_ms: Option<u64>,
 }
 
 pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -105,6 +109,7 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
             .arg(&genesis_path)
             .arg("--keys-dir")
             .arg(node_dir.join("keys"))
+            .arg("--insecure-plaintext-keys")
             .args(["--p2p-addr", "127.0.0.1", "--p2p-port", &p2p.to_string()])
             .args(["--http-port", &http.to_string(), "--grpc-port", &grpc.to_string()]);
         for (j, &(peer_port, _, _)) in ports.iter().enumerate() {
@@ -231,7 +236,8 @@ fn prepare(dir: &Path, n: usize, slot_ms: u64) -> anyhow::Result<PathBuf> {
     for i in 0..=n {
         let keys_dir = dir.join(format!("node{i}/keys"));
         if !keys_dir.join(keys::OPERATOR_FILE).exists() {
-            keys::generate(&keys_dir)?;
+            // A throwaway network: plaintext keys, so nodes start without a password.
+            keys::generate(&keys_dir, &keys::Protection::InsecurePlaintext)?;
         }
     }
     if genesis_path.exists() {
@@ -411,6 +417,18 @@ async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
             );
         }
         None => line.push_str(" waiting for the nodes' APIs"),
+    }
+    let nullified: u64 = statuses.iter().flatten().map(|s| s.nullified_views).sum();
+    let mut latencies: Vec<u64> =
+        statuses.iter().flatten().filter_map(|s| s.last_finality_latency_ms).collect();
+    latencies.sort_unstable();
+    match latencies.get(latencies.len() / 2) {
+        Some(ms) => {
+            let _ = write!(line, " | last finality {ms} ms | nullified views {nullified}");
+        }
+        None => {
+            let _ = write!(line, " | nullified views {nullified}");
+        }
     }
     let aggregators: Vec<String> = statuses
         .iter()

@@ -132,7 +132,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let operators = (0..n)
             .map(|i| {
-                let public = crate::keys::generate(&dir.path().join(format!("op{i}"))).unwrap();
+                let public = crate::keys::generate(
+                    &dir.path().join(format!("op{i}")),
+                    &crate::keys::Protection::InsecurePlaintext,
+                )
+                .unwrap();
                 GenesisOperator::from_public(&public, 100)
             })
             .collect();

@@ -159,6 +159,7 @@ pub fn check(
     kind: TopicKind,
     data: &[u8],
     peer: &PeerId,
+    peer_ip: Option<std::net::IpAddr>,
     now_ms: u64,
 ) -> Outcome {
     let checked = match kind {
@@ -166,7 +167,12 @@ pub fn check(
         TopicKind::Certificate => context.check_certificate(data).map(Checked::Certificate),
         TopicKind::Block => context.check_proposal(data).map(Checked::Proposal),
         TopicKind::Checkin => {
-            return Outcome::Checkin(pool.validate_gossip(data, &peer.to_string(), now_ms));
+            return Outcome::Checkin(pool.validate_gossip(
+                data,
+                &peer.to_string(),
+                peer_ip,
+                now_ms,
+            ));
         }
     };
     match checked {

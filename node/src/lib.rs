@@ -7,13 +7,14 @@
 //! - [`http`]: the HTTP API (health, aggregator admin, status, metrics).
 //! - [`store`]: the durable store (RocksDB, and a memory backend for tests).
 //! - [`chain_store`]: the chain's typed layout on the store (votes, certificates, blocks, anchor).
-//! - [`keys`], [`genesis`]: operator keys on disk and the genesis file.
+//! - [`keys`], [`keystore`], [`genesis`]: operator keys on disk (EIP-2335 and v3 keystores) and
+//!   the genesis file.
 //! - [`node`]: `avs-node run`: builds the components, starts them, supervises.
 //! - [`core`]: the consensus core without I/O: engine, store writes, sync requests, verdicts.
 //! - [`driver`]: the loop that drives the core on its own thread and carries out its effects.
 //! - [`gossip`]: gossip validation off the loop (typed verdicts, check-ins).
 //! - [`sync`]: req/resp messages, this node's answers and its requests.
-//! - [`status`]: what the node reports about itself (API, check-ins, gRPC).
+//! - [`status`]: what the node reports about itself (API, check-ins, gRPC), and `avs-node status`.
 //! - [`devnet`]: a local network of node processes.
 //! - [`metrics`]: the node's own Prometheus metrics.
 //! - [`tasks`]: internal tasks (VotingPowerSyncTask): registry, stake source refresher, logs.
@@ -34,6 +35,7 @@ pub mod gossip;
 pub mod grpc;
 pub mod http;
 pub mod keys;
+pub mod keystore;
 pub mod logging;
 pub mod metrics;
 pub mod node;

@@ -6,6 +6,8 @@ use anyhow::Context;
 use avs_node::cli::{Cli, Command, KeysCommand};
 use avs_node::config::{FileConfig, NodeConfig};
 use avs_node::genesis::{GenesisFile, GenesisOperator};
+use avs_node::keys::Protection;
+use avs_node::keystore::Password;
 use clap::{CommandFactory, FromArgMatches};
 use tokio_util::sync::CancellationToken;
 
@@ -59,8 +61,64 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             })
         }
         Command::Keys(KeysCommand::Generate(args)) => {
-            let public = avs_node::keys::generate(&args.out)?;
+            let protection = if args.insecure_plaintext_keys {
+                Protection::InsecurePlaintext
+            } else {
+                Protection::Encrypted(Password::obtain(
+                    args.password.password_file.as_deref(),
+                    "Password for the new keystores",
+                    true,
+                )?)
+            };
+            let public = avs_node::keys::generate(&args.out, &protection)?;
             println!("{}", serde_json::to_string_pretty(&public)?);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Import(args)) => {
+            let password = Password::obtain(
+                args.password.password_file.as_deref(),
+                "Password of the keystores",
+                false,
+            )?;
+            let public = avs_node::keys::import(
+                &args.out,
+                &args.bls_keystore,
+                &args.eth_keystore,
+                &password,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&public)?);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::List(args)) => {
+            let dirs = if args.keys_dirs.is_empty() {
+                vec![avs_node::keys::default_dir(&avs_node::config::expand_home(
+                    avs_node::config::defaults::DATA_DIR.into(),
+                )?)]
+            } else {
+                args.keys_dirs
+            };
+            for dir in dirs {
+                let summary = avs_node::keys::summary(&dir)?;
+                if args.json {
+                    println!("{}", serde_json::to_string(&summary)?);
+                } else {
+                    println!("{}", summary.dir.display());
+                    println!("  keys:       {}", summary.protection);
+                    println!("  address:    {}", summary.public.address);
+                    println!("  bls_pubkey: {}", summary.public.bls_pubkey);
+                    println!("  peer_id:    {}", summary.public.peer_id);
+                }
+            }
+            Ok(())
+        }
+        Command::Status(args) => avs_node::status::print_remote(&args.url, args.json),
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut Cli::command(),
+                "avs-node",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Genesis(args) => {
@@ -84,6 +142,14 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
                 operators,
             };
             genesis.to_config()?;
+            if args.slot_ms < 2000 {
+                println!(
+                    "note: a {} ms slot leaves {} ms per interval for every vote to cross the \
+                     network; use it only for networks on one host",
+                    args.slot_ms,
+                    args.slot_ms / args.intervals_per_slot.max(1)
+                );
+            }
             genesis.write(&args.out)?;
             println!("wrote {}", args.out.display());
             Ok(())

@@ -62,6 +62,8 @@ pub struct NodeMetrics {
     pub loop_seconds: Histogram,
     /// Bytes free for this process on the data directory's filesystem.
     pub disk_free_bytes: Gauge,
+    /// Seconds from this node's NOTARIZE vote on a block to holding its finalization.
+    pub finality_latency: Histogram,
 }
 
 impl Default for NodeMetrics {
@@ -88,6 +90,9 @@ impl Default for NodeMetrics {
             requests_refused: Counter::default(),
             loop_seconds: Histogram::new(buckets),
             disk_free_bytes: Gauge::default(),
+            finality_latency: Histogram::new([
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0,
+            ]),
         }
     }
 }
@@ -171,6 +176,11 @@ impl NodeMetrics {
             "loop_seconds",
             "Time the consensus loop spent on one event",
             m.loop_seconds.clone(),
+        );
+        r.register(
+            "finality_latency_seconds",
+            "Time from this node's NOTARIZE vote on a block to holding its finalization",
+            m.finality_latency.clone(),
         );
         m
     }

@@ -48,7 +48,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         config.keys_dir.clone().unwrap_or_else(|| crate::keys::default_dir(&config.data_dir));
     // Held until the node stops: a second process on the same keys is refused.
     let _keys_lock = crate::keys::lock(&keys_dir)?;
-    let keys = crate::keys::load(&keys_dir)?;
+    let keys = crate::keys::load(&keys_dir, &config.keys_unlock)?;
     let clock =
         SlotClock::new(genesis.genesis_time, genesis.slot_duration_ms, genesis.intervals_per_slot)?;
 
@@ -63,6 +63,12 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     );
     let chain = ChainStore::new(store.clone()).with_history(config.history_blocks);
     let pool = Arc::new(OperatorPool::open(store.clone())?);
+    // Genesis names each operator's peer id: a check-in its own node forwards shows that
+    // connection's address on the telemetry page.
+    pool.set_own_peers(genesis_file.operators.iter().filter_map(|op| {
+        let address = crate::keys::parse_hex_array::<20>("address", &op.address).ok()?;
+        Some((address, op.peer_id.clone()?))
+    }));
     let tasks = crate::tasks::NodeTasks::build(&config, &genesis)?;
     let mut registry = Registry::default();
     let aggregator = AggregatorController::new(config.is_aggregator, &mut registry);
@@ -139,11 +145,14 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         disk: Some(disk),
     };
     let listener = crate::http::bind((config.http_addr, config.http_port).into()).await?;
+    let history = crate::status::History::default();
+    tokio::spawn(history.clone().follow(status_rx.clone(), shutdown.child_token()));
     let pool_api = PoolApi {
         pool: pool.clone(),
         status: status_rx.clone(),
         explorer_url: Arc::from(config.explorer_url.as_str()),
         profile_url: Arc::from(config.eigenlayer_profile_url.as_str()),
+        history,
     };
     // Health follows this network's slot: no certificate for 10 slots is "not following".
     let http_options = crate::http::ServeOptions {

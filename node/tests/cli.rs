@@ -24,7 +24,7 @@ fn top_level_help_lists_every_subcommand() {
     let out = avs_node(&["--help"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let help = stdout(&out);
-    for sub in ["run", "devnet", "keys", "genesis"] {
+    for sub in ["run", "devnet", "keys", "genesis", "status", "completions"] {
         assert!(help.contains(&format!("  {sub} ")), "--help does not list {sub}:\n{help}");
     }
     assert!(help.contains("--log-format"), "{help}");
@@ -49,7 +49,9 @@ fn run_help_is_grouped_and_shows_defaults() {
 fn subcommand_helps_describe_their_flags() {
     for (args, must) in [
         (&["devnet", "--help"][..], &["--nodes", "--slot-ms", "--aggregators", "--data-dir"][..]),
-        (&["keys", "generate", "--help"][..], &["--out"][..]),
+        (&["keys", "generate", "--help"][..], &["--out", "--password-file"][..]),
+        (&["keys", "import", "--help"][..], &["--bls-keystore", "--eth-keystore"][..]),
+        (&["run", "--help"][..], &["--keys-password-file", "<data-dir>/keys"][..]),
         (&["genesis", "--help"][..], &["--operator", "--genesis-time", "--slot-ms", "--out"][..]),
     ] {
         let out = avs_node(args);
@@ -86,4 +88,67 @@ fn bad_input_is_refused_with_a_reason_and_creates_nothing() {
     assert!(!out.status.success());
 
     assert!(!data.exists(), "a refused configuration must not touch the data directory");
+}
+
+#[test]
+fn keys_are_encrypted_unless_asked_otherwise_and_listed_without_a_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let keys_arg = keys.to_str().unwrap();
+
+    // No terminal and no password file: refused, nothing written.
+    let out = avs_node(&["keys", "generate", "--out", keys_arg]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--password-file"), "{}", stderr(&out));
+    assert!(!keys.exists(), "a refused generate created {}", keys.display());
+
+    let password = dir.path().join("password");
+    std::fs::write(&password, "a long operator password\n").unwrap();
+    let out = avs_node(&[
+        "keys",
+        "generate",
+        "--out",
+        keys_arg,
+        "--password-file",
+        password.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(keys.join("bls.keystore.json").exists() && keys.join("eth.keystore.json").exists());
+    assert!(!keys.join("bls.seed").exists() && !keys.join("eth.key").exists());
+
+    let out = avs_node(&["keys", "list", "--keys-dir", keys_arg]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout(&out);
+    assert!(listed.contains("encrypted"), "{listed}");
+    assert!(listed.contains(public["address"].as_str().unwrap()), "{listed}");
+    let out = avs_node(&["keys", "list", "--json", "--keys-dir", keys_arg]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["bls_pubkey"], public["bls_pubkey"]);
+}
+
+#[test]
+fn completions_are_printed_for_the_common_shells() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = avs_node(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        assert!(stdout(&out).contains("avs-node"), "{shell}");
+        assert!(stdout(&out).contains("is-aggregator"), "{shell}");
+    }
+}
+
+#[test]
+fn status_names_the_node_it_cannot_reach() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = avs_node(&["status", "--url", &format!("http://127.0.0.1:{port}")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is the node running"), "{}", stderr(&out));
+}
+
+#[test]
+fn genesis_refuses_a_slot_under_100_ms() {
+    let out = avs_node(&["genesis", "--slot-ms", "50", "--operator", "x:1", "--out", "g.json"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("100"), "{}", stderr(&out));
 }

@@ -73,4 +73,13 @@ pub use topic::{AvsTopicFilter, GossipTopic, NetworkDigest, TopicError, TopicKin
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
+
+/// The IP address in a multiaddr (its first `/ip4` or `/ip6` component), if any.
+pub fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|part| match part {
+        libp2p::multiaddr::Protocol::Ip4(ip) => Some(ip.into()),
+        libp2p::multiaddr::Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    })
+}
 pub use tokio_util::sync::CancellationToken;

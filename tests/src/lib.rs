@@ -121,6 +121,12 @@ impl NodeProcess {
             .collect())
     }
 
+    /// The node's `/metrics` text, as a scraper gets it.
+    pub fn metrics_text(&self) -> anyhow::Result<String> {
+        let mut response = agent().get(&self.url("/metrics")).call()?;
+        Ok(response.body_mut().read_to_string()?)
+    }
+
     /// The value of a metric (its first sample), if exported.
     pub fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
         Ok(self.samples(name)?.first().map(|(_, value)| *value))
@@ -187,6 +193,11 @@ pub fn run_args(
         "--grpc-port".into(),
         grpc.to_string(),
     ];
+    let unlock = unlock(node_dir);
+    match unlock.password_file {
+        Some(file) => args.extend(["--keys-password-file".into(), file.display().to_string()]),
+        None => args.push("--insecure-plaintext-keys".into()),
+    }
     for (j, &(peer_p2p, _, _)) in ports.iter().enumerate() {
         if j != i && only.is_none_or(|o| o == j) {
             args.push("--bootnode".into());
@@ -213,15 +224,54 @@ pub struct ClusterSpec {
     pub slot_ms: u64,
     /// Every other node knows only this node as its bootnode (default: all others).
     pub only_bootnode: Option<usize>,
+    /// Node 0 runs on encrypted keystores as an operator's node does (default), the others on
+    /// plaintext keys. Off for the benchmark: a scrypt at start would be node 0's peak memory.
+    pub encrypted_node0: bool,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        Self { nodes: 4, aggregators: 1, standby: Vec::new(), slot_ms: 1000, only_bootnode: None }
+        Self {
+            nodes: 4,
+            aggregators: 1,
+            standby: Vec::new(),
+            slot_ms: 1000,
+            only_bootnode: None,
+            encrypted_node0: true,
+        }
     }
 }
 
-fn run_cli(args: &[&str]) -> anyhow::Result<()> {
+/// Name of the password file beside a node's `keys/` when its keys are encrypted.
+pub const PASSWORD_FILE: &str = "keys-password";
+
+/// How a node of these tests opens its keys: with the password file beside them when there
+/// is one (encrypted keystores), else as the plaintext keys tests generate for speed.
+pub fn unlock(node_dir: &Path) -> avs_node::keys::Unlock {
+    let file = node_dir.join(PASSWORD_FILE);
+    avs_node::keys::Unlock {
+        password_file: file.exists().then_some(file),
+        insecure_plaintext: true,
+    }
+}
+
+/// Generates node keys with the binary: encrypted under a password file beside them when
+/// `encrypted`, else plaintext (a keystore costs a scrypt on every start).
+pub fn generate_keys(node_dir: &Path, encrypted: bool) -> anyhow::Result<()> {
+    let keys = node_dir.join("keys");
+    let keys = keys.to_str().context("utf-8 path")?;
+    if encrypted {
+        std::fs::create_dir_all(node_dir)?;
+        let password = node_dir.join(PASSWORD_FILE);
+        std::fs::write(&password, "cluster password\n")?;
+        let password = password.to_str().context("utf-8 path")?;
+        run_cli(&["keys", "generate", "--out", keys, "--password-file", password])
+    } else {
+        run_cli(&["keys", "generate", "--out", keys, "--insecure-plaintext-keys"])
+    }
+}
+
+pub fn run_cli(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(avs_node_binary()?).args(args).output()?;
     if !out.status.success() {
         bail!("avs-node {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -236,8 +286,10 @@ impl Cluster {
         let mut operators = Vec::new();
         let mut peer_ids = Vec::new();
         for i in 0..spec.nodes {
+            // Node 0 runs on encrypted keystores, as an operator's node does; the others on
+            // plaintext keys, which start without a scrypt.
+            generate_keys(&dir.path().join(format!("node{i}")), i == 0 && spec.encrypted_node0)?;
             let keys = dir.path().join(format!("node{i}/keys"));
-            run_cli(&["keys", "generate", "--out", keys.to_str().context("utf-8 path")?])?;
             let public: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(keys.join("operator.json"))?)?;
             peer_ids.push(public["peer_id"].as_str().context("peer id")?.to_owned());
@@ -338,6 +390,8 @@ impl Cluster {
 
 #[cfg(test)]
 mod adversary;
+#[cfg(test)]
+mod monitoring;
 #[cfg(test)]
 mod pool;
 #[cfg(test)]

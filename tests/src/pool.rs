@@ -137,6 +137,21 @@ fn checkins_reach_every_pool_and_the_dashboard_shows_every_operator() {
             Ok(true)
         })
         .unwrap();
+    // Each operator's own node forwards its check-ins to its peers: the address shown is that
+    // connection's (genesis names every operator's peer id), not a relay's peer id.
+    cluster
+        .wait_for("every row to show its operator's own address", Duration::from_secs(30), |c| {
+            for node in &c.nodes {
+                for row in operators(node)? {
+                    let remote = row["remote_ip"].as_str().unwrap_or_default();
+                    if remote != "local" && remote != "127.0.0.1" {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        })
+        .unwrap();
     for node in &cluster.nodes {
         let rows = operators(node).unwrap();
         assert_eq!(rows.len(), 4, "one row per operator");
@@ -146,14 +161,16 @@ fn checkins_reach_every_pool_and_the_dashboard_shows_every_operator() {
             assert_eq!(row["voting_power"], 100);
             assert_eq!(row["version"], env!("CARGO_PKG_VERSION"));
             assert!(row["last_seen"].as_str().unwrap().ends_with(" ago"), "{row}");
-            // The observed origin, never a claimed one: our own row is local, the others
-            // arrived over gossip through a peer.
+            // The observed origin, never a claimed one: our own row is local, the others the
+            // address of the operator's own node as our transport saw it.
             let remote = row["remote_ip"].as_str().unwrap();
             if row["address"] == own["address"] {
                 assert_eq!(remote, "local");
             } else {
-                assert!(remote.starts_with("gossip via 12D3"), "{row}");
+                assert_eq!(remote, "127.0.0.1", "{row}");
             }
+            assert!(row["checkins"].as_u64().unwrap() >= 1, "{row}");
+            assert!(row["uptime_percent"].as_u64().unwrap() <= 100, "{row}");
         }
     }
 
@@ -166,6 +183,9 @@ fn checkins_reach_every_pool_and_the_dashboard_shows_every_operator() {
         assert!(dom.contains(&format!("https://app.eigenlayer.xyz/operator/{address}")), "{dom}");
     }
     assert!(dom.contains("id=\"finalized\""), "{dom}");
+    // The progress charts (inline SVG) and the uptime columns, as the browser built them.
+    assert!(dom.contains("id=\"height-chart\"") && dom.contains("id=\"latency-chart\""), "{dom}");
+    assert!(dom.contains("<th>Uptime</th>") && dom.contains("<th>Missed check-ins</th>"), "{dom}");
 }
 
 struct Signer {
@@ -174,7 +194,7 @@ struct Signer {
 }
 
 fn signer(node: &NodeProcess) -> Signer {
-    let keys = avs_node::keys::load(&node.dir.join("keys")).unwrap();
+    let keys = avs_node::keys::load(&node.dir.join("keys"), &crate::unlock(&node.dir)).unwrap();
     Signer { key: keys.bls, address: keys.address }
 }
 

@@ -38,7 +38,7 @@ fn keys_and_genesis(
     let mut publics = Vec::new();
     for i in 0..total {
         let keys = dir.join(format!("node{i}/keys"));
-        run_cli(&["keys", "generate", "--out", keys.to_str().context("utf-8 path")?])?;
+        generate_keys(&dir.join(format!("node{i}")), false)?;
         publics.push(serde_json::from_str(&std::fs::read_to_string(keys.join("operator.json"))?)?);
     }
     let genesis = dir.join("genesis.json");

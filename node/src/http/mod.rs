@@ -33,6 +33,7 @@
 pub mod admin;
 mod guard;
 mod health;
+mod metrics;
 pub mod operator;
 mod server;
 mod status;
@@ -125,7 +126,7 @@ fn routes(state: ApiState, policy: HealthPolicy) -> Router {
                 .fallback(|m| not_allowed(m, "GET, POST")),
         )
         .route("/lean/v0/status", get(status::get_status).fallback(|m| not_allowed(m, "GET")))
-        .route("/metrics", get(metrics).fallback(|m| not_allowed(m, "GET")))
+        .route("/metrics", get(metrics::get_metrics).fallback(|m| not_allowed(m, "GET")))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -228,15 +229,6 @@ async fn nosniff(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
-}
-
-async fn metrics(State(state): State<ApiState>) -> Response {
-    let mut text = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}"));
-    }
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response()
 }
 
 async fn not_allowed(method: Method, allow: &'static str) -> Response {

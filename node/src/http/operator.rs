@@ -23,6 +23,8 @@ pub struct PoolApi {
     pub explorer_url: Arc<str>,
     /// Prefix (or template with `{address}`) of an operator's EigenLayer profile page.
     pub profile_url: Arc<str>,
+    /// This node's recent progress, charted on the telemetry page.
+    pub history: crate::status::History,
 }
 
 pub(crate) async fn get_operators(State(api): State<PoolApi>) -> Response {

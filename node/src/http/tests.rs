@@ -233,6 +233,14 @@ async fn metrics_and_status_are_served() {
     let r = call(&api, "GET", "/metrics", &[], "").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&r.body).contains("lean_is_aggregator 1"));
+    // Without an Accept for OpenMetrics: the Prometheus text format (what promtool and curl
+    // read); with one, as Prometheus sends it: OpenMetrics.
+    assert_eq!(r.content_type.as_deref(), Some("text/plain; version=0.0.4; charset=utf-8"));
+    assert!(!String::from_utf8_lossy(&r.body).contains("# EOF"));
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let r = call(&api, "GET", "/metrics", &[("accept", accept)], "").await;
+    assert!(r.content_type.as_deref().unwrap().starts_with("application/openmetrics-text"));
+    assert!(String::from_utf8_lossy(&r.body).ends_with("# EOF\n"));
     let r = call(&api, "GET", "/lean/v0/status", &[], "").await;
     assert_eq!((r.status, r.content_type.as_deref()), (StatusCode::OK, JSON));
     let body = r.json();
@@ -455,6 +463,7 @@ async fn telemetry_carries_a_strict_csp_and_nosniff() {
         status: status.subscribe(),
         explorer_url: Arc::from("https://explorer/address/"),
         profile_url: Arc::from("https://el/operator/"),
+        history: crate::status::History::default(),
     };
     let router = app(state, Some(pool), &ServeOptions::new(LOCAL.parse().unwrap()));
     let r = send(&router, "GET", "/telemetry", &[], Body::empty()).await;

@@ -7,9 +7,11 @@
 //! [`MIN_CHECKIN_GAP_MS`]); only then is its signature verified (one pairing,
 //! [`checkin::verify_signature`]), and [`OperatorPool::record`] repeats the replay check under the
 //! lock and writes the operator's row, one per address, under
-//! `operator:0x<address hex>` in [`Column::OperatorPool`]. The remote address kept is the one the
-//! node observed (TCP peer of the gRPC call, or the gossip peer it came through), never one the
-//! sender claims. The node loop hands the pool each new operator set; rows of operators that
+//! `operator:0x<address hex>` in [`Column::OperatorPool`]. The remote address kept is one the
+//! node observed, never one the sender claims: the TCP peer of a gRPC call, or, over gossip,
+//! the connection of the operator's own node (its peer id from the genesis file) when that node
+//! forwarded the check-in itself; a relayed check-in keeps the address last seen directly, or
+//! shows [`VIA_GOSSIP`]. The node loop hands the pool each new operator set; rows of operators that
 //! left the set are deleted then. `/operator`, `/telemetry` and gRPC `ListOperators` read
 //! [`OperatorPool::rows`], which derives the status (Active / Late / Offline) from the age.
 
@@ -51,20 +53,30 @@ const MAX_ROWS: usize = 4096;
 pub enum Observed {
     /// This node's own check-in.
     Local,
-    /// Over gossip, forwarded to us by this peer (not necessarily the origin).
-    Gossip { peer: String, addr: Option<String> },
+    /// Over gossip, forwarded to us by this peer (not necessarily the origin), whose
+    /// connection the transport observed at `addr`.
+    Gossip { peer: String, addr: Option<std::net::IpAddr> },
     /// Over gRPC, from this TCP peer address (`None` if the transport did not say).
     Grpc { remote: Option<std::net::SocketAddr> },
 }
 
+/// What the telemetry shows for an operator only ever seen through relays.
+pub const VIA_GOSSIP: &str = "via gossip";
+
 impl Observed {
-    fn remote_ip(&self) -> String {
+    /// The operator's node address as this arrival shows it. Gossip is relayed, so a gossip
+    /// arrival shows the operator's address only when the forwarding peer is the operator's own
+    /// node (`own_peer`, from the genesis file): the transport authenticated that peer, and the
+    /// BLS signature the operator. Otherwise it shows nothing (`None`).
+    fn remote_ip(&self, own_peer: Option<&str>) -> Option<String> {
         match self {
-            Observed::Local => "local".into(),
-            Observed::Gossip { addr: Some(addr), .. } => addr.clone(),
-            Observed::Gossip { peer, addr: None } => format!("gossip via {peer}"),
-            Observed::Grpc { remote: Some(addr) } => addr.ip().to_string(),
-            Observed::Grpc { remote: None } => "unknown".into(),
+            Observed::Local => Some("local".into()),
+            Observed::Gossip { peer, addr: Some(addr) } if own_peer == Some(peer.as_str()) => {
+                Some(addr.to_string())
+            }
+            Observed::Gossip { .. } => None,
+            Observed::Grpc { remote: Some(addr) } => Some(addr.ip().to_string()),
+            Observed::Grpc { remote: None } => Some("unknown".into()),
         }
     }
 
@@ -93,6 +105,27 @@ pub struct PoolRow {
     pub peer_id: String,
     pub voting_power: u64,
     pub is_aggregator: bool,
+    /// The signed timestamp of the first check-in this node recorded from the operator.
+    #[serde(default)]
+    pub first_checkin_ms: u64,
+    /// Check-ins recorded since then.
+    #[serde(default)]
+    pub checkins: u64,
+}
+
+impl PoolRow {
+    /// Check-ins the operator should have made since its first one this node saw, up to
+    /// `now_ms`: one per [`CHECKIN_PERIOD`] between its first and last signed timestamps
+    /// (rounded: signing times jitter), plus one per whole period since the last arrived.
+    pub fn expected_checkins(&self, now_ms: u64) -> u64 {
+        let period = CHECKIN_PERIOD.as_millis() as u64;
+        let span = self.checkin_timestamp_ms.saturating_sub(self.first_checkin_ms);
+        let silent = now_ms.saturating_sub(self.last_ping_ms);
+        (span.saturating_add(period / 2) / period)
+            .saturating_add(1)
+            .saturating_add(silent / period)
+            .max(self.checkins)
+    }
 }
 
 /// Liveness derived from the age of the last check-in.
@@ -146,6 +179,10 @@ pub struct OperatorView {
     pub row: PoolRow,
     pub last_seen: String,
     pub status: Liveness,
+    /// Share of the expected check-ins that arrived since this node first saw the operator.
+    pub uptime_percent: u64,
+    /// Expected check-ins that did not arrive since then.
+    pub missed_checkins: u64,
 }
 
 /// Why recording failed.
@@ -182,6 +219,9 @@ pub struct OperatorPool {
     /// Signature checks (pairings) run on check-ins: what a flood costs, and what the cheap
     /// checks before them save.
     verifications: AtomicU64,
+    /// Each operator's own libp2p peer id, where known (the genesis file names them): decides
+    /// whether a gossip arrival came straight from the operator's node.
+    own_peers: RwLock<BTreeMap<[u8; 20], String>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -229,12 +269,19 @@ impl OperatorPool {
             table: RwLock::new(None),
             events: Arc::new(AtomicU64::new(0)),
             verifications: AtomicU64::new(0),
+            own_peers: RwLock::new(BTreeMap::new()),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent data (every write is one batch).
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records operators' own peer ids (from the genesis file; later joiners are not in it and
+    /// show the last address seen directly, or [`VIA_GOSSIP`]).
+    pub fn set_own_peers(&self, peers: impl IntoIterator<Item = ([u8; 20], String)>) {
+        self.own_peers.write().unwrap_or_else(|e| e.into_inner()).extend(peers);
     }
 
     /// The operator set check-ins are verified against.
@@ -298,9 +345,17 @@ impl OperatorPool {
         let c = &verified.checkin;
         // Again under the lock: two copies may both have passed the precheck.
         check_newer(&inner.rows, c)?;
+        let previous = inner.rows.get(&c.address);
+        let own_peer =
+            self.own_peers.read().unwrap_or_else(|e| e.into_inner()).get(&c.address).cloned();
+        // A relayed arrival keeps the address last seen directly.
+        let remote_ip = observed
+            .remote_ip(own_peer.as_deref())
+            .or_else(|| previous.map(|p| p.remote_ip.clone()))
+            .unwrap_or_else(|| VIA_GOSSIP.to_owned());
         let row = PoolRow {
             address: format!("0x{}", hex::encode(c.address)),
-            remote_ip: observed.remote_ip(),
+            remote_ip,
             last_ping_ms: now_ms,
             checkin_timestamp_ms: c.timestamp_ms,
             version: String::from_utf8_lossy(c.version.as_ref()).into_owned(),
@@ -310,6 +365,11 @@ impl OperatorPool {
             peer_id: observed.peer_id(),
             voting_power: verified.voting_power,
             is_aggregator: c.is_aggregator,
+            first_checkin_ms: previous
+                .map(|p| p.first_checkin_ms)
+                .filter(|&first| first != 0)
+                .unwrap_or(c.timestamp_ms),
+            checkins: previous.map_or(0, |p| p.checkins).saturating_add(1),
         };
         self.store.put(
             Column::OperatorPool,
@@ -382,10 +442,11 @@ impl OperatorPool {
         &self,
         data: &[u8],
         peer: &str,
+        peer_ip: Option<std::net::IpAddr>,
         now_ms: u64,
     ) -> Result<(), (Verdict, String)> {
         let signed = checkin::decode_signed(data).map_err(|e| (Verdict::Reject, e.to_string()))?;
-        let observed = Observed::Gossip { peer: peer.to_owned(), addr: None };
+        let observed = Observed::Gossip { peer: peer.to_owned(), addr: peer_ip };
         match self.accept(&signed, &observed, now_ms) {
             Ok(_) => Ok(()),
             Err(PoolError::Refused(e)) if e.is_senders_fault() => {
@@ -402,10 +463,13 @@ impl OperatorPool {
             .values()
             .map(|row| {
                 let age = now_ms.saturating_sub(row.last_ping_ms);
+                let expected = row.expected_checkins(now_ms);
                 OperatorView {
                     row: row.clone(),
                     last_seen: last_seen(age),
                     status: Liveness::from_age_ms(age),
+                    uptime_percent: row.checkins.saturating_mul(100) / expected.max(1),
+                    missed_checkins: expected.saturating_sub(row.checkins),
                 }
             })
             .collect()

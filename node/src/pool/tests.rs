@@ -179,12 +179,27 @@ fn refused_checkins_leave_the_pool_empty() {
 
 #[test]
 fn the_observed_address_is_recorded_never_a_claimed_one() {
-    let pool = pool(&[0, 1]);
-    let row = pool
-        .accept(&signed(1, NOW), &Observed::Gossip { peer: "12D3KooWx".into(), addr: None }, NOW)
-        .unwrap();
-    assert_eq!(row.remote_ip, "gossip via 12D3KooWx");
-    assert_eq!(row.peer_id, "12D3KooWx");
+    let pool = pool(&[0, 1, 2]);
+    pool.set_own_peers([([1; 20], "12D3KooWone".to_owned())]);
+    let gossip = |peer: &str, ip: &str| Observed::Gossip {
+        peer: peer.into(),
+        addr: Some(ip.parse().unwrap()),
+    };
+    // Relayed, and never seen directly: the relay's address is not the operator's.
+    let row = pool.accept(&signed(1, NOW), &gossip("12D3KooWrelay", "10.0.0.9"), NOW).unwrap();
+    assert_eq!(row.remote_ip, VIA_GOSSIP);
+    assert_eq!(row.peer_id, "12D3KooWrelay");
+    // Forwarded by the operator's own node: its connection's address.
+    let at = NOW + 5_000;
+    let row = pool.accept(&signed(1, at), &gossip("12D3KooWone", "10.0.0.1"), at).unwrap();
+    assert_eq!(row.remote_ip, "10.0.0.1");
+    // Relayed again: the address seen directly stays.
+    let at = NOW + 10_000;
+    let row = pool.accept(&signed(1, at), &gossip("12D3KooWrelay", "10.0.0.9"), at).unwrap();
+    assert_eq!(row.remote_ip, "10.0.0.1");
+    // An operator whose peer id is unknown (a later joiner) is only ever "via gossip".
+    let row = pool.accept(&signed(2, NOW), &gossip("12D3KooWtwo", "10.0.0.2"), NOW).unwrap();
+    assert_eq!(row.remote_ip, VIA_GOSSIP);
 }
 
 #[test]
@@ -226,22 +241,22 @@ fn gossip_verdicts_charge_only_forgeries_to_the_forwarder() {
     let pool = pool(&[0, 1]);
     let bytes = |s: &SignedCheckin| encode(s).unwrap();
     let valid = signed(1, NOW);
-    assert_eq!(pool.validate_gossip(&bytes(&valid), "12D3KooWa", NOW), Ok(()));
+    assert_eq!(pool.validate_gossip(&bytes(&valid), "12D3KooWa", None, NOW), Ok(()));
     let row = pool.rows(NOW)[0].row.clone();
-    assert_eq!(
-        (row.remote_ip.as_str(), row.peer_id.as_str()),
-        ("gossip via 12D3KooWa", "12D3KooWa")
-    );
+    assert_eq!((row.remote_ip.as_str(), row.peer_id.as_str()), (VIA_GOSSIP, "12D3KooWa"));
     // Replayed (a late duplicate), stale, or from a non-member: dropped without penalty.
     for ignored in [valid, signed(1, NOW - MAX_AGE_MS - 1), signed(7, NOW + 1)] {
-        let outcome = pool.validate_gossip(&bytes(&ignored), "12D3KooWb", NOW);
+        let outcome = pool.validate_gossip(&bytes(&ignored), "12D3KooWb", None, NOW);
         assert!(matches!(outcome, Err((Verdict::Ignore, _))), "{outcome:?}");
     }
     // Forged or undecodable: the forwarder's fault (a forgery that is not too soon after the
     // recorded check-in: one that is would be Ignored before its signature is looked at).
     let forged = sign(checkin(1, NOW + MIN_CHECKIN_GAP_MS), &key(0), DIGEST).unwrap();
-    assert!(matches!(pool.validate_gossip(&bytes(&forged), "p", NOW), Err((Verdict::Reject, _))));
-    assert!(matches!(pool.validate_gossip(&[1, 2, 3], "p", NOW), Err((Verdict::Reject, _))));
+    assert!(matches!(
+        pool.validate_gossip(&bytes(&forged), "p", None, NOW),
+        Err((Verdict::Reject, _))
+    ));
+    assert!(matches!(pool.validate_gossip(&[1, 2, 3], "p", None, NOW), Err((Verdict::Reject, _))));
     // None of them changed the row.
     assert_eq!(pool.rows(NOW).len(), 1);
     assert_eq!(pool.rows(NOW)[0].row, row);
@@ -326,13 +341,30 @@ fn a_flood_of_valid_checkins_from_one_operator_is_ignored_before_any_pairing_or_
     pool.set_operators(table(0, &[0, 1])).unwrap();
     let writes_before = store.writes.load(Ordering::Relaxed);
     let flood: Vec<Vec<u8>> = (0..200).map(|i| encode(&signed(1, NOW + i)).unwrap()).collect();
-    assert_eq!(pool.validate_gossip(&flood[0], "12D3KooWb", NOW), Ok(()));
+    assert_eq!(pool.validate_gossip(&flood[0], "12D3KooWb", None, NOW), Ok(()));
     let row = pool.stored_row(&[1; 20]).unwrap();
     for (i, bytes) in flood.iter().enumerate().skip(1) {
-        let outcome = pool.validate_gossip(bytes, "12D3KooWb", NOW + 200);
+        let outcome = pool.validate_gossip(bytes, "12D3KooWb", None, NOW + 200);
         assert!(matches!(outcome, Err((Verdict::Ignore, _))), "message {i}: {outcome:?}");
     }
     assert_eq!(pool.verifications(), 1, "one pairing for the whole flood");
     assert_eq!(store.writes.load(Ordering::Relaxed), writes_before + 1, "one store write");
     assert_eq!(pool.stored_row(&[1; 20]).unwrap(), row);
+}
+
+#[test]
+fn uptime_and_missed_checkins_count_the_periods_an_operator_was_silent() {
+    let pool = pool(&[0]);
+    // Check-ins at 0, 5, 10 s (jittered), then a gap: 15 and 20 s are missed, 25 s arrives.
+    for (ts, arrival) in [(0, 40), (5_030, 5_090), (9_980, 10_020), (25_010, 25_050)] {
+        pool.accept(&signed(0, NOW + ts), &Observed::Local, NOW + arrival).unwrap();
+    }
+    let view = &pool.rows(NOW + 26_000)[0];
+    assert_eq!((view.row.checkins, view.missed_checkins, view.uptime_percent), (4, 2, 66));
+    // Silent since: every whole period without a check-in counts as missed.
+    let view = &pool.rows(NOW + 25_050 + 30_000)[0];
+    assert_eq!((view.missed_checkins, view.uptime_percent), (8, 33));
+    // The counters survive a restart (they are part of the stored row).
+    let stored = pool.stored_row(&[0; 20]).unwrap().unwrap();
+    assert_eq!((stored.checkins, stored.first_checkin_ms), (4, NOW));
 }

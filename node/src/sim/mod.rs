@@ -356,6 +356,11 @@ impl Sim {
         self.nodes[node].core.as_ref().map(|c| c.engine().finalized().1)
     }
 
+    /// What a node reports about itself now (`None` while it is down).
+    pub(crate) fn status(&self, node: usize) -> Option<crate::status::NodeStatus> {
+        self.nodes[node].core.as_ref().map(|c| c.status(false))
+    }
+
     /// Views a node entered because the previous view was nullified (over all its lives).
     pub(crate) fn nullified_views(&self, node: usize) -> u64 {
         self.nodes[node].metrics.nullified_views.get()
@@ -576,24 +581,26 @@ impl Sim {
         let from_peer = self.nodes[from].peer;
         let Some(core) = self.nodes[i].core.as_ref() else { return };
         let context = core.context();
-        let effects = match crate::gossip::check(&context, &self.pool, kind, &data, &from_peer, now)
-        {
-            Outcome::Consensus(checked) => {
-                self.nodes[i].awaiting.insert(id.clone(), (kind, data, from));
-                self.core_mut(i)
-                    .map(|c| c.on_gossip(now, checked, id, from_peer, flag).expect("gossip"))
-                    .unwrap_or_default()
-            }
-            Outcome::Refused(error) => {
-                self.checker.verdict(from, error.verdict(), &format!("{error}"));
-                if matches!(error, avs_consensus::gossip::GossipError::LaterEpoch { .. }) {
-                    self.core_mut(i).map(|c| c.on_later_epoch(now, from_peer)).unwrap_or_default()
-                } else {
-                    Vec::new()
+        let effects =
+            match crate::gossip::check(&context, &self.pool, kind, &data, &from_peer, None, now) {
+                Outcome::Consensus(checked) => {
+                    self.nodes[i].awaiting.insert(id.clone(), (kind, data, from));
+                    self.core_mut(i)
+                        .map(|c| c.on_gossip(now, checked, id, from_peer, flag).expect("gossip"))
+                        .unwrap_or_default()
                 }
-            }
-            Outcome::Checkin(_) => Vec::new(),
-        };
+                Outcome::Refused(error) => {
+                    self.checker.verdict(from, error.verdict(), &format!("{error}"));
+                    if matches!(error, avs_consensus::gossip::GossipError::LaterEpoch { .. }) {
+                        self.core_mut(i)
+                            .map(|c| c.on_later_epoch(now, from_peer))
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    }
+                }
+                Outcome::Checkin(_) => Vec::new(),
+            };
         self.carry_out(i, effects);
     }
 

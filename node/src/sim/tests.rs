@@ -32,6 +32,13 @@ fn quiet_network_finalizes_every_slot_without_nullifying() {
         assert!(high <= 21, "seed {seed}: {high} heights in 20 slots: faster than the interval");
         for i in 0..4 {
             assert_eq!(sim.nullified_views(i), 0, "seed {seed}: node {i} nullified a view");
+            // The status an operator reads: no nullified view, and a finality latency from the
+            // node's NOTARIZE to the finalization that is a few link delays (5-40 ms each),
+            // not a slot (it would be one if measured from entering the view).
+            let status = sim.status(i).unwrap();
+            assert_eq!(status.nullified_views, 0);
+            let latency = status.last_finality_latency_ms.expect("a measured finality");
+            assert!((1..500).contains(&latency), "seed {seed}: node {i}: {latency} ms");
         }
         assert_eq!(sim.stats.shed, 0);
     }

@@ -154,6 +154,7 @@ pub fn spawn(
         pending_responses: FuturesUnordered::new(),
         listen_addrs: Vec::new(),
         connected: HashSet::new(),
+        addresses: HashMap::new(),
         awaiting_verdict: HashMap::new(),
         strikes: HashMap::new(),
         redialer: discovery::Redialer::new(
@@ -211,6 +212,9 @@ struct Service {
     pending_responses: FuturesUnordered<PendingResponse>,
     listen_addrs: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
+    /// The remote address of the newest connection to each connected peer, as the transport
+    /// observed it (handed up with each gossip message the peer forwards).
+    addresses: HashMap<PeerId, Multiaddr>,
     /// Topic name of each message handed to the node and not yet judged, so verdict metrics
     /// carry the topic. Entries the node never judges are purged once gossipsub's cache has
     /// forgotten the message, which bounds the map by the message rate.
@@ -408,9 +412,10 @@ impl Service {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Limits(never)) => match never {},
             SwarmEvent::Behaviour(BehaviourEvent::Blocked(never)) => match never {},
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, endpoint, .. }
                 if num_established.get() == 1 && self.connected.insert(peer_id) =>
             {
+                self.addresses.insert(peer_id, endpoint.get_remote_address().clone());
                 self.metrics.peers.set(self.connected.len() as i64);
                 self.redialer.connected(&peer_id, Instant::now());
                 debug!(peer = %peer_id, "peer connected");
@@ -419,6 +424,7 @@ impl Service {
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. }
                 if self.connected.remove(&peer_id) =>
             {
+                self.addresses.remove(&peer_id);
                 self.metrics.peers.set(self.connected.len() as i64);
                 self.redialer.disconnected(&peer_id, Instant::now());
                 self.strikes.remove(&peer_id);
@@ -461,6 +467,7 @@ impl Service {
             topic,
             data: message.data,
             peer: propagation_source,
+            peer_addr: self.addresses.get(&propagation_source).cloned(),
             message_id: message_id.clone(),
         });
         if self.events.try_send(event).is_ok() {

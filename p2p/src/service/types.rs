@@ -1,8 +1,8 @@
 //! What crosses the boundary between the network task and the node: events up, verdicts and
 //! responses back, and the errors the handle returns.
 
-use libp2p::PeerId;
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
 use crate::codec::{ResponseChunk, ResponseCode};
@@ -33,6 +33,10 @@ pub struct GossipMessage {
     pub data: Vec<u8>,
     /// The peer that forwarded it to us: the one the verdict is charged to.
     pub peer: PeerId,
+    /// The remote address of our connection to `peer` (`None` if it closed meanwhile). The
+    /// transport authenticated `peer`, so this is where that peer's node is, not where the
+    /// message's author is: gossip is relayed.
+    pub peer_addr: Option<Multiaddr>,
     pub message_id: MessageId,
 }
 

@@ -299,6 +299,7 @@ fn main() -> anyhow::Result<()> {
         standby: Vec::new(),
         slot_ms: args.slot_ms,
         only_bootnode: None,
+        encrypted_node0: false,
     };
     let cluster = Cluster::start(&spec)?;
     let target = args.warmup + args.blocks;
