@@ -24,8 +24,8 @@ pub struct NodeStatus {
     /// Views this node left by nullification since it started (a missing or late leader).
     pub nullified_views: u64,
     /// The last finalization's latency as this node saw it: from its own NOTARIZE vote on the
-    /// block (accepting the proposal) to holding the block's finalization, in milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// block (accepting the proposal) to holding the block's finalization, in milliseconds;
+    /// `null` before the first (the key is always there: the status has one shape).
     pub last_finality_latency_ms: Option<u64>,
     /// Set when the consensus cannot go on (see the node's log).
     #[serde(skip_serializing_if = "Option::is_none")]
