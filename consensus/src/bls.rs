@@ -86,6 +86,16 @@ impl PublicKey {
     pub fn to_bytes(&self) -> [u8; 48] {
         self.0.compress()
     }
+
+    /// `-self`: the compressed encoding with the sign of y flipped. No subgroup check is
+    /// needed: the negation of a point of the subgroup is one.
+    pub fn negate(&self) -> Option<PublicKey> {
+        let mut bytes = self.0.compress();
+        if let Some(flags) = bytes.first_mut() {
+            *flags ^= 0x20;
+        }
+        min_pk::PublicKey::uncompress(&bytes).ok().map(PublicKey)
+    }
 }
 
 /// A decompressed signature (on the curve; the subgroup check happens in verification).
@@ -162,6 +172,25 @@ pub fn aggregate_signatures(sigs: &[Signature]) -> Option<Signature> {
 pub fn aggregate_public_keys(pks: &[&PublicKey]) -> Option<PublicKey> {
     let refs: Vec<&min_pk::PublicKey> = pks.iter().map(|p| &p.0).collect();
     min_pk::AggregatePublicKey::aggregate(&refs, false).ok().map(|a| PublicKey(a.to_public_key()))
+}
+
+/// `base` plus each of `more` (validated table keys or their negations). `None` if a sum is
+/// the point at infinity.
+pub fn add_public_keys(base: &PublicKey, more: &[&PublicKey]) -> Option<PublicKey> {
+    let mut sum = min_pk::AggregatePublicKey::from_public_key(&base.0);
+    for pk in more {
+        sum.add_public_key(&pk.0, false).ok()?;
+    }
+    let sum = sum.to_public_key();
+    sum.validate().ok().map(|()| PublicKey(sum))
+}
+
+/// One pairing check of `sig` over `msg` against an already aggregated key, on blst's own
+/// path (the signature's subgroup check runs beside the Miller loop on blst's threads). Sound
+/// for the same reason as [`fast_aggregate_verify`].
+pub fn verify_aggregated(aggregate: &PublicKey, msg: &[u8], sig: &Signature) -> bool {
+    sig.0.fast_aggregate_verify_pre_aggregated(true, msg, DST_SIG, &aggregate.0)
+        == BLST_ERROR::BLST_SUCCESS
 }
 
 /// Same message, many signers: aggregate the keys, then one pairing check. Sound only because

@@ -133,7 +133,8 @@ pub fn verify_votes_batch(
 }
 
 /// Verify a certificate: epoch, well-formed data, signers bitlist of the set's length, quorum
-/// of power, and one `fast_aggregate_verify` over the signers' table keys.
+/// of power, and one pairing check against the signers' aggregate key (the table's whole-set
+/// aggregate minus the non-signers when they are fewer: [`KeyTable::signers_aggregate`]).
 pub fn verify_certificate(
     table: &KeyTable,
     cert: &Certificate,
@@ -146,10 +147,10 @@ pub fn verify_certificate(
     if !table.has_quorum(signed) {
         return Err(ConsensusError::NoQuorum { signed, total: table.total_power() });
     }
-    let keys = table.signer_keys(&cert.signers)?;
+    let aggregate = table.signers_aggregate(&cert.signers)?.ok_or(ConsensusError::BadSignature)?;
     let sig = Signature::from_bytes(cert.signature.as_ref())?;
     let msg = vote_signing_root(&cert.data, table.digest())?;
-    if bls::fast_aggregate_verify(&keys, &msg, &sig) {
+    if bls::verify_aggregated(&aggregate, &msg, &sig) {
         Ok(Verified::new(cert.clone(), table))
     } else {
         Err(ConsensusError::BadSignature)
