@@ -67,8 +67,10 @@ impl Network {
             .enumerate()
             .map(|(i, (sk, pk))| {
                 let pk_bytes = pk.compress();
+                let mut address = [0u8; 20];
+                address[..8].copy_from_slice(&(i as u64).to_be_bytes());
                 Operator {
-                    address: [i as u8; 20],
+                    address,
                     pubkey: pk_bytes.to_vec().try_into().expect("48 bytes"),
                     pop: sk
                         .sign(&pk_bytes, DST_POP, &[])

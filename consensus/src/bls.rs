@@ -9,6 +9,7 @@
 //! safe against rogue keys because every admitted key proved possession.
 
 use blst::BLST_ERROR;
+use blst::MultiPoint;
 use blst::min_pk;
 use blst::{Pairing, blst_p1_affine, blst_p2_affine};
 use sha2::{Digest, Sha256};
@@ -169,20 +170,25 @@ pub fn aggregate_signatures(sigs: &[Signature]) -> Option<Signature> {
 }
 
 /// Aggregate public keys. The keys must be validated (PoP-checked) table keys.
+/// Added as one batch, like [`add_public_keys`].
 pub fn aggregate_public_keys(pks: &[&PublicKey]) -> Option<PublicKey> {
-    let refs: Vec<&min_pk::PublicKey> = pks.iter().map(|p| &p.0).collect();
-    min_pk::AggregatePublicKey::aggregate(&refs, false).ok().map(|a| PublicKey(a.to_public_key()))
+    let (first, rest) = pks.split_first()?;
+    add_public_keys(first, rest)
 }
 
-/// `base` plus each of `more` (validated table keys or their negations). `None` if a sum is
-/// the point at infinity.
+/// `base` plus each of `more` (validated table keys or their negations). `None` if the sum is
+/// the point at infinity. No subgroup check: a sum of subgroup points is one. The points are
+/// added as one batch (blst's `blst_p1s_add`: affine additions sharing one inversion), about
+/// three times faster than adding them one by one.
 pub fn add_public_keys(base: &PublicKey, more: &[&PublicKey]) -> Option<PublicKey> {
-    let mut sum = min_pk::AggregatePublicKey::from_public_key(&base.0);
-    for pk in more {
-        sum.add_public_key(&pk.0, false).ok()?;
+    if more.is_empty() {
+        return Some(*base);
     }
-    let sum = sum.to_public_key();
-    sum.validate().ok().map(|()| PublicKey(sum))
+    let points: Vec<min_pk::PublicKey> =
+        std::iter::once(base.0).chain(more.iter().map(|pk| pk.0)).collect();
+    let sum = PublicKey(points.as_slice().add().to_public_key());
+    // The compressed form flags infinity in bit 6 of its first byte.
+    (sum.to_bytes().first().is_some_and(|flags| flags & 0x40 == 0)).then_some(sum)
 }
 
 /// One pairing check of `sig` over `msg` against an already aggregated key, on blst's own

@@ -287,6 +287,10 @@ pub(crate) mod tests {
         let key = table.key(0).unwrap();
         assert_eq!(key.negate().unwrap().negate().unwrap(), *key, "negation is an involution");
         assert_ne!(key.negate().unwrap(), *key);
+        assert!(
+            bls::add_public_keys(key, &[&key.negate().unwrap()]).is_none(),
+            "P - P is infinity"
+        );
     }
 
     #[test]
