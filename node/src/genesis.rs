@@ -62,7 +62,47 @@ impl GenesisOperator {
     }
 }
 
+/// Slots shorter than this suit only networks on one host: `genesis` says so.
+pub const SHORT_SLOT_MS: u64 = 2000;
+
 impl GenesisFile {
+    /// `avs-node genesis`: the operators' public files (`KEYS_DIR:POWER` entries) and the
+    /// network's time settings, validated. Without `--genesis-time`, 30 s after `now_ms`.
+    pub fn from_args(args: &crate::cli::GenesisArgs, now_ms: u64) -> anyhow::Result<Self> {
+        let mut operators = Vec::with_capacity(args.operators.len());
+        for entry in &args.operators {
+            let (dir, power) = entry
+                .rsplit_once(':')
+                .with_context(|| format!("--operator {entry:?}: expected KEYS_DIR:POWER"))?;
+            let power: u64 =
+                power.parse().with_context(|| format!("--operator {entry:?}: bad power"))?;
+            let public = crate::keys::load_public(Path::new(dir))
+                .with_context(|| format!("--operator {entry:?}"))?;
+            operators.push(GenesisOperator::from_public(&public, power));
+        }
+        let genesis = GenesisFile {
+            network_name: args.network_name.clone(),
+            genesis_time: args.genesis_time.unwrap_or(now_ms / 1000 + 30),
+            slot_duration_ms: args.slot_ms,
+            intervals_per_slot: args.intervals_per_slot,
+            operators,
+        };
+        genesis.to_config()?;
+        Ok(genesis)
+    }
+
+    /// What to tell whoever builds a genesis with a slot under [`SHORT_SLOT_MS`].
+    pub fn short_slot_note(&self) -> Option<String> {
+        (self.slot_duration_ms < SHORT_SLOT_MS).then(|| {
+            format!(
+                "a {} ms slot leaves {} ms per interval for every vote to cross the network; \
+                 use it only for networks on one host",
+                self.slot_duration_ms,
+                self.slot_duration_ms / self.intervals_per_slot.max(1)
+            )
+        })
+    }
+
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading genesis file {}", path.display()))?;
@@ -148,6 +188,36 @@ mod tests {
             operators,
         };
         (dir, file)
+    }
+
+    #[test]
+    fn the_subcommand_builds_from_keys_dirs_and_names_a_bad_entry() {
+        use clap::Parser;
+        let (dir, _) = file_with(2);
+        let op = |i: usize| format!("{}:100", dir.path().join(format!("op{i}")).display());
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["avs-node".to_owned(), "genesis".to_owned()];
+            argv.extend(extra.iter().map(|s| (*s).to_owned()));
+            match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+                crate::cli::Command::Genesis(args) => args,
+                _ => unreachable!(),
+            }
+        };
+        let (a, b) = (op(0), op(1));
+        let args = parse(&["--operator", &a, "--operator", &b, "--out", "g.json"]);
+        let genesis = GenesisFile::from_args(&args, 1_000_000).unwrap();
+        assert_eq!((genesis.operators.len(), genesis.genesis_time), (2, 1030));
+        assert_eq!(genesis.short_slot_note(), None, "the default slot is 4000 ms");
+        let args = parse(&["--operator", &a, "--slot-ms", "500", "--out", "g.json"]);
+        let note = GenesisFile::from_args(&args, 0).unwrap().short_slot_note().unwrap();
+        assert!(note.contains("100 ms per interval"), "{note}");
+        let missing = format!("{}:100", dir.path().join("nobody").display());
+        let args = parse(&["--operator", &missing, "--out", "g.json"]);
+        let error = format!("{:#}", GenesisFile::from_args(&args, 0).unwrap_err());
+        assert!(error.contains("nobody"), "{error}");
+        let args = parse(&["--operator", "op0", "--out", "g.json"]);
+        let error = format!("{:#}", GenesisFile::from_args(&args, 0).unwrap_err());
+        assert!(error.contains("expected KEYS_DIR:POWER"), "{error}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use avs_node::cli::{Cli, Command, KeysCommand};
 use avs_node::config::{FileConfig, NodeConfig};
-use avs_node::genesis::{GenesisFile, GenesisOperator};
+use avs_node::genesis::GenesisFile;
 use avs_node::keys::Protection;
 use avs_node::keystore::Password;
 use clap::{CommandFactory, FromArgMatches};
@@ -122,33 +122,9 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Genesis(args) => {
-            let mut operators = Vec::with_capacity(args.operators.len());
-            for entry in &args.operators {
-                let (dir, power) = entry
-                    .rsplit_once(':')
-                    .with_context(|| format!("--operator {entry:?}: expected KEYS_DIR:POWER"))?;
-                let power: u64 =
-                    power.parse().with_context(|| format!("--operator {entry:?}: bad power"))?;
-                let public = avs_node::keys::load_public(std::path::Path::new(dir))?;
-                operators.push(GenesisOperator::from_public(&public, power));
-            }
-            let genesis = GenesisFile {
-                network_name: args.network_name,
-                genesis_time: args
-                    .genesis_time
-                    .unwrap_or_else(|| avs_node::node::now_ms() / 1000 + 30),
-                slot_duration_ms: args.slot_ms,
-                intervals_per_slot: args.intervals_per_slot,
-                operators,
-            };
-            genesis.to_config()?;
-            if args.slot_ms < 2000 {
-                println!(
-                    "note: a {} ms slot leaves {} ms per interval for every vote to cross the \
-                     network; use it only for networks on one host",
-                    args.slot_ms,
-                    args.slot_ms / args.intervals_per_slot.max(1)
-                );
+            let genesis = GenesisFile::from_args(&args, avs_node::node::now_ms())?;
+            if let Some(note) = genesis.short_slot_note() {
+                println!("note: {note}");
             }
             genesis.write(&args.out)?;
             println!("wrote {}", args.out.display());
