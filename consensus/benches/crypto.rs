@@ -12,6 +12,8 @@
 //!      `Engine::handle(Input::Vote { Incoming::Verified, is_aggregator: true })` (pooling,
 //!      and at quorum the certificate's aggregation and acceptance), plus, once per N votes,
 //!      the certificate's SSZ encoding and the receivers' `verify_certificate`.
+//!    - `node path, 1 forged`: the node path with one vote signed by the wrong key, against
+//!      the clean round plus the pairings a bisection needs to isolate it (goal <= 1.1x).
 //!    - `batch path`: the same with the N votes checked by one `verify_votes_batch`.
 //!    - `aggregate-first bound`: decode, signature decompression and aggregation per vote and
 //!      one `fast_aggregate_verify` per N votes, i.e. what a pool that verifies the aggregate
@@ -259,6 +261,28 @@ impl<'a> Aggregator<'a> {
         nanos(start.elapsed()) / votes.len() as f64
     }
 
+    /// The node's path with the first `forged` votes of the round signed by another operator's
+    /// key (valid points, wrong signers): the pool's one aggregate check fails and it bisects,
+    /// keeping the good votes. Per vote, in nanoseconds.
+    fn node_path_forged(&mut self, forged: usize) -> f64 {
+        let (data, mut votes) = self.next_round();
+        let n = self.net.keys.len();
+        for (i, bytes) in votes.iter_mut().enumerate().take(forged) {
+            let mut vote = self.net.vote((i + 1) % n, data);
+            vote.operator_index = i as u64;
+            *bytes = encode(&vote).expect("ssz");
+        }
+        let start = Instant::now();
+        let mut certs = Vec::new();
+        let context = self.engine.gossip_context();
+        for bytes in &votes {
+            let vote = context.check_vote(bytes).expect("well-formed vote");
+            self.handle(Incoming::Raw(vote), &mut certs);
+        }
+        self.finish(data, certs);
+        nanos(start.elapsed()) / votes.len() as f64
+    }
+
     /// Eager checking (the previous design): one batch check for the round, then the
     /// verified votes, per vote, in nanoseconds.
     fn batch_path(&mut self) -> f64 {
@@ -310,6 +334,21 @@ fn ingest(n: usize, rows: &mut Vec<Row>) {
         rounds,
         || node.node_path(),
         single_verify_sampler(&net),
+    ));
+    // One forged vote in the round: the pool's aggregate check fails and it bisects. Its floor
+    // is the clean round plus the pairings a bisection needs to isolate one bad vote (two per
+    // halving of the quorum it checked), measured in the same run.
+    let halvings = ((n * 2 / 3 + 1) as f64).log2().ceil();
+    let mut forged = Aggregator::new(&net);
+    let mut clean = Aggregator::new(&net);
+    let mut single = single_verify_sampler(&net);
+    rows.push(compare(
+        format!("ingest/{n} node path, 1 forged"),
+        ("per vote", "clean round + 2 log2(Q) verifies"),
+        1.1,
+        rounds,
+        || forged.node_path_forged(1),
+        || clean.node_path() + 2.0 * halvings * single() / n as f64,
     ));
     let mut batch = Aggregator::new(&net);
     rows.push(compare(
