@@ -185,7 +185,9 @@ impl RequestQuota {
         let (tokens, last) = self.buckets.entry((peer, protocol)).or_insert((full, now_ms));
         let refill = now_ms.saturating_sub(*last).saturating_mul(per_second);
         *tokens = tokens.saturating_add(refill).min(full);
-        *last = now_ms;
+        // Never backwards: after a wall-clock step back, the time up to `last` was refilled
+        // already and must not count twice when the clock comes forward again.
+        *last = (*last).max(now_ms);
         if *tokens < 1000 {
             return false;
         }
@@ -302,5 +304,18 @@ mod tests {
         assert!(!quota.allow(flooder, certs, 1_125), "a drained bucket is not forgotten");
         quota.forget_idle(10_000);
         assert_eq!(quota.buckets(), 0, "refilled buckets are");
+    }
+
+    /// The quota reads the wall clock: a step back (NTP) must not hand out the stepped-back
+    /// time's tokens a second time when the clock comes forward again.
+    #[test]
+    fn a_wall_clock_step_back_does_not_refill_a_drained_bucket() {
+        let mut quota = RequestQuota::default();
+        let (peer, certs) = (PeerId::random(), ReqRespProtocol::Certificates);
+        let granted = (0..100).filter(|_| quota.allow(peer, certs, 60_000)).count();
+        assert_eq!(granted, 16);
+        assert!(!quota.allow(peer, certs, 50_000), "10 s back: nothing refilled");
+        assert!(!quota.allow(peer, certs, 60_000), "back where it was drained: still nothing");
+        assert!(quota.allow(peer, certs, 60_125), "then one request per 125 ms, as before");
     }
 }
