@@ -98,26 +98,20 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
     // The joining operator's node starts when the network has made it a member: a key outside
     // the set would have its check-ins refused by the members.
     let mut newcomer: Option<(Command, u16)> = None;
-    for (i, &(p2p, http, grpc)) in ports.iter().enumerate() {
+    for (i, &(p2p, http, _)) in ports.iter().enumerate() {
         let node_dir = dir.join(format!("node{i}"));
         let log = std::fs::File::create(node_dir.join("node.log"))?;
         let mut cmd = Command::new(&exe);
-        cmd.arg("run")
-            .arg("--data-dir")
-            .arg(&node_dir)
-            .arg("--genesis")
-            .arg(&genesis_path)
-            .arg("--keys-dir")
-            .arg(node_dir.join("keys"))
-            .arg("--insecure-plaintext-keys")
-            .args(["--p2p-addr", "127.0.0.1", "--p2p-port", &p2p.to_string()])
-            .args(["--http-port", &http.to_string(), "--grpc-port", &grpc.to_string()]);
-        for (j, &(peer_port, _, _)) in ports.iter().enumerate() {
-            if j != i {
-                cmd.arg("--bootnode")
-                    .arg(format!("/ip4/127.0.0.1/udp/{peer_port}/quic-v1/p2p/{}", peer_ids[j]));
-            }
-        }
+        // A throwaway network: plaintext keys, so nodes start without a password.
+        cmd.args(run_args(&LocalNode {
+            dir: &node_dir,
+            genesis: &genesis_path,
+            ports: &ports,
+            peer_ids: &peer_ids,
+            index: i,
+            only_bootnode: None,
+            password_file: None,
+        }));
         if i < usize::from(args.aggregators) {
             cmd.arg("--is-aggregator");
         }
@@ -315,8 +309,62 @@ pub fn stake_schedule(genesis: &GenesisFile, newcomer: &keys::OperatorPublic) ->
     }
 }
 
+/// `(p2p, http, grpc)` ports of one local node.
+pub type Ports = (u16, u16, u16);
+
+/// One node of a local network on 127.0.0.1, as `avs-node run` starts it: the devnet, the
+/// multi-process tests and `avs-bench` all build its command line with [`run_args`].
+#[derive(Debug, Clone, Copy)]
+pub struct LocalNode<'a> {
+    /// The node's directory: its data, and its keys in `keys/`.
+    pub dir: &'a Path,
+    pub genesis: &'a Path,
+    /// Every node's ports and peer id, by index.
+    pub ports: &'a [Ports],
+    pub peer_ids: &'a [String],
+    pub index: usize,
+    /// Dial only this node (which itself dials no one), instead of every other node.
+    pub only_bootnode: Option<usize>,
+    /// The keystores' password file; `None` for plaintext keys.
+    pub password_file: Option<&'a Path>,
+}
+
+/// The `avs-node run` arguments of `node`: its own directory, keys and ports on 127.0.0.1,
+/// and every other node (or only `only_bootnode`) as a QUIC bootnode.
+pub fn run_args(node: &LocalNode<'_>) -> Vec<String> {
+    let (p2p, http, grpc) = node.ports.get(node.index).copied().unwrap_or_default();
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--data-dir".into(),
+        node.dir.display().to_string(),
+        "--genesis".into(),
+        node.genesis.display().to_string(),
+        "--keys-dir".into(),
+        node.dir.join("keys").display().to_string(),
+        "--p2p-addr".into(),
+        "127.0.0.1".into(),
+        "--p2p-port".into(),
+        p2p.to_string(),
+        "--http-port".into(),
+        http.to_string(),
+        "--grpc-port".into(),
+        grpc.to_string(),
+    ];
+    match node.password_file {
+        Some(file) => args.extend(["--keys-password-file".into(), file.display().to_string()]),
+        None => args.push("--insecure-plaintext-keys".into()),
+    }
+    for (j, (&(peer_p2p, _, _), peer_id)) in node.ports.iter().zip(node.peer_ids).enumerate() {
+        if j != node.index && node.only_bootnode.is_none_or(|o| o == j) {
+            args.push("--bootnode".into());
+            args.push(format!("/ip4/127.0.0.1/udp/{peer_p2p}/quic-v1/p2p/{peer_id}"));
+        }
+    }
+    args
+}
+
 /// `(p2p, http, grpc)` ports for each of `n` local nodes.
-pub fn node_ports(n: usize) -> anyhow::Result<Vec<(u16, u16, u16)>> {
+pub fn node_ports(n: usize) -> anyhow::Result<Vec<Ports>> {
     (0..n).map(|_| Ok((free_port()?, free_port()?, free_port()?))).collect()
 }
 
@@ -539,4 +587,39 @@ async fn task_events(nodes: &[DevNode], counts: &mut TaskCounts) -> Vec<String> 
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod launcher_tests {
+    use super::*;
+
+    #[test]
+    fn run_args_name_the_nodes_own_place_and_its_bootnodes() {
+        let ports = [(9000, 5052, 2206), (9001, 5053, 2207), (9002, 5054, 2208)];
+        let ids = ["A".to_owned(), "B".to_owned(), "C".to_owned()];
+        let node = LocalNode {
+            dir: Path::new("/d/node1"),
+            genesis: Path::new("/d/genesis.json"),
+            ports: &ports,
+            peer_ids: &ids,
+            index: 1,
+            only_bootnode: None,
+            password_file: None,
+        };
+        let args = run_args(&node).join(" ");
+        assert!(args.starts_with("run --data-dir /d/node1 --genesis /d/genesis.json"), "{args}");
+        assert!(args.contains("--keys-dir /d/node1/keys --p2p-addr 127.0.0.1 --p2p-port 9001"));
+        assert!(args.contains("--http-port 5053 --grpc-port 2207 --insecure-plaintext-keys"));
+        assert!(args.contains("--bootnode /ip4/127.0.0.1/udp/9000/quic-v1/p2p/A"), "{args}");
+        assert!(args.contains("--bootnode /ip4/127.0.0.1/udp/9002/quic-v1/p2p/C"), "{args}");
+        assert!(!args.contains("/p2p/B"), "not itself: {args}");
+
+        let password = Path::new("/d/pw");
+        let only = LocalNode { only_bootnode: Some(2), password_file: Some(password), ..node };
+        let args = run_args(&only).join(" ");
+        assert!(args.contains("--keys-password-file /d/pw"), "{args}");
+        assert!(!args.contains("--insecure-plaintext-keys") && !args.contains("/p2p/A"), "{args}");
+        let bootnode = run_args(&LocalNode { index: 2, ..only }).join(" ");
+        assert!(!bootnode.contains("--bootnode"), "the only bootnode dials no one: {bootnode}");
+    }
 }

@@ -161,12 +161,12 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().into()
 }
 
-/// `(p2p, http, grpc)` ports of one node.
-pub type Ports = (u16, u16, u16);
+pub use avs_node::devnet::Ports;
 
-/// The `avs-node run` arguments of node `i` of a local network: its own directory, keys and
-/// ports on 127.0.0.1, and as QUIC bootnodes every other node, or only node `only` (which
-/// itself gets none: it is found by the others).
+/// The `avs-node run` arguments of node `i` of a local network (the devnet's own builder):
+/// its own directory, keys and ports on 127.0.0.1, and as QUIC bootnodes every other node, or
+/// only node `only` (which itself gets none: it is found by the others). Keys are opened with
+/// the password file beside them when there is one ([`unlock`]).
 pub fn run_args(
     node_dir: &Path,
     genesis: &Path,
@@ -175,36 +175,16 @@ pub fn run_args(
     i: usize,
     only: Option<usize>,
 ) -> Vec<String> {
-    let (p2p, http, grpc) = ports[i];
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--data-dir".into(),
-        node_dir.display().to_string(),
-        "--genesis".into(),
-        genesis.display().to_string(),
-        "--keys-dir".into(),
-        node_dir.join("keys").display().to_string(),
-        "--p2p-addr".into(),
-        "127.0.0.1".into(),
-        "--p2p-port".into(),
-        p2p.to_string(),
-        "--http-port".into(),
-        http.to_string(),
-        "--grpc-port".into(),
-        grpc.to_string(),
-    ];
-    let unlock = unlock(node_dir);
-    match unlock.password_file {
-        Some(file) => args.extend(["--keys-password-file".into(), file.display().to_string()]),
-        None => args.push("--insecure-plaintext-keys".into()),
-    }
-    for (j, &(peer_p2p, _, _)) in ports.iter().enumerate() {
-        if j != i && only.is_none_or(|o| o == j) {
-            args.push("--bootnode".into());
-            args.push(format!("/ip4/127.0.0.1/udp/{peer_p2p}/quic-v1/p2p/{}", peer_ids[j]));
-        }
-    }
-    args
+    let password_file = unlock(node_dir).password_file;
+    avs_node::devnet::run_args(&avs_node::devnet::LocalNode {
+        dir: node_dir,
+        genesis,
+        ports,
+        peer_ids,
+        index: i,
+        only_bootnode: only,
+        password_file: password_file.as_deref(),
+    })
 }
 
 /// A network of node processes sharing one genesis.
