@@ -249,16 +249,7 @@ impl<'a> Aggregator<'a> {
     /// The node's path, per vote, in nanoseconds: the cheap gossip check, then the engine's
     /// lazy pool (one aggregate check when the votes could form a quorum).
     fn node_path(&mut self) -> f64 {
-        let (data, votes) = self.next_round();
-        let start = Instant::now();
-        let mut certs = Vec::new();
-        let context = self.engine.gossip_context();
-        for bytes in &votes {
-            let vote = context.check_vote(bytes).expect("well-formed vote");
-            self.handle(Incoming::Raw(vote), &mut certs);
-        }
-        self.finish(data, certs);
-        nanos(start.elapsed()) / votes.len() as f64
+        self.node_path_forged(0)
     }
 
     /// The node's path with the first `forged` votes of the round signed by another operator's
