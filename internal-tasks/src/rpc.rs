@@ -247,6 +247,10 @@ impl StakeSource for RpcSource {
     fn snapshot(&self, chain: Chain, number: u64) -> SourceFuture<'_, ChainSnapshot> {
         Box::pin(self.guarded(chain.name(), self.read(chain, number)))
     }
+
+    fn block_hash(&self, chain: Chain, number: u64) -> SourceFuture<'_, [u8; 32]> {
+        Box::pin(self.guarded(chain.name(), RpcSource::block_hash(self, chain, number)))
+    }
 }
 
 /// `message` with every secret replaced by its name.

@@ -89,7 +89,22 @@ pub trait StakeSource: Send + Sync {
     fn heads(&self) -> SourceFuture<'_, Heads>;
     /// The registry of `chain` at block `number` (at most the confirmed head).
     fn snapshot(&self, chain: Chain, number: u64) -> SourceFuture<'_, ChainSnapshot>;
+    /// The hash of `chain`'s block `number` now: the refresher compares it with the cached
+    /// snapshots' to drop those a reorganization replaced. By default read through
+    /// [`Self::snapshot`]; sources with a cheaper call override it.
+    fn block_hash(&self, chain: Chain, number: u64) -> SourceFuture<'_, [u8; 32]> {
+        Box::pin(async move { Ok(self.snapshot(chain, number).await?.block.hash) })
+    }
 }
+
+/// When a chain's confirmed head moves, its newest cached snapshots (at most
+/// [`REORG_RECHECK_NEWEST`], within this many blocks of the head) are re-checked against the
+/// chain's current block hash: a reorganization deeper than the confirmation depth replaces
+/// them, and a node that kept the old one would judge task results against a chain the others
+/// no longer see. Bounded so that a paid RPC endpoint sees a few calls per new block, not one per
+/// cached snapshot per pass.
+pub const REORG_RECHECK_DEPTH: u64 = 128;
+pub const REORG_RECHECK_NEWEST: usize = 4;
 
 /// Snapshots kept per chain; older ones are evicted first.
 const MAX_SNAPSHOTS: usize = 64;
@@ -181,6 +196,21 @@ impl SourceCache {
             .collect()
     }
 
+    /// The cached snapshots of `chain` at `from` or above, as `(number, hash)`.
+    pub fn cached_since(&self, chain: Chain, from: u64) -> Vec<(u64, [u8; 32])> {
+        self.lock()
+            .snapshots
+            .range((chain, from)..=(chain, u64::MAX))
+            .map(|(&(_, number), s)| (number, s.block.hash))
+            .collect()
+    }
+
+    /// Drops the snapshot of `chain` at `number` (a reorganization replaced its block); the
+    /// next lookup fetches it again.
+    pub fn evict(&self, chain: Chain, number: u64) {
+        self.lock().snapshots.remove(&(chain, number));
+    }
+
     /// Forgets a wanted block the source refused, so the list cannot fill with bad numbers.
     pub fn unwant(&self, chain: Chain, number: u64) {
         self.lock().wanted.remove(&(chain, number));
@@ -192,7 +222,27 @@ impl SourceCache {
 /// fetched before the error stays cached.
 pub async fn refresh(source: &dyn StakeSource, cache: &SourceCache) -> Result<Heads, SourceError> {
     let heads = source.heads().await?;
+    let before = cache.heads();
     cache.set_heads(heads);
+    for chain in [Chain::L1, Chain::L2] {
+        if before.is_some_and(|b| b.get(chain) >= heads.get(chain)) {
+            continue;
+        }
+        let from = heads.get(chain).saturating_sub(REORG_RECHECK_DEPTH);
+        let cached = cache.cached_since(chain, from);
+        for &(number, hash) in cached.iter().rev().take(REORG_RECHECK_NEWEST) {
+            let now = source.block_hash(chain, number).await?;
+            if now != hash {
+                tracing::warn!(
+                    chain = chain.name(),
+                    block = number,
+                    "a reorganization deeper than the confirmation depth replaced a cached \
+                     block; its snapshot is read again (raise --confirmations?)"
+                );
+                cache.evict(chain, number);
+            }
+        }
+    }
     for chain in [Chain::L1, Chain::L2] {
         let number = heads.get(chain);
         if !matches!(cache.lookup(chain, number), Lookup::Found(_)) {
@@ -230,6 +280,51 @@ mod tests {
         assert!(cache.wanted().is_empty());
         assert!(matches!(cache.lookup(Chain::L1, 7), Lookup::Found(_)));
         assert!(matches!(cache.lookup(Chain::L2, 7), Lookup::NotReached { head: Some(3) }));
+    }
+
+    /// A source whose block 7 of L1 is replaced (a reorganization) after the first read.
+    struct Reorganizing {
+        reorged: std::sync::atomic::AtomicBool,
+        reads: std::sync::atomic::AtomicU32,
+    }
+
+    impl StakeSource for Reorganizing {
+        fn kind(&self) -> &'static str {
+            "test"
+        }
+        fn heads(&self) -> SourceFuture<'_, Heads> {
+            // The head moves on when the reorganization comes (that is when it is looked for).
+            let l1 = if self.reorged.load(std::sync::atomic::Ordering::Relaxed) { 8 } else { 7 };
+            Box::pin(async move { Ok(Heads { l1, l2: 3 }) })
+        }
+        fn snapshot(&self, chain: Chain, number: u64) -> SourceFuture<'_, ChainSnapshot> {
+            use std::sync::atomic::Ordering;
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            let mut s = snapshot(number, &[(1, 5)]);
+            if chain == Chain::L1 && self.reorged.load(Ordering::Relaxed) {
+                s.block.hash = [0xee; 32];
+            }
+            Box::pin(async move { Ok(s) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_snapshot_whose_block_was_reorganized_away_is_read_again() {
+        use std::sync::atomic::Ordering;
+        let source = Reorganizing { reorged: false.into(), reads: 0.into() };
+        let cache = SourceCache::new();
+        refresh(&source, &cache).await.unwrap();
+        let Lookup::Found(before) = cache.lookup(Chain::L1, 7) else { panic!("not cached") };
+        source.reorged.store(true, Ordering::Relaxed);
+        refresh(&source, &cache).await.unwrap();
+        // Dropped: the next lookup asks for it, and the next pass reads the new block.
+        assert!(matches!(cache.lookup(Chain::L1, 7), Lookup::Fetching));
+        refresh(&source, &cache).await.unwrap();
+        let Lookup::Found(after) = cache.lookup(Chain::L1, 7) else { panic!("not cached") };
+        assert_ne!(before.block.hash, after.block.hash, "the replaced block's snapshot was kept");
+        assert_eq!(after.block.hash, [0xee; 32]);
+        let Lookup::Found(l2) = cache.lookup(Chain::L2, 3) else { panic!("not cached") };
+        assert_eq!(l2.block.hash, snapshot(3, &[]).block.hash, "the other chain is untouched");
     }
 
     #[test]
