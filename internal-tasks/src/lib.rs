@@ -11,6 +11,7 @@
 pub mod embedded;
 pub mod rpc;
 pub mod source;
+pub mod transport;
 pub mod update;
 pub mod voting_power;
 

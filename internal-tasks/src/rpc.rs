@@ -23,6 +23,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use crate::source::{
     Chain, ChainSnapshot, Heads, RegisteredOperator, SourceError, SourceFuture, StakeSource,
 };
+use crate::transport::{CappedHttp, MAX_RESPONSE_BYTES};
 use crate::update::ChainBlock;
 
 alloy::sol!(
@@ -93,7 +94,10 @@ impl RpcSource {
                 .map_err(|e| SourceError::Unavailable(format!("{name}: not a valid URL ({e})")))?;
             secrets.push((url.to_owned(), name));
             secrets.push((parsed.as_str().to_owned(), name));
-            Ok(ProviderBuilder::new().connect_http(parsed).erased())
+            let is_local = parsed.host_str().is_some_and(|h| h == "localhost" || h == "127.0.0.1");
+            let transport = CappedHttp::new(parsed, MAX_RESPONSE_BYTES);
+            let client = alloy::rpc::client::RpcClient::new(transport, is_local);
+            Ok(ProviderBuilder::new().connect_client(client).erased())
         };
         Ok(Self {
             l1: provider(&config.l1_url, "<L1 RPC URL>")?,
@@ -277,6 +281,43 @@ mod tests {
             l2_registry: [2; 20],
             confirmations: 0,
             timeout,
+        }
+    }
+
+    /// An endpoint answering with a body above the cap (here 12 MiB of JSON, streamed without
+    /// a Content-Length) fails the read as unavailable; the node never holds the whole body.
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused_without_reading_it_all() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let _server = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                transfer-encoding: chunked\r\n\r\n";
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b' '; 64 * 1024];
+                    for _ in 0..(12 * 16) {
+                        let framed =
+                            [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                        if socket.write_all(&framed).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let source = RpcSource::new(&config(&url, Duration::from_secs(10))).unwrap();
+        match source.heads().await {
+            Err(SourceError::Unavailable(message)) => {
+                assert!(message.contains("larger than"), "{message}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 
