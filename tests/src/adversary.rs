@@ -504,3 +504,45 @@ fn recombined_certificates_are_neither_verified_nor_forwarded() {
 fn certificate_refusals(node: &NodeProcess) -> f64 {
     node.metric_sum("avs_node_gossip_refused_total", "topic=\"certificate\"").unwrap()
 }
+
+/// Open file descriptors of a node process (its sockets among them).
+fn open_fds(node: &NodeProcess) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", node.pid().unwrap())).map_or(0, |d| d.count())
+}
+
+/// Connection exhaustion: a stranger opens 300 TCP connections to one node's p2p port and never
+/// finishes a handshake, while 16 more strangers complete theirs. The node's pending and
+/// established limits bound what it holds (the operator set's peers are exempt and already
+/// connected), so the honest network goes on and the node's sockets and memory stay bounded.
+/// (On loopback the per-IP cap does not apply: it exempts 127.0.0.1 so local devnets work; its
+/// own tests are in p2p's guard.)
+#[test]
+fn connection_exhaustion_costs_the_network_no_height() {
+    let cluster = started_cluster();
+    let victim = &cluster.nodes[0];
+    let (rss_before, fds_before) = (rss_mib(victim), open_fds(victim));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let strangers: Vec<_> = (0..16).map(|_| attacker(&runtime, digest(&cluster))).collect();
+    for (service, _) in &strangers {
+        let _ = runtime.block_on(service.handle.dial(address_of(victim)));
+    }
+    let mut half_open = Vec::new();
+    for _ in 0..300 {
+        if let Ok(socket) = std::net::TcpStream::connect(("127.0.0.1", victim.p2p_port)) {
+            half_open.push(socket);
+        }
+    }
+    keeps_finalizing(&cluster, 3);
+    let (rss_after, fds_after) = (rss_mib(victim), open_fds(victim));
+    eprintln!(
+        "connection exhaustion: {} half-open TCP connections held, 16 strangers; victim fds \
+         {fds_before} -> {fds_after}, RSS {rss_before} -> {rss_after} MiB; every node +3 heights",
+        half_open.len()
+    );
+    assert!(rss_after < rss_before + 64, "memory grew {rss_before} -> {rss_after} MiB");
+    assert!(fds_after < fds_before + 200, "the node holds {fds_after} descriptors");
+    drop(half_open);
+    for (_, cancel) in strangers {
+        cancel.cancel();
+    }
+}
