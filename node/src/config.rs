@@ -373,6 +373,8 @@ impl NodeConfig {
     ) -> Result<Self, ConfigError> {
         let run = Layers { matches: run_matches };
         let top = Layers { matches: top_matches };
+        let internal_tasks =
+            run.pick("internal_tasks", args.roles.internal_tasks, file.roles.internal_tasks);
         let config = NodeConfig {
             data_dir: expand_home(run.pick(
                 "data_dir",
@@ -423,17 +425,13 @@ impl NodeConfig {
                 args.roles.is_aggregator,
                 file.roles.is_aggregator,
             ),
-            internal_tasks: run.pick(
-                "internal_tasks",
-                args.roles.internal_tasks,
-                file.roles.internal_tasks,
-            ),
+            internal_tasks,
             sync_interval_ms: run.pick(
                 "sync_interval",
                 args.roles.sync_interval,
                 file.roles.sync_interval,
             ),
-            tasks: crate::tasks::TaskConfig {
+            tasks: crate::tasks::TaskSettings {
                 stake_schedule: args.tasks.stake_schedule.clone().or(file.tasks.stake_schedule),
                 l1_rpc: args.tasks.l1_rpc.clone().or(file.tasks.l1_rpc),
                 l2_rpc: args.tasks.l2_rpc.clone().or(file.tasks.l2_rpc),
@@ -444,7 +442,9 @@ impl NodeConfig {
                     args.tasks.confirmations,
                     file.tasks.confirmations,
                 ),
-            },
+            }
+            .resolve(internal_tasks)
+            .map_err(ConfigError::Tasks)?,
             log: LogConfig {
                 filter: top.pick("log_filter", log.0.to_owned(), file.log.log_filter),
                 format: top.pick("log_format", log.1, file.log.log_format),
@@ -458,7 +458,6 @@ impl NodeConfig {
         if self.sync_interval_ms < MIN_SYNC_INTERVAL_MS {
             return Err(ConfigError::SyncIntervalTooShort { value: self.sync_interval_ms });
         }
-        self.tasks.validate(self.internal_tasks).map_err(ConfigError::Tasks)?;
         if let Some(value) = self.history_blocks
             && value < crate::chain_store::MIN_HISTORY_BLOCKS
         {
@@ -735,7 +734,10 @@ mod tests {
     fn task_settings_layer_and_an_incomplete_stake_source_is_refused() {
         let file = "[tasks]\nstake_schedule = \"s.json\"\nconfirmations = 3\n";
         let cfg = resolve(&["avs-node", "run", "--confirmations", "5"], file).unwrap();
-        assert_eq!(cfg.tasks.stake_schedule, Some(PathBuf::from("s.json")));
+        assert_eq!(
+            cfg.tasks.source,
+            crate::tasks::StakeSourceConfig::Schedule(PathBuf::from("s.json"))
+        );
         assert_eq!(cfg.tasks.confirmations, 5);
         let cfg = resolve(&["avs-node", "run"], file).unwrap();
         assert_eq!(cfg.tasks.confirmations, 3);

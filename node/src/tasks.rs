@@ -48,33 +48,103 @@ const RPC_POLL: Duration = Duration::from_millis(500);
 /// Distinct (task, height, result, verdict) entries remembered to log and count each once.
 const SEEN_VERDICTS: usize = 256;
 
-/// Task settings of `avs-node run` (flags of [`crate::cli::TaskArgs`], `[tasks]` in the file).
-/// Its `Debug` shows the RPC endpoints as their origin only: providers put API keys in the
-/// path or query.
+/// Where VotingPowerSyncTask reads stake: one source, complete, or none.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum StakeSourceConfig {
+    /// No source: the node can never attest a VotingPowerSync update (warned at start).
+    #[default]
+    None,
+    /// The embedded scripted L1/L2 schedule (JSON file).
+    Schedule(PathBuf),
+    /// The registry contracts on two EVM chains, over JSON-RPC.
+    JsonRpc {
+        l1_rpc: String,
+        l2_rpc: String,
+        /// `StakeRegistry` on L1.
+        l1_registry: [u8; 20],
+        /// `PowerRegistry` on L2.
+        l2_registry: [u8; 20],
+    },
+}
+
+/// Task settings of `avs-node run`, checked ([`TaskSettings::resolve`]). Its `Debug` (and the
+/// source's) shows the RPC endpoints as their origin only: providers put API keys in the path
+/// or query.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct TaskConfig {
-    /// Embedded stake source: a scripted L1/L2 schedule (JSON).
-    pub stake_schedule: Option<PathBuf>,
-    pub l1_rpc: Option<String>,
-    pub l2_rpc: Option<String>,
-    /// `0x` address of `StakeRegistry` on L1.
-    pub l1_registry: Option<String>,
-    /// `0x` address of `PowerRegistry` on L2.
-    pub l2_registry: Option<String>,
+    pub source: StakeSourceConfig,
     pub confirmations: u64,
+}
+
+impl fmt::Debug for StakeSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StakeSourceConfig::None => f.write_str("None"),
+            StakeSourceConfig::Schedule(path) => f.debug_tuple("Schedule").field(path).finish(),
+            StakeSourceConfig::JsonRpc { l1_rpc, l2_rpc, l1_registry, l2_registry } => f
+                .debug_struct("JsonRpc")
+                .field("l1_rpc", &crate::config::url_origin(l1_rpc))
+                .field("l2_rpc", &crate::config::url_origin(l2_rpc))
+                .field("l1_registry", &format!("0x{}", hex::encode(l1_registry)))
+                .field("l2_registry", &format!("0x{}", hex::encode(l2_registry)))
+                .finish(),
+        }
+    }
 }
 
 impl fmt::Debug for TaskConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { stake_schedule, l1_rpc, l2_rpc, l1_registry, l2_registry, confirmations } = self;
         f.debug_struct("TaskConfig")
-            .field("stake_schedule", stake_schedule)
-            .field("l1_rpc", &l1_rpc.as_deref().map(crate::config::url_origin))
-            .field("l2_rpc", &l2_rpc.as_deref().map(crate::config::url_origin))
-            .field("l1_registry", l1_registry)
-            .field("l2_registry", l2_registry)
-            .field("confirmations", confirmations)
+            .field("source", &self.source)
+            .field("confirmations", &self.confirmations)
             .finish()
+    }
+}
+
+/// The task settings as given (command line over file), before [`Self::resolve`] checks them.
+/// No `Debug`: the URLs may carry API keys.
+#[derive(Clone, Default)]
+pub struct TaskSettings {
+    pub stake_schedule: Option<PathBuf>,
+    pub l1_rpc: Option<String>,
+    pub l2_rpc: Option<String>,
+    pub l1_registry: Option<String>,
+    pub l2_registry: Option<String>,
+    pub confirmations: u64,
+}
+
+impl TaskSettings {
+    /// At most one source, completely, with valid addresses; `internal_tasks` needs one.
+    pub fn resolve(self, internal_tasks: bool) -> Result<TaskConfig, String> {
+        let Self { stake_schedule, l1_rpc, l2_rpc, l1_registry, l2_registry, confirmations } = self;
+        let source = match (stake_schedule, l1_rpc, l2_rpc, l1_registry, l2_registry) {
+            (None, None, None, None, None) if internal_tasks => {
+                return Err("--internal-tasks needs a stake source: --stake-schedule FILE, or \
+                            --l1-rpc, --l2-rpc, --l1-registry and --l2-registry"
+                    .into());
+            }
+            (None, None, None, None, None) => StakeSourceConfig::None,
+            (Some(path), None, None, None, None) => StakeSourceConfig::Schedule(path),
+            (None, Some(l1_rpc), Some(l2_rpc), Some(l1), Some(l2)) => StakeSourceConfig::JsonRpc {
+                l1_rpc,
+                l2_rpc,
+                l1_registry: parse_address(&l1)
+                    .map_err(|e| format!("--l1-registry {l1:?}: {e}"))?,
+                l2_registry: parse_address(&l2)
+                    .map_err(|e| format!("--l2-registry {l2:?}: {e}"))?,
+            },
+            (Some(_), ..) => {
+                return Err(
+                    "--stake-schedule and --l1-rpc/--l2-rpc are two stake sources; give one".into(),
+                );
+            }
+            _ => {
+                return Err("the JSON-RPC stake source needs all of --l1-rpc, --l2-rpc, \
+                            --l1-registry and --l2-registry"
+                    .into());
+            }
+        };
+        Ok(TaskConfig { source, confirmations })
     }
 }
 
@@ -88,41 +158,6 @@ pub struct FileTasks {
     pub l1_registry: Option<String>,
     pub l2_registry: Option<String>,
     pub confirmations: Option<u64>,
-}
-
-impl TaskConfig {
-    /// Checks that the settings name at most one source, completely; `internal_tasks` needs one.
-    pub fn validate(&self, internal_tasks: bool) -> Result<(), String> {
-        let rpc = [&self.l1_rpc, &self.l2_rpc, &self.l1_registry, &self.l2_registry];
-        let any_rpc = rpc.iter().any(|v| v.is_some());
-        if any_rpc && self.stake_schedule.is_some() {
-            return Err(
-                "--stake-schedule and --l1-rpc/--l2-rpc are two stake sources; give one".into()
-            );
-        }
-        if any_rpc && rpc.iter().any(|v| v.is_none()) {
-            return Err(
-                "the JSON-RPC stake source needs all of --l1-rpc, --l2-rpc, --l1-registry and \
-                 --l2-registry"
-                    .into(),
-            );
-        }
-        for (flag, value) in
-            [("--l1-registry", &self.l1_registry), ("--l2-registry", &self.l2_registry)]
-        {
-            if let Some(v) = value {
-                parse_address(v).map_err(|e| format!("{flag} {v:?}: {e}"))?;
-            }
-        }
-        if internal_tasks && !any_rpc && self.stake_schedule.is_none() {
-            return Err(
-                "--internal-tasks needs a stake source: --stake-schedule FILE, or --l1-rpc, \
-                 --l2-rpc, --l1-registry and --l2-registry"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
 }
 
 fn parse_address(text: &str) -> Result<[u8; 20], String> {
@@ -228,32 +263,32 @@ fn now_ms() -> u64 {
 impl NodeTasks {
     pub fn build(config: &NodeConfig, genesis: &GenesisConfig) -> anyhow::Result<Self> {
         let tasks = &config.tasks;
-        tasks.validate(config.internal_tasks).map_err(anyhow::Error::msg)?;
-        let (source, poll): (Option<Arc<dyn StakeSource>>, Duration) =
-            if let Some(path) = &tasks.stake_schedule {
+        let (source, poll): (Option<Arc<dyn StakeSource>>, Duration) = match &tasks.source {
+            StakeSourceConfig::Schedule(path) => {
                 let schedule = StakeSchedule::load(path)?;
                 let source = EmbeddedSource::new(&schedule, tasks.confirmations, Arc::new(now_ms))?;
                 (Some(Arc::new(source)), EMBEDDED_POLL)
-            } else if let (Some(l1), Some(l2), Some(r1), Some(r2)) =
-                (&tasks.l1_rpc, &tasks.l2_rpc, &tasks.l1_registry, &tasks.l2_registry)
-            {
+            }
+            StakeSourceConfig::JsonRpc { l1_rpc, l2_rpc, l1_registry, l2_registry } => {
                 let source = RpcSource::new(&RpcConfig {
-                    l1_url: l1.clone(),
-                    l2_url: l2.clone(),
-                    l1_registry: parse_address(r1).map_err(anyhow::Error::msg)?,
-                    l2_registry: parse_address(r2).map_err(anyhow::Error::msg)?,
+                    l1_url: l1_rpc.clone(),
+                    l2_url: l2_rpc.clone(),
+                    l1_registry: *l1_registry,
+                    l2_registry: *l2_registry,
                     confirmations: tasks.confirmations,
                     timeout: avs_internal_tasks::rpc::DEFAULT_RPC_TIMEOUT,
                 })?;
                 (Some(Arc::new(source)), RPC_POLL)
-            } else {
+            }
+            StakeSourceConfig::None => {
                 tracing::warn!(
                     "no stake source (--stake-schedule, or --l1-rpc/--l2-rpc with both registry \
                      addresses): this node can never attest a VotingPowerSync update (task \
                      10001) and withholds its vote on every block that carries one"
                 );
                 (None, RPC_POLL)
-            };
+            }
+        };
         let metrics = TaskMetrics::default();
         let view = Arc::new(AtomicU64::new(0));
         let observer = Arc::new(NodeObserver {
@@ -379,26 +414,36 @@ mod tests {
 
     #[test]
     fn task_settings_name_one_complete_source() {
-        let ok = TaskConfig::default();
-        assert!(ok.validate(false).is_ok());
-        assert!(ok.validate(true).unwrap_err().contains("needs a stake source"));
+        let none = TaskSettings::default();
+        assert_eq!(none.clone().resolve(false).unwrap().source, StakeSourceConfig::None);
+        assert!(none.resolve(true).unwrap_err().contains("needs a stake source"));
         let schedule =
-            TaskConfig { stake_schedule: Some("s.json".into()), ..TaskConfig::default() };
-        assert!(schedule.validate(true).is_ok());
-        let partial =
-            TaskConfig { l1_rpc: Some("http://127.0.0.1:8545".into()), ..TaskConfig::default() };
-        assert!(partial.validate(false).unwrap_err().contains("needs all of"));
-        let full = TaskConfig {
+            TaskSettings { stake_schedule: Some("s.json".into()), ..TaskSettings::default() };
+        assert_eq!(
+            schedule.resolve(true).unwrap().source,
+            StakeSourceConfig::Schedule("s.json".into())
+        );
+        let partial = TaskSettings {
+            l1_rpc: Some("http://127.0.0.1:8545".into()),
+            ..TaskSettings::default()
+        };
+        assert!(partial.resolve(false).unwrap_err().contains("needs all of"));
+        let full = TaskSettings {
             l1_rpc: Some("http://127.0.0.1:8545".into()),
             l2_rpc: Some("http://127.0.0.1:8546".into()),
             l1_registry: Some(format!("0x{}", "11".repeat(20))),
             l2_registry: Some(format!("0x{}", "22".repeat(20))),
-            ..TaskConfig::default()
+            ..TaskSettings::default()
         };
-        assert!(full.validate(true).is_ok());
-        let both = TaskConfig { stake_schedule: Some("s.json".into()), ..full.clone() };
-        assert!(both.validate(true).unwrap_err().contains("two stake sources"));
-        let bad = TaskConfig { l1_registry: Some("0x1234".into()), ..full };
-        assert!(bad.validate(true).unwrap_err().contains("--l1-registry"));
+        let StakeSourceConfig::JsonRpc { l1_registry, l2_registry, .. } =
+            full.clone().resolve(true).unwrap().source
+        else {
+            panic!("not the JSON-RPC source");
+        };
+        assert_eq!((l1_registry, l2_registry), ([0x11; 20], [0x22; 20]));
+        let both = TaskSettings { stake_schedule: Some("s.json".into()), ..full.clone() };
+        assert!(both.resolve(true).unwrap_err().contains("two stake sources"));
+        let bad = TaskSettings { l1_registry: Some("0x1234".into()), ..full };
+        assert!(bad.resolve(true).unwrap_err().contains("--l1-registry"));
     }
 }
