@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::DevnetArgs;
 use crate::genesis::{GenesisFile, GenesisOperator};
 use crate::keys;
+use crate::status::StatusReport;
 use avs_internal_tasks::embedded::{ScheduledOperator, StakeSchedule, Step};
 
 const GRACE: Duration = Duration::from_secs(10);
@@ -53,21 +54,6 @@ struct DevNode {
 
 /// A crashed node is restarted this long after it exited (`--restart-crashed`).
 const RESTART_DELAY: Duration = Duration::from_secs(2);
-
-/// What a node's status endpoint says, for the progress line.
-#[derive(Debug, Default, serde::Deserialize)]
-struct Status {
-    epoch: u64,
-    view: u64,
-    finalized_height: u64,
-    finalized_root: String,
-    peers: u64,
-    is_aggregator: bool,
-    #[serde(default)]
-    nullified_views: u64,
-    #[serde(default)]
-    last_finality_latency_ms: Option<u64>,
-}
 
 pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let n = usize::from(args.nodes);
@@ -449,8 +435,8 @@ async fn poll_nodes<T: Send + 'static>(
 }
 
 async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
-    let statuses: Vec<Option<Status>> =
-        poll_nodes(nodes, "/lean/v0/status", |body| body.read_json::<Status>().ok()).await;
+    let statuses: Vec<Option<StatusReport>> =
+        poll_nodes(nodes, "/lean/v0/status", |body| body.read_json::<StatusReport>().ok()).await;
     let best = statuses.iter().flatten().max_by_key(|s| (s.finalized_height, s.epoch, s.view));
     let mut line = format!("[{:>4}s]", elapsed.as_secs());
     match best {

@@ -14,7 +14,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
 
 /// Path of the `avs-node` binary built alongside this test binary.
 pub fn avs_node_binary() -> anyhow::Result<PathBuf> {
@@ -41,17 +40,8 @@ pub fn avs_node_binary() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// A node's `/lean/v0/status`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Status {
-    pub epoch: u64,
-    pub view: u64,
-    pub finalized_height: u64,
-    pub finalized_root: String,
-    pub peers: u64,
-    pub is_aggregator: bool,
-    pub seconds_since_last_certificate: Option<u64>,
-}
+/// A node's `/lean/v0/status`: the node's own type for that JSON.
+pub use avs_node::status::StatusReport as Status;
 
 /// One `avs-node run` child process.
 pub struct NodeProcess {

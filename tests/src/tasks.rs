@@ -10,6 +10,7 @@ use std::time::Duration;
 use avs_internal_tasks::embedded::{ScheduledOperator, StakeSchedule, Step};
 
 use super::*;
+use serde::Deserialize;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const SLOT_MS: u64 = 1000;

@@ -3,17 +3,12 @@
 //! only reads it.
 
 use super::{ApiState, json_response};
+use crate::status::StatusReport;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
 pub(crate) async fn get_status(State(state): State<ApiState>) -> Response {
-    let status = state.status.borrow().clone();
-    let now_ms = crate::node::now_ms();
-    let since = status.last_certificate_ms.map(|at| now_ms.saturating_sub(at) / 1000);
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    if let Some(map) = body.as_object_mut() {
-        map.insert("seconds_since_last_certificate".into(), since.into());
-    }
-    json_response(StatusCode::OK, body)
+    let report = StatusReport::of(&state.status.borrow(), crate::node::now_ms());
+    json_response(StatusCode::OK, serde_json::to_value(&report).unwrap_or_default())
 }
