@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// The node's own view of the chain and of its role.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NodeStatus {
     pub epoch: u64,
     pub view: u64,
@@ -28,60 +28,37 @@ pub struct NodeStatus {
     /// `null` before the first (the key is always there: the status has one shape).
     pub last_finality_latency_ms: Option<u64>,
     /// Set when the consensus cannot go on (see the node's log).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub halted: Option<String>,
 }
 
 /// `GET /lean/v0/status`: [`NodeStatus`] as served, with the age of the last certificate. The
 /// one type for that JSON: the API writes it, the devnet's progress line and the multi-process
-/// tests read it.
+/// tests read it (the node's fields through `Deref`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StatusReport {
-    pub epoch: u64,
-    pub view: u64,
-    pub finalized_height: u64,
-    pub finalized_root: String,
-    pub peers: u64,
-    pub is_aggregator: bool,
-    pub operator_index: Option<u64>,
-    pub nullified_views: u64,
-    pub last_finality_latency_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub halted: Option<String>,
+    #[serde(flatten)]
+    pub node: NodeStatus,
     /// Whole seconds since the last certificate this node saw; `null` before the first.
     pub seconds_since_last_certificate: Option<u64>,
 }
 
 impl StatusReport {
     pub fn of(status: &NodeStatus, now_ms: u64) -> Self {
-        let NodeStatus {
-            epoch,
-            view,
-            finalized_height,
-            finalized_root,
-            peers,
-            is_aggregator,
-            operator_index,
-            last_certificate_ms,
-            last_finalized_ms: _,
-            nullified_views,
-            last_finality_latency_ms,
-            halted,
-        } = status.clone();
         Self {
-            epoch,
-            view,
-            finalized_height,
-            finalized_root,
-            peers,
-            is_aggregator,
-            operator_index,
-            nullified_views,
-            last_finality_latency_ms,
-            halted,
-            seconds_since_last_certificate: last_certificate_ms
+            node: status.clone(),
+            seconds_since_last_certificate: status
+                .last_certificate_ms
                 .map(|at| now_ms.saturating_sub(at) / 1000),
         }
+    }
+}
+
+impl std::ops::Deref for StatusReport {
+    type Target = NodeStatus;
+
+    fn deref(&self) -> &NodeStatus {
+        &self.node
     }
 }
 

@@ -23,7 +23,7 @@ fn assert_agreement(cluster: &Cluster) {
         if let Some(root) = roots.get(&status.finalized_height) {
             assert_eq!(root, &status.finalized_root, "two finalized roots at one height");
         }
-        roots.insert(status.finalized_height, status.finalized_root);
+        roots.insert(status.finalized_height, status.node.finalized_root);
     }
 }
 

@@ -238,7 +238,7 @@ fn a_scripted_stake_change_and_a_registration_end_the_epoch_and_the_next_one_run
     let roots: Vec<(u64, String)> = [0, 1, 4]
         .iter()
         .filter_map(|&i| cluster.nodes[i].status().ok())
-        .map(|s| (s.finalized_height, s.finalized_root))
+        .map(|s| (s.finalized_height, s.node.finalized_root))
         .collect();
     for pair in roots.windows(2) {
         if pair[0].0 == pair[1].0 {
