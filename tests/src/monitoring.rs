@@ -1,5 +1,6 @@
 //! What an operator's monitoring reads from a running node: the metrics pass Prometheus's own
-//! linter, and every metric the repository's Grafana dashboard queries is one the node exports.
+//! linter, every metric the repository's Grafana dashboard queries is one the node exports, and
+//! `avs-node status` reads the node's health, peers and role.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -103,6 +104,17 @@ fn the_metrics_pass_promtool_and_the_dashboard_queries_only_exported_metrics() {
         missing.is_empty(),
         "the dashboard queries metrics the node does not export: {missing:?}"
     );
+
+    // `avs-node status`, as an operator runs it against the same node.
+    let out = Command::new(avs_node_binary().unwrap())
+        .args(["status", "--url", &cluster.nodes[0].url("")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for expected in ["health      healthy", "peers       3", "role        aggregator, operator #"] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
 }
 
 /// The metric names a PromQL expression reads: identifiers of our namespaces.
