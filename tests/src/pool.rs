@@ -253,6 +253,10 @@ fn the_grpc_service_answers_a_tonic_client_and_refuses_bad_checkins() {
             listed.iter().all(|r| r.voting_power == 100 && r.status != "Offline"),
             "{listed:?}"
         );
+        assert!(
+            listed.iter().all(|r| r.uptime_percent > 0 && r.uptime_percent <= 100),
+            "{listed:?}"
+        );
 
         // A valid check-in from outside the mesh, dated a few seconds ahead so that node1's own
         // gossip check-ins (older) cannot replace it while the refusals below are checked. The

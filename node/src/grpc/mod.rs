@@ -379,6 +379,8 @@ impl NodeService for Service {
                 voting_power: v.row.voting_power,
                 is_aggregator: v.row.is_aggregator,
                 status: v.status.as_str().to_owned(),
+                uptime_percent: v.uptime_percent,
+                missed_checkins: v.missed_checkins,
             })
             .collect();
         Ok(Response::new(pb::ListOperatorsResponse { operators }))
