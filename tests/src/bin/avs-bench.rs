@@ -143,10 +143,16 @@ impl Floor {
         let keys: Vec<SecretKey> = (0..nodes)
             .map(|i| SecretKey::from_seed(&[u8::try_from(i % 250).unwrap_or(0) + 1; 32]))
             .collect::<Result<_, _>>()?;
+        // Distinct addresses: a set that repeats one is inadmissible (docs/protocol.md, 3).
         let operators: Vec<Operator> = keys
             .iter()
-            .map(|k| Operator {
-                address: [0; 20],
+            .enumerate()
+            .map(|(i, k)| Operator {
+                address: {
+                    let mut address = [0u8; 20];
+                    address[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                    address
+                },
                 pubkey: k.public_key().to_bytes().to_vec().try_into().expect("48"),
                 pop: k.proof_of_possession().to_bytes().to_vec().try_into().expect("96"),
                 power: 100,
@@ -261,6 +267,67 @@ fn entries(log: &str) -> BTreeMap<u64, u64> {
 }
 
 /// Peak and current resident set (kB) of a process, from `/proc/<pid>/status`.
+/// What one node has spent so far: CPU time (user + system) and gossip and req/resp payload
+/// bytes (uncompressed: before snappy, gossipsub framing and the transport) in and out, at a
+/// finalized height.
+#[derive(Debug, Clone, Copy)]
+struct Spent {
+    cpu_ms: f64,
+    bytes_in: f64,
+    bytes_out: f64,
+    height: u64,
+}
+
+fn spent(node: &NodeProcess, ticks_per_second: f64) -> Option<Spent> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.pid()?)).ok()?;
+    // After the command name's ")": state, ppid, ..., utime (14th field) and stime (15th).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    let bytes = |direction: &str| {
+        node.metric_sum("avs_p2p_payload_bytes_total", &format!("direction=\"{direction}\""))
+    };
+    Some(Spent {
+        cpu_ms: (ticks(11)? + ticks(12)?) * 1000.0 / ticks_per_second,
+        bytes_in: bytes("Inbound").ok()?,
+        bytes_out: bytes("Outbound").ok()?,
+        height: node.status().ok()?.finalized_height,
+    })
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`; 100 on Linux when unknown).
+fn ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Per node, what one finalized height cost between two readings: `(cpu ms, bytes in, bytes
+/// out)`, medians over the nodes.
+fn per_height(start: &[Option<Spent>], end: &[Option<Spent>]) -> Option<(f64, f64, f64)> {
+    let mut cpu = Vec::new();
+    let mut bytes_in = Vec::new();
+    let mut bytes_out = Vec::new();
+    for (a, b) in start.iter().zip(end) {
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        let heights = b.height.saturating_sub(a.height);
+        if heights == 0 {
+            continue;
+        }
+        let h = heights as f64;
+        cpu.push((b.cpu_ms - a.cpu_ms) / h);
+        bytes_in.push((b.bytes_in - a.bytes_in) / h);
+        bytes_out.push((b.bytes_out - a.bytes_out) / h);
+    }
+    for v in [&mut cpu, &mut bytes_in, &mut bytes_out] {
+        v.sort_by(f64::total_cmp);
+    }
+    let median = |v: &[f64]| v.get(v.len() / 2).copied();
+    Some((median(&cpu)?, median(&bytes_in)?, median(&bytes_out)?))
+}
+
 fn memory_kb(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
@@ -303,12 +370,34 @@ fn main() -> anyhow::Result<()> {
     };
     let cluster = Cluster::start(&spec)?;
     let target = args.warmup + args.blocks;
+    // What each node has spent once the warm-up heights are final, and again at the end: the
+    // difference per height is what a view costs a node (two HTTP reads per node, not a poll).
+    let hz = ticks_per_second();
+    let warm = cluster.wait_for("the warm-up heights", args.timeout, |c| {
+        Ok(c.nodes.iter().all(|n| finalized_times(&n.log()).contains_key(&args.warmup)))
+    });
+    let at_warmup: Vec<Option<Spent>> = if warm.is_ok() {
+        cluster.nodes.iter().map(|n| spent(n, hz)).collect()
+    } else {
+        Vec::new()
+    };
     let waited =
         cluster.wait_for(&format!("every node to finalize height {target}"), args.timeout, |c| {
             Ok(c.nodes.iter().all(|n| finalized_times(&n.log()).contains_key(&target)))
         });
     let memory: Vec<Option<(u64, u64)>> =
         cluster.nodes.iter().map(|n| n.pid().and_then(memory_kb)).collect();
+    let at_end: Vec<Option<Spent>> = cluster.nodes.iter().map(|n| spent(n, hz)).collect();
+    let cost = per_height(&at_warmup, &at_end);
+    match cost {
+        Some((cpu, bytes_in, bytes_out)) => println!(
+            "per finalized height and node (medians): CPU {cpu:.1} ms, payload in {:.1} KiB, \
+             out {:.1} KiB",
+            bytes_in / 1024.0,
+            bytes_out / 1024.0
+        ),
+        None => println!("per-height cost: not measured (the warm-up never completed)"),
+    }
     let texts: Vec<String> = cluster.nodes.iter().map(NodeProcess::log).collect();
     let finals: Vec<BTreeMap<u64, u64>> = texts.iter().map(|l| finalized_times(l)).collect();
     let entered: Vec<BTreeMap<u64, u64>> = texts.iter().map(|l| entries(l)).collect();
@@ -398,11 +487,12 @@ fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| nodes | slot | heights | floor | p50 | p99 | p50/floor | p99/p50 | stagger p50 (hops) | nullified | peak RSS max (median) |"
+        "| nodes | slot | heights | floor | p50 | p99 | p50/floor | p99/p50 | stagger p50 (hops) | nullified | peak RSS max (median) | CPU per height | payload in/out per height |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let (cpu, bytes_in, bytes_out) = cost.unwrap_or((f64::NAN, f64::NAN, f64::NAN));
     println!(
-        "| {} | {} ms | {} of {}{} | {floor_ms:.2} ms | {p50:.1} ms | {p99:.1} ms | {:.2} | {:.2} | {stagger50:.2} ms ({:.1}) | {nullified} | {:.1} MiB ({:.1} MiB) |",
+        "| {} | {} ms | {} of {}{} | {floor_ms:.2} ms | {p50:.1} ms | {p99:.1} ms | {:.2} | {:.2} | {stagger50:.2} ms ({:.1}) | {nullified} | {:.1} MiB ({:.1} MiB) | {cpu:.1} ms | {:.1} / {:.1} KiB |",
         args.nodes,
         args.slot_ms,
         latency.len(),
@@ -412,7 +502,9 @@ fn main() -> anyhow::Result<()> {
         p99 / p50,
         stagger50 / hop_ms,
         peak_max as f64 / 1024.0,
-        peak_median as f64 / 1024.0
+        peak_median as f64 / 1024.0,
+        bytes_in / 1024.0,
+        bytes_out / 1024.0
     );
     Ok(())
 }
