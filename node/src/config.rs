@@ -230,10 +230,26 @@ fn parse_error(text: &str, error: &toml::de::Error) -> String {
     format!("line {line}, column {column}: {}", error.message())
 }
 
-/// The effective configuration of `avs-node run`, after layering. Its `Debug` (logged at
-/// start) shows everything but the secrets: see [`fmt::Debug for NodeConfig`](#impl-Debug-for-NodeConfig).
-#[derive(Clone, PartialEq, Eq)]
+/// The effective configuration of `avs-node run`, after layering, grouped like the flags
+/// (`--help`'s headings) and the config file's tables. Its `Debug` (logged at start) shows
+/// everything but the secrets, which live in [`HttpSettings`] (the admin token),
+/// [`PoolSettings`] (the check-in remote's URL) and [`crate::tasks::TaskConfig`] (RPC URLs):
+/// their `Debug` redacts them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
+    pub node: NodeSettings,
+    pub network: NetworkSettings,
+    pub http: HttpSettings,
+    pub grpc: GrpcSettings,
+    pub pool: PoolSettings,
+    pub roles: RoleSettings,
+    pub tasks: crate::tasks::TaskConfig,
+    pub log: LogConfig,
+}
+
+/// `Node` flags, `[node]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSettings {
     pub data_dir: PathBuf,
     pub genesis: Option<PathBuf>,
     pub keys_dir: Option<PathBuf>,
@@ -243,78 +259,70 @@ pub struct NodeConfig {
     /// Finalized blocks kept behind the newest; `None` keeps all.
     pub history_blocks: Option<u64>,
     pub min_free_disk_mib: u64,
+}
+
+/// `P2P network` flags, `[network]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSettings {
     pub p2p_addr: IpAddr,
     pub p2p_port: u16,
     pub bootnodes: Vec<String>,
+}
+
+/// `HTTP API` flags, `[http]` table.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpSettings {
     pub http_addr: IpAddr,
     pub http_port: u16,
     pub admin_token: Option<String>,
-    pub grpc_port: u16,
-    pub grpc_addr: IpAddr,
-    pub explorer_url: String,
-    pub eigenlayer_profile_url: String,
-    pub checkin_remote: Option<String>,
-    pub is_aggregator: bool,
-    pub internal_tasks: bool,
-    pub sync_interval_ms: u64,
-    pub tasks: crate::tasks::TaskConfig,
-    pub log: LogConfig,
 }
 
-/// Never shows the admin token, only whether one is set; the task sources' URLs show as their
-/// origin only ([`TaskConfig`]'s `Debug`). The destructuring is exhaustive on purpose: a new
-/// field does not compile until someone decides whether it may be logged.
-impl fmt::Debug for NodeConfig {
+/// Never shows the admin token, only whether one is set. The destructuring is exhaustive on
+/// purpose: a new field does not compile until someone decides whether it may be logged.
+impl fmt::Debug for HttpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self {
-            data_dir,
-            genesis,
-            keys_dir,
-            keys_unlock,
-            history_blocks,
-            min_free_disk_mib,
-            p2p_addr,
-            p2p_port,
-            bootnodes,
-            http_addr,
-            http_port,
-            admin_token,
-            grpc_port,
-            grpc_addr,
-            explorer_url,
-            eigenlayer_profile_url,
-            checkin_remote,
-            is_aggregator,
-            internal_tasks,
-            sync_interval_ms,
-            tasks,
-            log,
-        } = self;
-        f.debug_struct("NodeConfig")
-            .field("data_dir", data_dir)
-            .field("genesis", genesis)
-            .field("keys_dir", keys_dir)
-            .field("keys_unlock", keys_unlock)
-            .field("history_blocks", history_blocks)
-            .field("min_free_disk_mib", min_free_disk_mib)
-            .field("p2p_addr", p2p_addr)
-            .field("p2p_port", p2p_port)
-            .field("bootnodes", bootnodes)
+        let Self { http_addr, http_port, admin_token } = self;
+        f.debug_struct("HttpSettings")
             .field("http_addr", http_addr)
             .field("http_port", http_port)
             .field("admin_token", &admin_token.as_ref().map(|_| REDACTED))
-            .field("grpc_port", grpc_port)
-            .field("grpc_addr", grpc_addr)
+            .finish()
+    }
+}
+
+/// `gRPC` flags, `[grpc]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcSettings {
+    pub grpc_addr: IpAddr,
+    pub grpc_port: u16,
+}
+
+/// `Operator pool` flags, `[pool]` table.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub explorer_url: String,
+    pub eigenlayer_profile_url: String,
+    pub checkin_remote: Option<String>,
+}
+
+/// Shows the check-in remote as its origin only. Exhaustive, as [`HttpSettings`]'s.
+impl fmt::Debug for PoolSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { explorer_url, eigenlayer_profile_url, checkin_remote } = self;
+        f.debug_struct("PoolSettings")
             .field("explorer_url", explorer_url)
             .field("eigenlayer_profile_url", eigenlayer_profile_url)
             .field("checkin_remote", &checkin_remote.as_deref().map(url_origin))
-            .field("is_aggregator", is_aggregator)
-            .field("internal_tasks", internal_tasks)
-            .field("sync_interval_ms", sync_interval_ms)
-            .field("tasks", tasks)
-            .field("log", log)
             .finish()
     }
+}
+
+/// `Roles` flags, `[roles]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSettings {
+    pub is_aggregator: bool,
+    pub internal_tasks: bool,
+    pub sync_interval_ms: u64,
 }
 
 /// What a log shows in place of a secret.
@@ -376,61 +384,73 @@ impl NodeConfig {
         let internal_tasks =
             run.pick("internal_tasks", args.roles.internal_tasks, file.roles.internal_tasks);
         let config = NodeConfig {
-            data_dir: expand_home(run.pick(
-                "data_dir",
-                args.node.data_dir.clone(),
-                file.node.data_dir,
-            ))?,
-            genesis: args.node.genesis.clone().or(file.node.genesis),
-            keys_dir: args.node.keys_dir.clone().or(file.node.keys_dir),
-            keys_unlock: crate::keys::Unlock {
-                password_file: args
-                    .node
-                    .keys_password_file
-                    .clone()
-                    .or(file.node.keys_password_file),
-                insecure_plaintext: args.node.insecure_plaintext_keys,
+            node: NodeSettings {
+                data_dir: expand_home(run.pick(
+                    "data_dir",
+                    args.node.data_dir.clone(),
+                    file.node.data_dir,
+                ))?,
+                genesis: args.node.genesis.clone().or(file.node.genesis),
+                keys_dir: args.node.keys_dir.clone().or(file.node.keys_dir),
+                keys_unlock: crate::keys::Unlock {
+                    password_file: args
+                        .node
+                        .keys_password_file
+                        .clone()
+                        .or(file.node.keys_password_file),
+                    insecure_plaintext: args.node.insecure_plaintext_keys,
+                },
+                history_blocks: args.node.history_blocks.or(file.node.history_blocks),
+                min_free_disk_mib: run.pick(
+                    "min_free_disk_mib",
+                    args.node.min_free_disk_mib,
+                    file.node.min_free_disk_mib,
+                ),
             },
-            history_blocks: args.node.history_blocks.or(file.node.history_blocks),
-            min_free_disk_mib: run.pick(
-                "min_free_disk_mib",
-                args.node.min_free_disk_mib,
-                file.node.min_free_disk_mib,
-            ),
-            p2p_addr: run.pick("p2p_addr", args.network.p2p_addr, file.network.p2p_addr),
-            p2p_port: run.pick("p2p_port", args.network.p2p_port, file.network.p2p_port),
-            bootnodes: run.pick(
-                "bootnodes",
-                args.network.bootnodes.clone(),
-                file.network.bootnodes,
-            ),
-            http_addr: run.pick("http_addr", args.http.http_addr, file.http.http_addr),
-            http_port: run.pick("http_port", args.http.http_port, file.http.http_port),
-            admin_token: args.http.admin_token.clone().or(file.http.admin_token),
-            grpc_port: run.pick("grpc_port", args.grpc.grpc_port, file.grpc.grpc_port),
-            grpc_addr: run.pick("grpc_addr", args.grpc.grpc_addr, file.grpc.grpc_addr),
-            explorer_url: run.pick(
-                "explorer_url",
-                args.pool.explorer_url.clone(),
-                file.pool.explorer_url,
-            ),
-            eigenlayer_profile_url: run.pick(
-                "eigenlayer_profile_url",
-                args.pool.eigenlayer_profile_url.clone(),
-                file.pool.eigenlayer_profile_url,
-            ),
-            checkin_remote: args.pool.checkin_remote.clone().or(file.pool.checkin_remote),
-            is_aggregator: run.pick(
-                "is_aggregator",
-                args.roles.is_aggregator,
-                file.roles.is_aggregator,
-            ),
-            internal_tasks,
-            sync_interval_ms: run.pick(
-                "sync_interval",
-                args.roles.sync_interval,
-                file.roles.sync_interval,
-            ),
+            network: NetworkSettings {
+                p2p_addr: run.pick("p2p_addr", args.network.p2p_addr, file.network.p2p_addr),
+                p2p_port: run.pick("p2p_port", args.network.p2p_port, file.network.p2p_port),
+                bootnodes: run.pick(
+                    "bootnodes",
+                    args.network.bootnodes.clone(),
+                    file.network.bootnodes,
+                ),
+            },
+            http: HttpSettings {
+                http_addr: run.pick("http_addr", args.http.http_addr, file.http.http_addr),
+                http_port: run.pick("http_port", args.http.http_port, file.http.http_port),
+                admin_token: args.http.admin_token.clone().or(file.http.admin_token),
+            },
+            grpc: GrpcSettings {
+                grpc_port: run.pick("grpc_port", args.grpc.grpc_port, file.grpc.grpc_port),
+                grpc_addr: run.pick("grpc_addr", args.grpc.grpc_addr, file.grpc.grpc_addr),
+            },
+            pool: PoolSettings {
+                explorer_url: run.pick(
+                    "explorer_url",
+                    args.pool.explorer_url.clone(),
+                    file.pool.explorer_url,
+                ),
+                eigenlayer_profile_url: run.pick(
+                    "eigenlayer_profile_url",
+                    args.pool.eigenlayer_profile_url.clone(),
+                    file.pool.eigenlayer_profile_url,
+                ),
+                checkin_remote: args.pool.checkin_remote.clone().or(file.pool.checkin_remote),
+            },
+            roles: RoleSettings {
+                is_aggregator: run.pick(
+                    "is_aggregator",
+                    args.roles.is_aggregator,
+                    file.roles.is_aggregator,
+                ),
+                internal_tasks,
+                sync_interval_ms: run.pick(
+                    "sync_interval",
+                    args.roles.sync_interval,
+                    file.roles.sync_interval,
+                ),
+            },
             tasks: crate::tasks::TaskSettings {
                 stake_schedule: args.tasks.stake_schedule.clone().or(file.tasks.stake_schedule),
                 l1_rpc: args.tasks.l1_rpc.clone().or(file.tasks.l1_rpc),
@@ -455,36 +475,38 @@ impl NodeConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.sync_interval_ms < MIN_SYNC_INTERVAL_MS {
-            return Err(ConfigError::SyncIntervalTooShort { value: self.sync_interval_ms });
+        let Self { node, network, http, grpc, pool, roles, .. } = self;
+        if roles.sync_interval_ms < MIN_SYNC_INTERVAL_MS {
+            return Err(ConfigError::SyncIntervalTooShort { value: roles.sync_interval_ms });
         }
-        if let Some(value) = self.history_blocks
+        if let Some(value) = node.history_blocks
             && value < crate::chain_store::MIN_HISTORY_BLOCKS
         {
             return Err(ConfigError::HistoryTooShort { value });
         }
         let overlaps = |other: IpAddr| {
-            self.p2p_addr.is_unspecified() || other.is_unspecified() || self.p2p_addr == other
+            network.p2p_addr.is_unspecified() || other.is_unspecified() || network.p2p_addr == other
         };
-        if self.p2p_port != 0 && self.p2p_port == self.http_port && overlaps(self.http_addr) {
-            return Err(ConfigError::PortClash { other: "http-port", port: self.p2p_port });
+        let p2p_port = network.p2p_port;
+        if p2p_port != 0 && p2p_port == http.http_port && overlaps(http.http_addr) {
+            return Err(ConfigError::PortClash { other: "http-port", port: p2p_port });
         }
-        if self.p2p_port != 0 && self.p2p_port == self.grpc_port {
-            return Err(ConfigError::PortClash { other: "grpc-port", port: self.p2p_port });
+        if p2p_port != 0 && p2p_port == grpc.grpc_port {
+            return Err(ConfigError::PortClash { other: "grpc-port", port: p2p_port });
         }
-        if let Some(bad) = self.bootnodes.iter().find(|b| !looks_like_multiaddr(b)) {
+        if let Some(bad) = network.bootnodes.iter().find(|b| !looks_like_multiaddr(b)) {
             return Err(ConfigError::Bootnode(bad.clone()));
         }
-        if self.admin_token.as_deref().is_some_and(str::is_empty) {
-            return Err(ConfigError::EmptyAdminToken(self.http_addr));
+        if http.admin_token.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::EmptyAdminToken(http.http_addr));
         }
-        if self.admin_api_exposed() {
-            return Err(ConfigError::AdminApiExposed(self.http_addr));
+        if http.admin_api_exposed() {
+            return Err(ConfigError::AdminApiExposed(http.http_addr));
         }
         let urls = [
-            ("explorer-url", Some(&self.explorer_url)),
-            ("eigenlayer-profile-url", Some(&self.eigenlayer_profile_url)),
-            ("checkin-remote", self.checkin_remote.as_ref()),
+            ("explorer-url", Some(&pool.explorer_url)),
+            ("eigenlayer-profile-url", Some(&pool.eigenlayer_profile_url)),
+            ("checkin-remote", pool.checkin_remote.as_ref()),
         ];
         for (flag, url) in urls {
             if let Some(url) = url
@@ -495,7 +517,9 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
 
+impl HttpSettings {
     /// The HTTP API would take admin requests from beyond this host with no token: its only
     /// defence off loopback (the Host check protects loopback binds, see `http/guard.rs`).
     fn admin_api_exposed(&self) -> bool {
@@ -605,17 +629,17 @@ mod tests {
         )
         .unwrap();
         // Given on the command line: the CLI wins over the file.
-        assert_eq!(cfg.p2p_port, 9200);
+        assert_eq!(cfg.network.p2p_port, 9200);
         assert_eq!(cfg.log.filter, "debug");
         // Only in the file: the file wins over the default.
-        assert_eq!(cfg.http_port, 6000);
-        assert!(cfg.is_aggregator);
-        assert_eq!(cfg.sync_interval_ms, 60_000);
+        assert_eq!(cfg.http.http_port, 6000);
+        assert!(cfg.roles.is_aggregator);
+        assert_eq!(cfg.roles.sync_interval_ms, 60_000);
         assert_eq!(cfg.log.format, LogFormat::Json);
         // In neither: the built-in default.
-        assert_eq!(cfg.grpc_port, defaults::GRPC_PORT);
-        assert_eq!(cfg.http_addr, defaults::HTTP_ADDR);
-        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(cfg.grpc.grpc_port, defaults::GRPC_PORT);
+        assert_eq!(cfg.http.http_addr, defaults::HTTP_ADDR);
+        assert_eq!(cfg.node.data_dir, PathBuf::from("/tmp/x"));
     }
 
     #[test]
@@ -623,15 +647,21 @@ mod tests {
         let stake = "[tasks]\nstake_schedule = \"stake.json\"\n";
         let file = format!("[roles]\nis_aggregator = true\ninternal_tasks = true\n{stake}");
         let cfg = resolve(&["avs-node", "run"], &file).unwrap();
-        assert!(cfg.is_aggregator && cfg.internal_tasks);
+        assert!(cfg.roles.is_aggregator && cfg.roles.internal_tasks);
         let argv = ["avs-node", "run", "--is-aggregator=false", "--internal-tasks=false"];
         let cfg = resolve(&argv, &file).unwrap();
-        assert!(!cfg.is_aggregator && !cfg.internal_tasks, "=false must beat the file's true");
+        assert!(
+            !cfg.roles.is_aggregator && !cfg.roles.internal_tasks,
+            "=false must beat the file's true"
+        );
         let argv = ["avs-node", "run", "--is-aggregator", "--internal-tasks"];
         let cfg = resolve(&argv, stake).unwrap();
-        assert!(cfg.is_aggregator && cfg.internal_tasks, "the bare flag still means true");
+        assert!(
+            cfg.roles.is_aggregator && cfg.roles.internal_tasks,
+            "the bare flag still means true"
+        );
         let cfg = resolve(&["avs-node", "run", "--is-aggregator=true"], "").unwrap();
-        assert!(cfg.is_aggregator);
+        assert!(cfg.roles.is_aggregator);
         assert!(
             Cli::command()
                 .try_get_matches_from(["avs-node", "run", "--is-aggregator=yes!"])
@@ -643,13 +673,13 @@ mod tests {
     fn plaintext_keys_are_a_command_line_decision_and_the_password_file_layers() {
         let file = "[node]\nkeys_password_file = \"/etc/avs/password\"\n";
         let cfg = resolve(&["avs-node", "run"], file).unwrap();
-        assert_eq!(cfg.keys_unlock.password_file, Some(PathBuf::from("/etc/avs/password")));
-        assert!(!cfg.keys_unlock.insecure_plaintext);
+        assert_eq!(cfg.node.keys_unlock.password_file, Some(PathBuf::from("/etc/avs/password")));
+        assert!(!cfg.node.keys_unlock.insecure_plaintext);
         let err =
             FileConfig::parse("[node]\ninsecure_plaintext_keys = true\n", Path::new("c.toml"));
         assert!(err.is_err(), "a config file cannot turn plaintext keys on");
         let cfg = resolve(&["avs-node", "run", "--insecure-plaintext-keys"], "").unwrap();
-        assert!(cfg.keys_unlock.insecure_plaintext);
+        assert!(cfg.node.keys_unlock.insecure_plaintext);
     }
 
     #[test]
@@ -659,7 +689,7 @@ mod tests {
             "[http]\nhttp_port = 6000\n",
         )
         .unwrap();
-        assert_eq!(cfg.http_port, 5052);
+        assert_eq!(cfg.http.http_port, 5052);
     }
 
     #[test]
@@ -693,7 +723,7 @@ mod tests {
             assert!(matches!(err, ConfigError::AdminApiExposed(_)), "{addr} from the file: {err}");
             let cfg = resolve(&["avs-node", "run", "--http-addr", addr, "--admin-token", "t"], "")
                 .expect("a token makes a public bind acceptable");
-            assert_eq!(cfg.http_addr, addr.parse::<IpAddr>().unwrap());
+            assert_eq!(cfg.http.http_addr, addr.parse::<IpAddr>().unwrap());
         }
         for addr in ["127.0.0.1", "127.0.0.2", "::1"] {
             resolve(&["avs-node", "run", "--http-addr", addr], "")
@@ -708,13 +738,13 @@ mod tests {
         let cfg =
             resolve(&["avs-node", "run", "--eigenlayer-profile-url", "https://el/{address}"], file)
                 .unwrap();
-        assert_eq!(cfg.explorer_url, "https://scan.example/a/");
-        assert_eq!(cfg.eigenlayer_profile_url, "https://el/{address}");
-        assert_eq!(cfg.checkin_remote.as_deref(), Some("http://10.0.0.2:2206"));
-        assert_eq!(cfg.grpc_addr.to_string(), "0.0.0.0");
+        assert_eq!(cfg.pool.explorer_url, "https://scan.example/a/");
+        assert_eq!(cfg.pool.eigenlayer_profile_url, "https://el/{address}");
+        assert_eq!(cfg.pool.checkin_remote.as_deref(), Some("http://10.0.0.2:2206"));
+        assert_eq!(cfg.grpc.grpc_addr.to_string(), "0.0.0.0");
         let cfg = resolve(&["avs-node", "run"], "").unwrap();
-        assert_eq!(cfg.explorer_url, defaults::EXPLORER_URL);
-        assert_eq!(cfg.checkin_remote, None);
+        assert_eq!(cfg.pool.explorer_url, defaults::EXPLORER_URL);
+        assert_eq!(cfg.pool.checkin_remote, None);
         let err =
             resolve(&["avs-node", "run", "--explorer-url", "javascript:alert(1)"], "").unwrap_err();
         assert!(matches!(err, ConfigError::BadUrl { flag: "explorer-url", .. }), "{err}");
@@ -726,8 +756,8 @@ mod tests {
     #[test]
     fn home_is_expanded_in_the_default_data_dir() {
         let cfg = resolve(&["avs-node", "run"], "").unwrap();
-        assert!(!cfg.data_dir.starts_with("~"), "{:?}", cfg.data_dir);
-        assert!(cfg.data_dir.ends_with(".avs-node"));
+        assert!(!cfg.node.data_dir.starts_with("~"), "{:?}", cfg.node.data_dir);
+        assert!(cfg.node.data_dir.ends_with(".avs-node"));
     }
 
     #[test]

@@ -41,27 +41,31 @@ pub const VOTE_SUBNET_COUNT: u64 = 1;
 /// Runs a node until `shutdown` is cancelled.
 pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let genesis_path =
-        config.genesis.clone().context("--genesis is required (see `avs-node genesis`)")?;
+        config.node.genesis.clone().context("--genesis is required (see `avs-node genesis`)")?;
     let genesis_file = GenesisFile::load(&genesis_path)?;
     let genesis = genesis_file.to_config()?;
-    let keys_dir =
-        config.keys_dir.clone().unwrap_or_else(|| crate::keys::default_dir(&config.data_dir));
+    let keys_dir = config
+        .node
+        .keys_dir
+        .clone()
+        .unwrap_or_else(|| crate::keys::default_dir(&config.node.data_dir));
     // Held until the node stops: a second process on the same keys is refused.
     let _keys_lock = crate::keys::lock(&keys_dir)?;
-    let keys = crate::keys::load(&keys_dir, &config.keys_unlock)?;
+    let keys = crate::keys::load(&keys_dir, &config.node.keys_unlock)?;
     let clock =
         SlotClock::new(genesis.genesis_time, genesis.slot_duration_ms, genesis.intervals_per_slot)?;
 
     // ----- build -----
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let disk = Arc::new(DiskWatch::new(config.data_dir.clone(), config.min_free_disk_mib));
+    std::fs::create_dir_all(&config.node.data_dir)
+        .with_context(|| format!("creating {}", config.node.data_dir.display()))?;
+    let disk =
+        Arc::new(DiskWatch::new(config.node.data_dir.clone(), config.node.min_free_disk_mib));
     let free_bytes = disk.check_at_start()?;
-    let db_path = config.data_dir.join("db");
+    let db_path = config.node.data_dir.join("db");
     let store: Arc<dyn Store> = Arc::new(
         RocksStore::open(&db_path).with_context(|| format!("opening {}", db_path.display()))?,
     );
-    let chain = ChainStore::new(store.clone()).with_history(config.history_blocks);
+    let chain = ChainStore::new(store.clone()).with_history(config.node.history_blocks);
     let pool = Arc::new(OperatorPool::open(store.clone())?);
     // Genesis names each operator's peer id: a check-in its own node forwards shows that
     // connection's address on the telemetry page.
@@ -71,7 +75,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     }));
     let tasks = crate::tasks::NodeTasks::build(&config, &genesis)?;
     let mut registry = Registry::default();
-    let aggregator = AggregatorController::new(config.is_aggregator, &mut registry);
+    let aggregator = AggregatorController::new(config.roles.is_aggregator, &mut registry);
     let metrics = NodeMetrics::register(&mut registry);
     metrics.disk_free_bytes.set(i64::try_from(free_bytes).unwrap_or(i64::MAX));
     tokio::spawn(disk.clone().watch(metrics.disk_free_bytes.clone(), shutdown.child_token()));
@@ -110,10 +114,11 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         .iter()
         .filter_map(|op| op.peer_id.as_deref()?.parse().ok())
         .collect();
-    net_config.guard.ban_file = Some(config.data_dir.join("p2p-bans"));
+    net_config.guard.ban_file = Some(config.node.data_dir.join("p2p-bans"));
     net_config.gossip = gossip_timing(&clock);
-    net_config.listen_addrs = listen_addrs(config.p2p_addr, config.p2p_port)?;
+    net_config.listen_addrs = listen_addrs(config.network.p2p_addr, config.network.p2p_port)?;
     net_config.bootnodes = config
+        .network
         .bootnodes
         .iter()
         .map(|b| b.parse::<Multiaddr>().with_context(|| format!("--bootnode {b}")))
@@ -123,7 +128,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         operator = ?me,
         epoch = engine.epoch(),
         view = engine.view(),
-        aggregator = config.is_aggregator,
+        aggregator = config.roles.is_aggregator,
         "consensus core ready"
     );
 
@@ -139,19 +144,19 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let api = ApiState {
         aggregator: Some(aggregator.clone()),
-        admin_token: config.admin_token.as_deref().map(Arc::from),
+        admin_token: config.http.admin_token.as_deref().map(Arc::from),
         registry: Arc::new(registry),
         status: status_rx.clone(),
         disk: Some(disk),
     };
-    let listener = crate::http::bind((config.http_addr, config.http_port).into()).await?;
+    let listener = crate::http::bind((config.http.http_addr, config.http.http_port).into()).await?;
     let history = crate::status::History::default();
     tokio::spawn(history.clone().follow(status_rx.clone(), shutdown.child_token()));
     let pool_api = PoolApi {
         pool: pool.clone(),
         status: status_rx.clone(),
-        explorer_url: Arc::from(config.explorer_url.as_str()),
-        profile_url: Arc::from(config.eigenlayer_profile_url.as_str()),
+        explorer_url: Arc::from(config.pool.explorer_url.as_str()),
+        profile_url: Arc::from(config.pool.eigenlayer_profile_url.as_str()),
         history,
     };
     // Health follows this network's slot: no certificate for 10 slots is "not following".
@@ -176,17 +181,18 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         chain: chain.clone(),
         finalized: finalized_feed.clone(),
     };
-    let grpc_listener = crate::grpc::bind((config.grpc_addr, config.grpc_port).into()).await?;
+    let grpc_listener =
+        crate::grpc::bind((config.grpc.grpc_addr, config.grpc.grpc_port).into()).await?;
     let grpc = tokio::spawn(crate::grpc::serve(grpc_listener, grpc_state, shutdown.child_token()));
     let signer = CheckinSigner::new(
         keys.bls.clone(),
         keys.address,
         digest,
-        config.http_port,
+        config.http.http_port,
         status_rx.clone(),
         pool.events(),
     );
-    if let Some(url) = config.checkin_remote.clone() {
+    if let Some(url) = config.pool.checkin_remote.clone() {
         tokio::spawn(crate::grpc::client::run_checkin_client(
             url,
             signer.clone(),

@@ -297,18 +297,20 @@ impl NodeTasks {
             seen: Mutex::new(VecDeque::new()),
         });
         let cache = SourceCache::new();
-        let performer = config.internal_tasks.then(|| {
-            let first_due =
-                genesis.genesis_time.saturating_mul(1000).saturating_add(config.sync_interval_ms);
-            Performer::new(config.sync_interval_ms, first_due, Arc::new(now_ms))
+        let performer = config.roles.internal_tasks.then(|| {
+            let first_due = genesis
+                .genesis_time
+                .saturating_mul(1000)
+                .saturating_add(config.roles.sync_interval_ms);
+            Performer::new(config.roles.sync_interval_ms, first_due, Arc::new(now_ms))
         });
         let sync = VotingPowerSyncTask::new(cache.clone(), performer, observer);
         let registry = avs_internal_tasks::internal_registry(vec![Arc::new(sync)])
             .context("building the task registry")?;
         tracing::info!(
             task_id = VOTING_POWER_SYNC_TASK_ID,
-            performs = config.internal_tasks,
-            sync_interval_ms = config.sync_interval_ms,
+            performs = config.roles.internal_tasks,
+            sync_interval_ms = config.roles.sync_interval_ms,
             source = source.as_ref().map_or("none", |s| s.kind()),
             "internal tasks registered"
         );
