@@ -153,6 +153,7 @@ pub fn load(dir: &Path, unlock: &Unlock) -> anyhow::Result<OperatorKeys> {
     let (bls, eth_key) = if dir.join(BLS_KEYSTORE_FILE).exists() {
         let password = Password::obtain(
             unlock.password_file.as_deref(),
+            "--keys-password-file",
             &format!("Password of the keys in {}", dir.display()),
             false,
         )?;

@@ -60,15 +60,20 @@ impl Password {
     }
 
     /// The password from `file` when given, else asked on the terminal (twice when `confirm`),
-    /// else an error that says how to give one.
-    pub fn obtain(file: Option<&Path>, prompt: &str, confirm: bool) -> anyhow::Result<Self> {
+    /// else an error that names `flag`, the option that gives the file.
+    pub fn obtain(
+        file: Option<&Path>,
+        flag: &str,
+        prompt: &str,
+        confirm: bool,
+    ) -> anyhow::Result<Self> {
         if let Some(path) = file {
             return Self::from_file(path);
         }
         if !std::io::stdin().is_terminal() {
             bail!(
-                "{prompt}: no password; pass --password-file FILE (or run in a terminal to be \
-                 asked). For a throwaway devnet only: --insecure-plaintext-keys"
+                "{prompt}: no password; pass {flag} FILE (or run in a terminal to be asked). \
+                 For a throwaway devnet only: --insecure-plaintext-keys"
             );
         }
         let first = Zeroizing::new(rpassword::prompt_password(format!("{prompt}: "))?);

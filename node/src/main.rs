@@ -66,6 +66,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             } else {
                 Protection::Encrypted(Password::obtain(
                     args.password.password_file.as_deref(),
+                    "--password-file",
                     "Password for the new keystores",
                     true,
                 )?)
@@ -77,6 +78,7 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Import(args)) => {
             let password = Password::obtain(
                 args.password.password_file.as_deref(),
+                "--password-file",
                 "Password of the keystores",
                 false,
             )?;

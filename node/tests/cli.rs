@@ -125,6 +125,25 @@ fn keys_are_encrypted_unless_asked_otherwise_and_listed_without_a_password() {
     let out = avs_node(&["keys", "list", "--json", "--keys-dir", keys_arg]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["bls_pubkey"], public["bls_pubkey"]);
+
+    // A node on these keys without the password: refused, naming run's own flag.
+    let genesis = dir.path().join("genesis.json");
+    let operator = format!("{keys_arg}:100");
+    let out = avs_node(&["genesis", "--operator", &operator, "--out", genesis.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let data = dir.path().join("data");
+    let out = avs_node(&[
+        "run",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--keys-dir",
+        keys_arg,
+        "--genesis",
+        genesis.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--keys-password-file"), "{}", stderr(&out));
+    assert!(!data.exists(), "a node that cannot open its keys created {}", data.display());
 }
 
 #[test]
