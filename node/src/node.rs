@@ -133,7 +133,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     );
 
     // ----- start -----
-    let net = avs_p2p::spawn(net_config, &mut registry, shutdown.child_token())?;
+    let net = avs_p2p::spawn(net_config, &mut registry, shutdown.child_token())
+        .context("starting the p2p network (--p2p-addr, --p2p-port)")?;
     let topics = [TopicKind::Block, TopicKind::Certificate, TopicKind::Checkin]
         .into_iter()
         .chain((0..VOTE_SUBNET_COUNT).map(|subnet| TopicKind::Vote { subnet }));
