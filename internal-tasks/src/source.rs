@@ -231,7 +231,9 @@ pub async fn refresh(source: &dyn StakeSource, cache: &SourceCache) -> Result<He
         let from = heads.get(chain).saturating_sub(REORG_RECHECK_DEPTH);
         let cached = cache.cached_since(chain, from);
         for &(number, hash) in cached.iter().rev().take(REORG_RECHECK_NEWEST) {
-            let now = source.block_hash(chain, number).await?;
+            // A failed read is not a reorganization: the snapshot stays, and the next head
+            // that moves checks it again.
+            let Ok(now) = source.block_hash(chain, number).await else { continue };
             if now != hash {
                 tracing::warn!(
                     chain = chain.name(),

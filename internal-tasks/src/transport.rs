@@ -14,6 +14,8 @@ use alloy::transports::{TransportError, TransportErrorKind, TransportFut, Transp
 
 /// The largest JSON-RPC response body read.
 pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+/// How much of a body an error quotes.
+const ERROR_EXCERPT_BYTES: usize = 256;
 
 /// A JSON-RPC over HTTP transport that refuses responses above a size.
 #[derive(Debug, Clone)]
@@ -48,14 +50,16 @@ impl CappedHttp {
             }
             body.extend_from_slice(&chunk);
         }
+        // Error texts carry at most the start of the body: it may be megabytes, and it may
+        // echo the request (and so an API key) back.
+        let excerpt = || {
+            let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_EXCERPT_BYTES)]);
+            text.into_owned()
+        };
         if !status.is_success() {
-            return Err(TransportErrorKind::http_error(
-                status.as_u16(),
-                String::from_utf8_lossy(&body).into_owned(),
-            ));
+            return Err(TransportErrorKind::http_error(status.as_u16(), excerpt()));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| TransportError::deser_err(e, String::from_utf8_lossy(&body)))
+        serde_json::from_slice(&body).map_err(|e| TransportError::deser_err(e, excerpt()))
     }
 }
 

@@ -131,20 +131,27 @@ pub fn import(
     password: &Password,
 ) -> anyhow::Result<OperatorPublic> {
     refuse_existing(dir)?;
-    let keystore = Eip2335::load(bls_keystore)?;
+    // Each file is read once: what is checked is what is copied.
+    let read = |path: &Path| {
+        fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let (bls_text, eth_text) = (read(bls_keystore)?, read(eth_keystore)?);
+    let keystore = Eip2335::parse(&bls_text, bls_keystore)?;
     let secret = keystore
         .decrypt(password)
         .with_context(|| format!("opening {}", bls_keystore.display()))?;
     let bls = bls_from_keystore_secret(&keystore, &secret, bls_keystore)?;
-    let eth = keystore::read_eth(eth_keystore, password)?;
+    // eth-keystore reads from a path: the text read above, in a private scratch directory.
+    let scratch = tempfile::tempdir().context("a scratch directory for the import")?;
+    let eth_copy = scratch.path().join(ETH_KEYSTORE_FILE);
+    write_secret(&eth_copy, eth_text.trim_end())?;
+    let eth = keystore::read_eth(&eth_copy, password)
+        .with_context(|| format!("opening {}", eth_keystore.display()))?;
     let eth_key = secp256k1::SecretKey::try_from_bytes(eth.to_vec())
         .map_err(|e| anyhow::anyhow!("{}: not a secp256k1 key: {e}", eth_keystore.display()))?;
     create_dir(dir)?;
-    for (from, to) in [(bls_keystore, BLS_KEYSTORE_FILE), (eth_keystore, ETH_KEYSTORE_FILE)] {
-        let text =
-            fs::read_to_string(from).with_context(|| format!("reading {}", from.display()))?;
-        write_secret(&dir.join(to), text.trim_end())?;
-    }
+    write_secret(&dir.join(BLS_KEYSTORE_FILE), bls_text.trim_end())?;
+    write_secret(&dir.join(ETH_KEYSTORE_FILE), eth_text.trim_end())?;
     write_public(dir, &bls, &eth_key)
 }
 
@@ -260,12 +267,15 @@ fn refuse_existing(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the keys directory owner-only; one that exists already is made owner-only too.
 fn create_dir(dir: &Path) -> anyhow::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .with_context(|| format!("creating keys directory {}", dir.display()))
+        .with_context(|| format!("creating keys directory {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} owner-only", dir.display()))
 }
 
 /// Generates the libp2p identity and writes `operator.json`.
@@ -353,12 +363,6 @@ pub(crate) fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(b"\n")?;
     file.sync_all()?;
     Ok(())
-}
-
-/// Makes a file owner-only (for files a library wrote with the default mode).
-pub(crate) fn restrict(path: &Path) -> anyhow::Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("restricting {}", path.display()))
 }
 
 fn read_hex(path: &Path, len: usize) -> anyhow::Result<Vec<u8>> {

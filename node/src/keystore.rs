@@ -87,6 +87,7 @@ impl Password {
 
     /// EIP-2335's password processing: NFKD, then C0, C1 and DEL control codes removed, UTF-8.
     fn eip2335_bytes(&self) -> Zeroizing<Vec<u8>> {
+        // (An empty result, a password of control codes only, is refused by `derive_key`.)
         let normalized: String =
             self.0.nfkd().filter(|c| !matches!(u32::from(*c), 0x00..=0x1f | 0x7f..=0x9f)).collect();
         Zeroizing::new(normalized.into_bytes())
@@ -151,7 +152,12 @@ impl Eip2335 {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text =
             fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let keystore: Self = serde_json::from_str(&text)
+        Self::parse(&text, path)
+    }
+
+    /// A keystore from its JSON text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
+        let keystore: Self = serde_json::from_str(text)
             .with_context(|| format!("{} is not an EIP-2335 keystore", path.display()))?;
         ensure!(
             keystore.version == 4,
@@ -249,21 +255,14 @@ fn derive_key(kdf: &Module<KdfParams>, password: &Password) -> anyhow::Result<Ze
     ensure!(params.dklen == 32, "kdf.params.dklen must be 32, found {}", params.dklen);
     let salt = hex::decode(&params.salt).context("kdf.params.salt is not hex")?;
     let password = password.eip2335_bytes();
+    ensure!(!password.is_empty(), "the password is empty once its control characters are removed");
     let mut key = Zeroizing::new([0u8; 32]);
     match kdf.function.as_str() {
         "scrypt" => {
             let (Some(n), Some(r), Some(p)) = (params.n, params.r, params.p) else {
                 bail!("scrypt needs kdf.params n, r and p");
             };
-            ensure!(n.is_power_of_two() && n > 1, "scrypt's n must be a power of two, found {n}");
-            ensure!((1..=16).contains(&p) && r >= 1, "scrypt's r={r}, p={p} are out of range");
-            let memory = 128u64.saturating_mul(n).saturating_mul(u64::from(r));
-            ensure!(
-                memory <= MAX_KDF_MEMORY_BYTES,
-                "scrypt parameters need {} MiB; refused above {} MiB",
-                memory >> 20,
-                MAX_KDF_MEMORY_BYTES >> 20
-            );
+            check_scrypt(n, r, p)?;
             let log_n = u8::try_from(n.trailing_zeros()).context("scrypt's n")?;
             let params = scrypt::Params::new(log_n, r, p)
                 .map_err(|e| anyhow::anyhow!("scrypt parameters: {e}"))?;
@@ -277,15 +276,39 @@ fn derive_key(kdf: &Module<KdfParams>, password: &Password) -> anyhow::Result<Ze
                 "pbkdf2's prf must be hmac-sha256, found {:?}",
                 params.prf
             );
-            ensure!(
-                (1..=MAX_PBKDF2_ROUNDS).contains(&rounds),
-                "pbkdf2 rounds {rounds} out of range (1..={MAX_PBKDF2_ROUNDS})"
-            );
+            check_pbkdf2(rounds)?;
             pbkdf2::pbkdf2::<hmac::Hmac<Sha256>>(&password[..], &salt, rounds, &mut key[..]);
         }
         other => bail!("unsupported kdf {other:?} (EIP-2335 defines scrypt and pbkdf2)"),
     }
     Ok(key)
+}
+
+/// scrypt's parameters within bounds: `n` a power of two, `r` at most 64, `p` at most 16, and
+/// its memory (`128 * r * (n + p)` bytes, the work array and the blocks) at most
+/// [`MAX_KDF_MEMORY_BYTES`].
+fn check_scrypt(n: u64, r: u32, p: u32) -> anyhow::Result<()> {
+    ensure!(n.is_power_of_two() && n > 1, "scrypt's n must be a power of two, found {n}");
+    ensure!(
+        (1..=64).contains(&r) && (1..=16).contains(&p),
+        "scrypt's r={r}, p={p} are out of range"
+    );
+    let memory = 128u64.saturating_mul(u64::from(r)).saturating_mul(n.saturating_add(u64::from(p)));
+    ensure!(
+        memory <= MAX_KDF_MEMORY_BYTES,
+        "scrypt parameters need {} MiB; refused above {} MiB",
+        memory >> 20,
+        MAX_KDF_MEMORY_BYTES >> 20
+    );
+    Ok(())
+}
+
+fn check_pbkdf2(rounds: u32) -> anyhow::Result<()> {
+    ensure!(
+        (1..=MAX_PBKDF2_ROUNDS).contains(&rounds),
+        "pbkdf2 rounds {rounds} out of range (1..={MAX_PBKDF2_ROUNDS})"
+    );
+    Ok(())
 }
 
 /// EIP-2335's checksum: SHA-256 of the decryption key's second half and the cipher message.
@@ -305,24 +328,62 @@ fn cipher(key: &[u8; 32], iv: &[u8], data: &mut [u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the Ethereum secret key as a v3 keystore at `path` (owner-only), scrypt-protected.
+/// Writes the Ethereum secret key as a v3 keystore at `path` (owner-only, never over an
+/// existing file), scrypt-protected. `eth-keystore` writes into a fresh private directory; the
+/// JSON is then written to `path` exclusively (no symlink followed, mode 0600 from the start).
 pub fn write_eth(path: &Path, secret: &[u8; 32], password: &Password) -> anyhow::Result<()> {
     let dir = path.parent().context("keystore path has no directory")?;
-    let name = path.file_name().and_then(|n| n.to_str()).context("keystore file name")?;
-    ensure!(!path.exists(), "{} already exists; refusing to overwrite keys", path.display());
+    let scratch = tempfile::Builder::new()
+        .prefix(".eth-keystore-")
+        .tempdir_in(dir)
+        .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
     eth_keystore::encrypt_key(
-        dir,
+        scratch.path(),
         &mut rand08::thread_rng(),
         secret,
         password.as_bytes(),
-        Some(name),
+        Some("keystore.json"),
     )
-    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    crate::keys::restrict(path)
+    .map_err(|e| anyhow::anyhow!("encrypting the Ethereum key: {e}"))?;
+    let json = fs::read_to_string(scratch.path().join("keystore.json"))?;
+    crate::keys::write_secret(path, json.trim_end())
 }
 
-/// Decrypts a v3 keystore.
+/// The bounds [`MAX_KDF_MEMORY_BYTES`] and [`MAX_PBKDF2_ROUNDS`], a 32-byte derived key and a
+/// 16-byte IV, checked on a v3 keystore's JSON before `eth-keystore` does any work (it takes
+/// any round count and panics on a short key or IV).
+fn check_v3(json: &serde_json::Value) -> anyhow::Result<()> {
+    let crypto = json.get("crypto").or_else(|| json.get("Crypto")).context("no crypto section")?;
+    let params = crypto.get("kdfparams").context("no kdfparams")?;
+    let number = |name: &str| params.get(name).and_then(serde_json::Value::as_u64);
+    ensure!(number("dklen") == Some(32), "kdfparams.dklen must be 32");
+    let small = |name: &str| -> anyhow::Result<u32> {
+        number(name)
+            .and_then(|v| u32::try_from(v).ok())
+            .with_context(|| format!("kdfparams.{name} missing or too large"))
+    };
+    match crypto.get("kdf").and_then(serde_json::Value::as_str) {
+        Some("scrypt") => {
+            check_scrypt(number("n").context("kdfparams.n missing")?, small("r")?, small("p")?)?
+        }
+        Some("pbkdf2") => check_pbkdf2(small("c")?)?,
+        other => bail!("unsupported kdf {other:?} (v3 keystores use scrypt or pbkdf2)"),
+    }
+    let iv = crypto
+        .get("cipherparams")
+        .and_then(|c| c.get("iv"))
+        .and_then(serde_json::Value::as_str)
+        .context("no cipherparams.iv")?;
+    ensure!(iv.len() == 32, "cipherparams.iv must be 16 bytes of hex");
+    Ok(())
+}
+
+/// Decrypts a v3 keystore, once its parameters are within bounds.
 pub fn read_eth(path: &Path, password: &Password) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a JSON keystore", path.display()))?;
+    check_v3(&json).with_context(|| format!("{}", path.display()))?;
     eth_keystore::decrypt_key(path, password.as_bytes()).map(Zeroizing::new).map_err(|e| match e {
         eth_keystore::KeystoreError::MacMismatch => {
             anyhow::anyhow!("{}: wrong password for this keystore", path.display())
@@ -374,6 +435,12 @@ mod tests {
         keystore.crypto.kdf.params.n = Some(1000);
         let error = keystore.decrypt(&password).unwrap_err().to_string();
         assert!(error.contains("power of two"), "{error}");
+        // Memory counts the blocks too: a tiny n with a huge r is no way around the cap.
+        keystore.crypto.kdf.params.n = Some(2);
+        keystore.crypto.kdf.params.r = Some(1 << 22);
+        keystore.crypto.kdf.params.p = Some(16);
+        let error = keystore.decrypt(&password).unwrap_err().to_string();
+        assert!(error.contains("out of range"), "{error}");
         keystore.crypto.kdf.function = "argon2".to_owned();
         let error = keystore.decrypt(&password).unwrap_err().to_string();
         assert!(error.contains("unsupported kdf"), "{error}");
@@ -390,6 +457,37 @@ mod tests {
         let text = serde_json::to_string(&keystore).unwrap();
         let reread: Eip2335 = serde_json::from_str(&text).unwrap();
         assert_eq!(*reread.decrypt(&password).unwrap(), key.to_bytes().to_vec());
+    }
+
+    #[test]
+    fn a_password_of_control_characters_only_is_refused() {
+        let keystore = Eip2335::load(&Path::new(VECTORS).join("pbkdf2.json")).unwrap();
+        let error = keystore.decrypt(&Password::new("\u{1}\u{7f}".to_owned())).unwrap_err();
+        assert!(error.to_string().contains("empty"), "{error}");
+    }
+
+    /// A v3 keystore is untrusted too: its KDF is bounded, and a short key or IV (on which
+    /// eth-keystore would panic) is an error.
+    #[test]
+    fn costly_or_malformed_v3_keystores_are_refused_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let original: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(Path::new(VECTORS).join("../web3-v3-scrypt.json")).unwrap(),
+        )
+        .unwrap();
+        let password = Password::new("testpassword".to_owned());
+        for (edit, expected) in [
+            ("/crypto/kdfparams/n", (serde_json::json!(1u64 << 30), "refused above")),
+            ("/crypto/kdfparams/dklen", (serde_json::json!(16), "dklen")),
+            ("/crypto/cipherparams/iv", (serde_json::json!("00"), "iv")),
+        ] {
+            let mut keystore = original.clone();
+            *keystore.pointer_mut(edit).unwrap() = expected.0;
+            let path = dir.path().join("edited.json");
+            fs::write(&path, keystore.to_string()).unwrap();
+            let error = format!("{:#}", read_eth(&path, &password).unwrap_err());
+            assert!(error.contains(expected.1), "{edit}: {error}");
+        }
     }
 
     #[test]

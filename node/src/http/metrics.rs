@@ -40,9 +40,11 @@ pub(crate) fn to_prometheus_text(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len());
     // Family name -> the name its HELP/TYPE lines must carry.
     let renamed = |name: &str, kind: &str| -> String {
+        // prometheus-client names a counter's samples `<name>_total` and an info's
+        // `<name>_info`, always (a family already named `x_total` has samples `x_total_total`).
         match kind {
-            "counter" if !name.ends_with("_total") => format!("{name}_total"),
-            "info" if !name.ends_with("_info") => format!("{name}_info"),
+            "counter" => format!("{name}_total"),
+            "info" => format!("{name}_info"),
             _ => name.to_owned(),
         }
     };

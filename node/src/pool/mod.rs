@@ -116,11 +116,17 @@ pub struct PoolRow {
 impl PoolRow {
     /// Check-ins the operator should have made since its first one this node saw, up to
     /// `now_ms`: one per [`CHECKIN_PERIOD`] between its first and last signed timestamps
-    /// (rounded: signing times jitter), plus one per whole period since the last arrived.
+    /// (rounded: signing times jitter), plus one per whole period since the last arrived (after
+    /// half a period of grace).
     pub fn expected_checkins(&self, now_ms: u64) -> u64 {
+        // A row stored before the counts existed has no first check-in: nothing to judge yet.
+        if self.first_checkin_ms == 0 {
+            return self.checkins;
+        }
         let period = CHECKIN_PERIOD.as_millis() as u64;
         let span = self.checkin_timestamp_ms.saturating_sub(self.first_checkin_ms);
-        let silent = now_ms.saturating_sub(self.last_ping_ms);
+        // Half a period of grace: a check-in a little late is not missed yet.
+        let silent = now_ms.saturating_sub(self.last_ping_ms).saturating_sub(period / 2);
         (span.saturating_add(period / 2) / period)
             .saturating_add(1)
             .saturating_add(silent / period)

@@ -363,7 +363,14 @@ fn uptime_and_missed_checkins_count_the_periods_an_operator_was_silent() {
     assert_eq!((view.row.checkins, view.missed_checkins, view.uptime_percent), (4, 2, 66));
     // Silent since: every whole period without a check-in counts as missed.
     let view = &pool.rows(NOW + 25_050 + 30_000)[0];
-    assert_eq!((view.missed_checkins, view.uptime_percent), (8, 33));
+    assert_eq!((view.missed_checkins, view.uptime_percent), (7, 36), "5 of 30 s are grace");
+    // Just over one period since the last check-in: within the grace, nothing missed yet.
+    let view = &pool.rows(NOW + 25_050 + 5_500)[0];
+    assert_eq!(view.missed_checkins, 2);
+    // A row stored before the counts existed (no first check-in) shows no misses.
+    let mut old_row = pool.stored_row(&[0; 20]).unwrap().unwrap();
+    old_row.first_checkin_ms = 0;
+    assert_eq!(old_row.expected_checkins(NOW + 1_000_000), old_row.checkins);
     // The counters survive a restart (they are part of the stored row).
     let stored = pool.stored_row(&[0; 20]).unwrap().unwrap();
     assert_eq!((stored.checkins, stored.first_checkin_ms), (4, NOW));
