@@ -139,7 +139,6 @@ pub struct Core {
     /// last: a finalization's latency is measured from this node accepting the block (not from
     /// entering the view, which includes the leader's wait for its slot).
     notarized: VecDeque<(u64, u64, u64)>,
-    nullified_views: u64,
     last_finality_latency_ms: Option<u64>,
     halted: Option<String>,
 }
@@ -190,7 +189,6 @@ impl Core {
             last_certificate_ms: None,
             last_finalized_ms: None,
             notarized: VecDeque::with_capacity(NOTARIZED_VIEWS_KEPT),
-            nullified_views: 0,
             last_finality_latency_ms: None,
             halted: None,
         })
@@ -228,7 +226,7 @@ impl Core {
             operator_index: self.engine.operator_index(),
             last_certificate_ms: self.last_certificate_ms,
             last_finalized_ms: self.last_finalized_ms,
-            nullified_views: self.nullified_views,
+            nullified_views: self.metrics.nullified_views.get(),
             last_finality_latency_ms: self.last_finality_latency_ms,
             halted: self.halted.clone(),
         }
@@ -582,7 +580,6 @@ impl Core {
                     tracing::debug!(epoch, view, cause = ?cause, at_ms = now_ms, "entered view");
                     if cause == EntryCause::Nullified {
                         self.metrics.nullified_views.inc();
-                        self.nullified_views = self.nullified_views.saturating_add(1);
                     }
                 }
                 Action::Halted { reason } => {

@@ -211,7 +211,6 @@ impl Driver {
     /// blocking pool and reports or forwards the outcome.
     fn validate(&self, message: GossipMessage, channels: &Channels) {
         let GossipMessage { topic, data, peer, peer_addr, message_id } = message;
-        let peer_ip = peer_addr.as_ref().and_then(avs_p2p::ip_of);
         let Some(share) = channels.shares.try_take(peer) else {
             self.metrics.validation_shed_peer.inc();
             let _ = self.net.report_validation(message_id, peer, ValidationOutcome::Ignore);
@@ -233,8 +232,15 @@ impl Driver {
         self.runtime.spawn_blocking(move || {
             let _held = (permit, share);
             let kind = topic.kind;
-            let result =
-                crate::gossip::check(&context, &pool, kind, &data, &peer, peer_ip, now_ms());
+            let result = crate::gossip::check(
+                &context,
+                &pool,
+                kind,
+                &data,
+                &peer,
+                peer_addr.as_ref(),
+                now_ms(),
+            );
             metrics.validations_in_flight.dec();
             match result {
                 Outcome::Consensus(checked) => {

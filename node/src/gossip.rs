@@ -159,7 +159,7 @@ pub fn check(
     kind: TopicKind,
     data: &[u8],
     peer: &PeerId,
-    peer_ip: Option<std::net::IpAddr>,
+    peer_addr: Option<&avs_p2p::Multiaddr>,
     now_ms: u64,
 ) -> Outcome {
     let checked = match kind {
@@ -170,7 +170,7 @@ pub fn check(
             return Outcome::Checkin(pool.validate_gossip(
                 data,
                 &peer.to_string(),
-                peer_ip,
+                peer_addr.and_then(avs_p2p::ip_of),
                 now_ms,
             ));
         }
