@@ -4,8 +4,10 @@
 
 use serde::Serialize;
 
-/// The node's own view of the chain and of its role.
+/// The node's own view of the chain and of its role. Read back with defaults for absent keys,
+/// so `avs-node status` also reads a node of an older version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct NodeStatus {
     pub epoch: u64,
     pub view: u64,
@@ -136,8 +138,8 @@ pub fn print_remote(url: &str, json: bool) -> anyhow::Result<()> {
         "{base}/lean/v0/status answered {}",
         answer.status()
     );
-    let status: serde_json::Value =
-        answer.body_mut().read_json().context("the status answer is not JSON")?;
+    let status: StatusReport =
+        answer.body_mut().read_json().context("the status answer is not the status JSON")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
@@ -152,10 +154,8 @@ pub fn print_remote(url: &str, json: bool) -> anyhow::Result<()> {
 }
 
 /// The text `avs-node status` prints.
-fn summary(base: &str, status: &serde_json::Value, health: Option<&serde_json::Value>) -> String {
+fn summary(base: &str, status: &StatusReport, health: Option<&serde_json::Value>) -> String {
     use std::fmt::Write;
-    let field = |name: &str| status.get(name).cloned().unwrap_or_default();
-    let number = |name: &str| field(name).as_u64().map_or("-".to_owned(), |n| n.to_string());
     let mut out = String::new();
     let _ = writeln!(out, "node        {base}");
     let health_line = match health {
@@ -167,33 +167,31 @@ fn summary(base: &str, status: &serde_json::Value, health: Option<&serde_json::V
         None => "unknown (no answer from /lean/v0/health)".to_owned(),
     };
     let _ = writeln!(out, "health      {health_line}");
-    if let Some(reason) = field("halted").as_str() {
+    if let Some(reason) = &status.halted {
         let _ = writeln!(out, "HALTED      {reason}");
     }
-    let root = field("finalized_root");
-    let root = root.as_str().unwrap_or("-");
+    let root = &status.finalized_root;
     let _ = writeln!(
         out,
         "chain       epoch {}, view {}, finalized #{} ({})",
-        number("epoch"),
-        number("view"),
-        number("finalized_height"),
+        status.epoch,
+        status.view,
+        status.finalized_height,
         root.get(..10).unwrap_or(root)
     );
-    let since = field("seconds_since_last_certificate")
-        .as_u64()
+    let since = status
+        .seconds_since_last_certificate
         .map_or("none yet".to_owned(), |s| format!("{s} s ago"));
-    let latency =
-        field("last_finality_latency_ms").as_u64().map_or("-".to_owned(), |ms| format!("{ms} ms"));
+    let latency = status.last_finality_latency_ms.map_or("-".to_owned(), |ms| format!("{ms} ms"));
     let _ = writeln!(
         out,
         "progress    last certificate {since}; last finality latency {latency}; nullified views {}",
-        number("nullified_views")
+        status.nullified_views
     );
-    let _ = writeln!(out, "peers       {}", number("peers"));
-    let role = if field("is_aggregator").as_bool() == Some(true) { "aggregator" } else { "voter" };
-    let operator = field("operator_index")
-        .as_u64()
+    let _ = writeln!(out, "peers       {}", status.peers);
+    let role = if status.is_aggregator { "aggregator" } else { "voter" };
+    let operator = status
+        .operator_index
         .map_or("not in the current operator set".to_owned(), |i| format!("operator #{i}"));
     let _ = writeln!(out, "role        {role}, {operator}");
     out
@@ -205,11 +203,12 @@ mod tests {
 
     #[test]
     fn the_summary_names_what_an_operator_looks_for() {
-        let status = serde_json::json!({
+        let status: StatusReport = serde_json::from_value(serde_json::json!({
             "epoch": 2, "view": 41, "finalized_height": 39, "finalized_root": "0xabcdef0123456789",
             "peers": 3, "is_aggregator": true, "operator_index": 1, "nullified_views": 2,
             "last_finality_latency_ms": 512, "seconds_since_last_certificate": 1,
-        });
+        }))
+        .unwrap();
         let healthy = serde_json::json!({"status": "healthy", "service": "lean-rpc-api"});
         let text = summary("http://127.0.0.1:5052", &status, Some(&healthy));
         for expected in [
@@ -222,7 +221,10 @@ mod tests {
             assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
         }
         let sick = serde_json::json!({"status": "unhealthy", "reason": "no certificate for 40 s"});
-        let text = summary("u", &serde_json::json!({"halted": "store failed"}), Some(&sick));
+        // A node of another version: keys it does not send read as their defaults.
+        let halted: StatusReport =
+            serde_json::from_value(serde_json::json!({"halted": "store failed"})).unwrap();
+        let text = summary("u", &halted, Some(&sick));
         assert!(text.contains("UNHEALTHY: no certificate for 40 s"), "{text}");
         assert!(text.contains("HALTED      store failed"), "{text}");
         assert!(text.contains("not in the current operator set"), "{text}");
