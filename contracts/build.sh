@@ -6,6 +6,11 @@
 # EVM version `paris` (no PUSH0, no MCOPY): the registries must run on any EVM chain an AVS
 # reads, including local test nodes (ganache 7) and L2s that lag mainnet forks.
 # Each artifact is {"contractName", "compiler", "abi", "bytecode"}, a shape alloy's `sol!` reads.
+#
+# AttestationCenter is compiled the same way (paris): it reaches SHA-256, MODEXP and the EIP-2537
+# BLS12-381 precompiles through plain STATICCALLs, which need no newer opcodes. It *runs* only
+# on a chain with EIP-2537 (Prague or later). Its tests: contracts/test/run.sh (see
+# contracts/README.md).
 set -euo pipefail
 SOLC_VERSION=0.8.26
 EVM_VERSION=paris
