@@ -90,6 +90,7 @@ impl Network {
             slot_duration_ms: 4000,
             intervals_per_slot: 5,
             operators: OperatorSet { operators: operators.try_into().expect("<= 1024 operators") },
+            task_definitions: Default::default(),
         };
         let digest = network_digest(&genesis).expect("genesis root");
         let table = KeyTable::new(0, &genesis.operators, digest).expect("valid set");

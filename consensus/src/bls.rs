@@ -88,6 +88,19 @@ impl PublicKey {
         self.0.compress()
     }
 
+    /// The point as EIP-2537 encodes a G1 point (what the settlement contract takes): x and y,
+    /// each a 64-byte big-endian field element (16 zero bytes, then 48).
+    pub fn to_eip2537(&self) -> [u8; 128] {
+        let raw = self.0.serialize(); // x ‖ y, 48 bytes each
+        let mut out = [0u8; 128];
+        for (limb, chunk) in out.chunks_exact_mut(64).zip(raw.chunks_exact(48)) {
+            if let Some(tail) = limb.get_mut(16..) {
+                tail.copy_from_slice(chunk);
+            }
+        }
+        out
+    }
+
     /// `-self`: the compressed encoding with the sign of y flipped. No subgroup check is
     /// needed: the negation of a point of the subgroup is one.
     pub fn negate(&self) -> Option<PublicKey> {
@@ -118,6 +131,21 @@ impl Signature {
     }
     pub fn to_bytes(&self) -> [u8; 96] {
         self.0.compress()
+    }
+
+    /// The point as EIP-2537 encodes a G2 point: `x.c0 ‖ x.c1 ‖ y.c0 ‖ y.c1`, each a 64-byte
+    /// big-endian field element. (blst's uncompressed form orders each coordinate's `c1` first,
+    /// as the ZCash encoding does.)
+    pub fn to_eip2537(&self) -> [u8; 256] {
+        let raw = self.0.serialize(); // x.c1 ‖ x.c0 ‖ y.c1 ‖ y.c0, 48 bytes each
+        let parts: Vec<&[u8]> = raw.chunks_exact(48).collect();
+        let mut out = [0u8; 256];
+        for (limb, source) in out.chunks_exact_mut(64).zip([1usize, 0, 3, 2]) {
+            if let (Some(tail), Some(chunk)) = (limb.get_mut(16..), parts.get(source)) {
+                tail.copy_from_slice(chunk);
+            }
+        }
+        out
     }
 }
 

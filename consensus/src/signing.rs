@@ -6,7 +6,7 @@
 //! network or one message kind from being valid for another.
 
 use crate::error::ConsensusError;
-use crate::types::{GenesisConfig, Proposal, Root, SigningData, VoteData, root_of};
+use crate::types::{GenesisConfig, Proposal, Root, SigningData, TaskMessage, VoteData, root_of};
 
 /// 4-byte domain type.
 pub type DomainType = [u8; 4];
@@ -16,6 +16,7 @@ pub type NetworkDigest = [u8; 4];
 pub const DOMAIN_PROPOSAL: DomainType = [0x00, 0x00, 0x00, 0x01];
 pub const DOMAIN_VOTE: DomainType = [0x00, 0x00, 0x00, 0x02];
 pub const DOMAIN_CHECKIN: DomainType = [0x00, 0x00, 0x00, 0x03];
+pub const DOMAIN_TASK: DomainType = [0x00, 0x00, 0x00, 0x04];
 
 /// The network digest of a genesis configuration.
 pub fn network_digest(genesis: &GenesisConfig) -> Result<NetworkDigest, ConsensusError> {
@@ -50,6 +51,19 @@ pub fn proposal_signing_root(
 /// Signing root of a vote (domain VOTE); the certificate over the same data signs the same root.
 pub fn vote_signing_root(data: &VoteData, digest: NetworkDigest) -> Result<Root, ConsensusError> {
     signing_root(root_of(data)?, domain(DOMAIN_VOTE, digest))
+}
+
+/// An AVS task's id: `hash_tree_root(TaskMessage)` (docs/protocol.md, 7.3).
+pub fn task_id(message: &TaskMessage) -> Result<Root, ConsensusError> {
+    root_of(message)
+}
+
+/// What a performer signs for `message` (domain TASK).
+pub fn task_signing_root(
+    message: &TaskMessage,
+    digest: NetworkDigest,
+) -> Result<Root, ConsensusError> {
+    signing_root(task_id(message)?, domain(DOMAIN_TASK, digest))
 }
 
 #[cfg(test)]

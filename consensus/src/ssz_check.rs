@@ -9,10 +9,11 @@
 //! Only bytes that pass are handed to `ssz_rs`, and the result is re-encoded and compared.
 
 use crate::types::{
-    Block, BlockBody, Certificate, ChainState, GenesisConfig, MAX_JUSTIFICATION,
+    AvsTaskDefinition, Block, BlockBody, Certificate, ChainState, GenesisConfig, MAX_JUSTIFICATION,
     MAX_NETWORK_NAME_BYTES, MAX_OPERATORS, MAX_PROOF_BYTES, MAX_TASK_DATA_BYTES,
-    MAX_TASK_STATE_BYTES, MAX_TASK_STATES, MAX_TASKS_PER_BLOCK, Operator, OperatorSet, Proposal,
-    SignedProposal, SignedVote, TaskResult, TaskState, VoteData,
+    MAX_TASK_DEFINITIONS, MAX_TASK_NAME_BYTES, MAX_TASK_STATE_BYTES, MAX_TASK_STATES,
+    MAX_TASKS_PER_BLOCK, Operator, OperatorSet, Proposal, SignedProposal, SignedTaskMessage,
+    SignedVote, TaskMessage, TaskResult, TaskState, VoteData,
 };
 
 /// Bytes of an SSZ offset.
@@ -193,7 +194,28 @@ impl SszShape for TaskResult {
             Shape::Fixed(8),
             Shape::Bytes(MAX_PROOF_BYTES),
             Shape::Bytes(MAX_TASK_DATA_BYTES),
+            Shape::Fixed(96),
         ])
+    }
+}
+impl SszShape for TaskMessage {
+    fn shape() -> Shape {
+        Shape::Container(vec![
+            Shape::Fixed(2),
+            Shape::Fixed(48),
+            Shape::Bytes(MAX_PROOF_BYTES),
+            Shape::Bytes(MAX_TASK_DATA_BYTES),
+        ])
+    }
+}
+impl SszShape for SignedTaskMessage {
+    fn shape() -> Shape {
+        Shape::Container(vec![TaskMessage::shape(), Shape::Fixed(96)])
+    }
+}
+impl SszShape for AvsTaskDefinition {
+    fn shape() -> Shape {
+        Shape::Container(vec![Shape::Fixed(2), Shape::Bytes(MAX_TASK_NAME_BYTES), Shape::Fixed(1)])
     }
 }
 impl SszShape for BlockBody {
@@ -244,6 +266,7 @@ impl SszShape for GenesisConfig {
             Shape::Fixed(8),
             Shape::Fixed(8),
             OperatorSet::shape(),
+            Shape::List(Box::new(AvsTaskDefinition::shape()), MAX_TASK_DEFINITIONS),
         ])
     }
 }
@@ -304,6 +327,7 @@ mod tests {
             performer_index: 2,
             proof_of_task: vec![1, 2, 3].try_into().unwrap(),
             data: vec![4; 40].try_into().unwrap(),
+            signature: Default::default(),
         };
         let block = Block {
             height: 5,

@@ -6,11 +6,17 @@
 //! The effect becomes the network's reality when the block is finalized: a changed operator
 //! set ends the epoch (docs/protocol.md, "Epochs"). `internal-tasks` implements this trait.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use crate::bls::{self, PublicKey, Signature};
 use crate::error::ConsensusError;
-use crate::types::{Block, ChainState, MAX_TASKS_PER_BLOCK, OperatorIndex, TaskResult};
+use crate::signing::{NetworkDigest, task_id, task_signing_root};
+use crate::state::child_base;
+use crate::types::{
+    AvsTaskDefinition, Block, ChainState, FIRST_INTERNAL_TASK_ID, MAX_TASKS_PER_BLOCK,
+    OperatorIndex, PublicKeyBytes, Root, SignedTaskMessage, TaskMessage, TaskResult, Validation,
+};
 
 /// Outcome of validating one task result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +74,20 @@ impl TaskRegistry {
         self.tasks.get(&id)
     }
 
-    /// Validate every task result of `block` against `parent`: Invalid wins over NotYet,
-    /// an unknown task id is Invalid.
-    pub fn validate_block(&self, parent: &ChainState, block: &Block) -> TaskValidity {
+    /// Validate every task result of `block` against `parent` (docs/protocol.md, 7.3): the
+    /// performer rules (an AVS result signed by its performer, an internal one performed by
+    /// the proposer with no signature), no task twice, then each task's own check. Invalid
+    /// wins over NotYet; an unknown task id is Invalid.
+    pub fn validate_block(
+        &self,
+        digest: NetworkDigest,
+        parent: &ChainState,
+        block: &Block,
+    ) -> TaskValidity {
+        let Ok(base) = child_base(parent) else {
+            return TaskValidity::Invalid("epoch overflow".into());
+        };
+        let mut seen = HashSet::new();
         let mut not_yet = None;
         for result in block.body.tasks.iter() {
             let Some(task) = self.get(result.task_definition_id) else {
@@ -79,6 +96,13 @@ impl TaskRegistry {
                     result.task_definition_id
                 ));
             };
+            let identity = match check_performer(digest, &base, block.proposer_index, result) {
+                Ok(identity) => identity,
+                Err(reason) => return TaskValidity::Invalid(reason),
+            };
+            if !seen.insert(identity) {
+                return TaskValidity::Invalid("a task twice in one block".into());
+            }
             match task.validate(parent, result) {
                 TaskValidity::Valid => {}
                 TaskValidity::Invalid(r) => return TaskValidity::Invalid(r),
@@ -97,5 +121,231 @@ impl TaskRegistry {
             self.tasks.values().flat_map(|t| t.perform(parent, proposer)).collect();
         out.truncate(MAX_TASKS_PER_BLOCK);
         out
+    }
+}
+
+/// The genesis rules for AVS task definitions (docs/protocol.md, 7.3): sorted strictly by id,
+/// ids `1..=9999`, names of 1 to 64 printable ASCII bytes, a known validation kind.
+pub fn check_definitions(definitions: &[AvsTaskDefinition]) -> Result<(), String> {
+    let mut last = 0u16;
+    for d in definitions {
+        if d.id == 0 || d.id >= FIRST_INTERNAL_TASK_ID {
+            return Err(format!("task id {} is not in 1..={}", d.id, FIRST_INTERNAL_TASK_ID - 1));
+        }
+        if d.id <= last {
+            return Err(format!("task ids must be unique and ascending ({} after {last})", d.id));
+        }
+        last = d.id;
+        if d.name.is_empty() || d.name.iter().any(|b| !(0x20..0x7f).contains(b)) {
+            return Err(format!("task {}: the name must be 1 to 64 printable ASCII bytes", d.id));
+        }
+        if Validation::from_u8(d.validation).is_none() {
+            return Err(format!("task {}: unknown validation kind {}", d.id, d.validation));
+        }
+    }
+    Ok(())
+}
+
+/// The `TaskMessage` a result stands for, with its performer's key.
+pub fn task_message(result: &TaskResult, performer: PublicKeyBytes) -> TaskMessage {
+    TaskMessage {
+        task_definition_id: result.task_definition_id,
+        performer,
+        proof_of_task: result.proof_of_task.clone(),
+        data: result.data.clone(),
+    }
+}
+
+/// `message` signed by `key` (domain TASK), as its performer submits it.
+pub fn sign_task(
+    key: &bls::SecretKey,
+    message: TaskMessage,
+    digest: NetworkDigest,
+) -> Result<SignedTaskMessage, ConsensusError> {
+    let root = task_signing_root(&message, digest)?;
+    let signature = key
+        .sign(&root)
+        .to_bytes()
+        .to_vec()
+        .try_into()
+        .map_err(|_| ConsensusError::Ssz("signature length".into()))?;
+    Ok(SignedTaskMessage { message, signature })
+}
+
+/// True when `signature` is `performer`'s signature over `message` (domain TASK).
+pub fn verify_task_signature(
+    digest: NetworkDigest,
+    message: &TaskMessage,
+    signature: &[u8],
+) -> bool {
+    let (Ok(root), Ok(key), Ok(sig)) = (
+        task_signing_root(message, digest),
+        PublicKey::from_bytes(message.performer.as_ref()),
+        Signature::from_bytes(signature),
+    ) else {
+        return false;
+    };
+    bls::verify(&key, &root, &sig)
+}
+
+/// The performer rules of one result in a block of `base`'s epoch (docs/protocol.md, 7.3);
+/// returns the identity used to refuse a task twice: the task id of an AVS result, the
+/// result's own root for an internal one.
+fn check_performer(
+    digest: NetworkDigest,
+    base: &ChainState,
+    proposer: OperatorIndex,
+    result: &TaskResult,
+) -> Result<Root, String> {
+    if result.task_definition_id >= FIRST_INTERNAL_TASK_ID {
+        if result.performer_index != proposer {
+            return Err("an internal task's performer must be the proposer".into());
+        }
+        if result.signature.iter().any(|b| *b != 0) {
+            return Err("an internal task's result carries no signature".into());
+        }
+        return crate::types::root_of(result).map_err(|e| e.to_string());
+    }
+    let operator = usize::try_from(result.performer_index)
+        .ok()
+        .and_then(|i| base.operators.operators.get(i))
+        .ok_or_else(|| {
+            format!("performer {} is not in the operator set", result.performer_index)
+        })?;
+    let message = task_message(result, operator.pubkey.clone());
+    if !verify_task_signature(digest, &message, result.signature.as_ref()) {
+        return Err("the performer's signature does not verify".into());
+    }
+    task_id(&message).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::network_digest;
+    use crate::state::genesis_state;
+    use crate::testkit::{self, avs_result, note};
+    use crate::types::BlockBody;
+
+    const AVS_ID: u16 = 7;
+
+    /// An AVS task whose own check accepts everything: the tests here are the registry's rules.
+    struct AcceptAll;
+    impl TaskDefinition for AcceptAll {
+        fn id(&self) -> u16 {
+            AVS_ID
+        }
+        fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+            TaskValidity::Valid
+        }
+        fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
+            Ok(())
+        }
+        fn perform(&self, _: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
+            Vec::new()
+        }
+    }
+
+    fn block(proposer: OperatorIndex, tasks: Vec<TaskResult>) -> Block {
+        Block {
+            height: 1,
+            proposer_index: proposer,
+            body: BlockBody { tasks: tasks.try_into().unwrap() },
+            ..Default::default()
+        }
+    }
+
+    fn invalid(v: TaskValidity) -> String {
+        match v {
+            TaskValidity::Invalid(reason) => reason,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn performer_rules() {
+        let (keys, genesis) = testkit::genesis(&[1, 1, 1, 1], 0, 4000).unwrap();
+        let digest = network_digest(&genesis).unwrap();
+        let parent = genesis_state(&genesis);
+        let mut reg = testkit::registry(Vec::new());
+        reg.register(Arc::new(AcceptAll)).unwrap();
+        let signed = |i: usize, data: &[u8]| {
+            avs_result(&keys[i], i as u64, AVS_ID, b"proof", data, digest).unwrap()
+        };
+
+        // Signed by its performer, in a block led by someone else: valid.
+        let good = signed(2, b"a");
+        assert_eq!(
+            reg.validate_block(digest, &parent, &block(0, vec![good.clone()])),
+            TaskValidity::Valid
+        );
+
+        // Another operator's index on operator 2's signature, data changed after signing, a
+        // missing signature, another network's signature, an index outside the set.
+        let mut reindexed = good.clone();
+        reindexed.performer_index = 1;
+        let mut tampered = good.clone();
+        tampered.data = crate::types::byte_list(b"b").unwrap();
+        let mut unsigned = good.clone();
+        unsigned.signature = Default::default();
+        let foreign = avs_result(&keys[2], 2, AVS_ID, b"proof", b"a", [9, 9, 9, 9]).unwrap();
+        let mut outside = good.clone();
+        outside.performer_index = 4;
+        for bad in [reindexed, tampered, unsigned, foreign] {
+            let reason = invalid(reg.validate_block(digest, &parent, &block(0, vec![bad])));
+            assert!(reason.contains("signature"), "{reason}");
+        }
+        let reason = invalid(reg.validate_block(digest, &parent, &block(0, vec![outside])));
+        assert!(reason.contains("not in the operator set"), "{reason}");
+
+        // The same task twice in one block.
+        let reason =
+            invalid(reg.validate_block(digest, &parent, &block(0, vec![good.clone(), good])));
+        assert!(reason.contains("twice"), "{reason}");
+        let two = vec![signed(1, b"x"), signed(2, b"x")];
+        assert_eq!(
+            reg.validate_block(digest, &parent, &block(0, two)),
+            TaskValidity::Valid,
+            "two performers"
+        );
+
+        // Internal tasks: performed by the proposer, with no signature.
+        let own = note(3, b"n").unwrap();
+        assert_eq!(
+            reg.validate_block(digest, &parent, &block(3, vec![own.clone()])),
+            TaskValidity::Valid
+        );
+        let reason = invalid(reg.validate_block(digest, &parent, &block(0, vec![own.clone()])));
+        assert!(reason.contains("proposer"), "{reason}");
+        let mut with_signature = own;
+        with_signature.signature = good_signature(&keys[3]);
+        let reason = invalid(reg.validate_block(digest, &parent, &block(3, vec![with_signature])));
+        assert!(reason.contains("no signature"), "{reason}");
+    }
+
+    #[test]
+    fn definition_rules() {
+        let def = |id, name: &[u8], validation| AvsTaskDefinition {
+            id,
+            name: crate::types::byte_list(name).unwrap(),
+            validation,
+        };
+        assert_eq!(check_definitions(&[def(1, b"a", 0), def(9999, b"price feed", 1)]), Ok(()));
+        for (bad, why) in [
+            (vec![def(0, b"a", 0)], "not in"),
+            (vec![def(10_000, b"a", 0)], "not in"),
+            (vec![def(2, b"a", 0), def(2, b"b", 0)], "ascending"),
+            (vec![def(3, b"a", 0), def(2, b"b", 0)], "ascending"),
+            (vec![def(1, b"", 0)], "name"),
+            (vec![def(1, b"tab\t", 0)], "name"),
+            (vec![def(1, b"a", 2)], "validation"),
+        ] {
+            let err = check_definitions(&bad).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+    }
+
+    fn good_signature(key: &crate::bls::SecretKey) -> crate::types::SignatureBytes {
+        key.sign(&[1; 32]).to_bytes().to_vec().try_into().unwrap()
     }
 }

@@ -3,8 +3,8 @@
 //! and operator-set changes. Pure and small; nothing here runs in a production node unless it
 //! registers these tasks itself.
 //!
-//! - [`NoteTask`] (id 1): `proof_of_task = sha256(data)`, no effect.
-//! - [`MembershipTask`] (id 2): a script of operator-set changes (set a power, add an
+//! - [`NoteTask`] (id 10901, performed by the proposer like an internal task): `proof_of_task = sha256(data)`, no effect.
+//! - [`MembershipTask`] (id 10902): a script of operator-set changes (set a power, add an
 //!   operator, remove one, which re-indexes the set), each proposed once from its height on by
 //!   whichever leader builds a block; applying one ends the epoch once the block is final.
 
@@ -14,13 +14,19 @@ use sha2::{Digest, Sha256};
 
 use crate::bls::SecretKey;
 use crate::error::ConsensusError;
+use crate::signing::NetworkDigest;
 use crate::task::{TaskDefinition, TaskRegistry, TaskValidity};
 use crate::types::{
-    ChainState, GenesisConfig, Operator, OperatorIndex, OperatorSet, TaskResult, byte_list,
+    ChainState, GenesisConfig, Operator, OperatorIndex, OperatorSet, TaskMessage, TaskResult,
+    byte_list,
 };
 
-pub const NOTE_ID: u16 = 1;
-pub const MEMBERSHIP_ID: u16 = 2;
+pub const NOTE_ID: u16 = 10_901;
+pub const MEMBERSHIP_ID: u16 = 10_902;
+
+fn length<T>(_: T) -> ConsensusError {
+    ConsensusError::Ssz("key length".into())
+}
 
 /// The key of simulated operator `i` (deterministic).
 pub fn operator_key(i: u64) -> Result<SecretKey, ConsensusError> {
@@ -35,7 +41,6 @@ pub fn operator(i: u64, power: u64) -> Result<Operator, ConsensusError> {
     for (dst, src) in address.iter_mut().zip(i.to_le_bytes().iter().chain(std::iter::repeat(&1))) {
         *dst = *src;
     }
-    let length = |_| ConsensusError::Ssz("key length".into());
     Ok(Operator {
         address,
         pubkey: key.public_key().to_bytes().to_vec().try_into().map_err(length)?,
@@ -64,6 +69,7 @@ pub fn genesis(
         operators: OperatorSet {
             operators: operators.try_into().map_err(|_| ConsensusError::TooManyOperators(0))?,
         },
+        task_definitions: Default::default(),
     };
     Ok((keys, genesis))
 }
@@ -75,6 +81,7 @@ pub fn note(performer: OperatorIndex, data: &[u8]) -> Result<TaskResult, Consens
         performer_index: performer,
         proof_of_task: byte_list(&Sha256::digest(data))?,
         data: byte_list(data)?,
+        signature: Default::default(),
     })
 }
 
@@ -212,10 +219,36 @@ impl TaskDefinition for MembershipTask {
                 performer_index: proposer,
                 proof_of_task,
                 data,
+                signature: Default::default(),
             }],
             _ => Vec::new(),
         }
     }
+}
+
+/// An AVS task result of task `id` by operator `index` (whose key is `key`), signed.
+pub fn avs_result(
+    key: &SecretKey,
+    index: OperatorIndex,
+    id: u16,
+    proof: &[u8],
+    data: &[u8],
+    digest: NetworkDigest,
+) -> Result<TaskResult, ConsensusError> {
+    let message = TaskMessage {
+        task_definition_id: id,
+        performer: key.public_key().to_bytes().to_vec().try_into().map_err(length)?,
+        proof_of_task: byte_list(proof)?,
+        data: byte_list(data)?,
+    };
+    let signed = crate::task::sign_task(key, message, digest)?;
+    Ok(TaskResult {
+        task_definition_id: id,
+        performer_index: index,
+        proof_of_task: signed.message.proof_of_task,
+        data: signed.message.data,
+        signature: signed.signature,
+    })
 }
 
 /// A registry with `NoteTask` and, if given, a membership script.

@@ -39,6 +39,12 @@ pub const MAX_NETWORK_NAME_BYTES: usize = 64;
 pub const MAX_TASK_STATE_BYTES: usize = 256;
 /// Upper bound on the tasks that keep state in `ChainState`.
 pub const MAX_TASK_STATES: usize = 64;
+/// Upper bound on the AVS task definitions of a genesis.
+pub const MAX_TASK_DEFINITIONS: usize = 64;
+/// Upper bound on an AVS task definition's name.
+pub const MAX_TASK_NAME_BYTES: usize = 64;
+/// AVS task ids are below this; internal tasks use it and above.
+pub const FIRST_INTERNAL_TASK_ID: u16 = 10_000;
 
 /// Encoded size of a `VoteData` (kind, view, epoch, root).
 const VOTE_DATA_BYTES: usize = 1 + 8 + 8 + 32;
@@ -47,7 +53,8 @@ pub const SIGNED_VOTE_BYTES: usize = VOTE_DATA_BYTES + 8 + 96;
 /// Largest encoded `Certificate` (a full signers bitlist).
 pub const MAX_CERTIFICATE_BYTES: usize = VOTE_DATA_BYTES + OFFSET + 96 + MAX_OPERATORS / 8 + 1;
 /// Largest encoded `TaskResult`.
-const MAX_TASK_RESULT_BYTES: usize = 2 + 8 + 2 * OFFSET + MAX_PROOF_BYTES + MAX_TASK_DATA_BYTES;
+const MAX_TASK_RESULT_BYTES: usize =
+    2 + 8 + 2 * OFFSET + MAX_PROOF_BYTES + MAX_TASK_DATA_BYTES + 96;
 /// Largest encoded `Block`.
 const MAX_BLOCK_BYTES: usize =
     8 + 32 + 8 + 32 + OFFSET + OFFSET + MAX_TASKS_PER_BLOCK * (OFFSET + MAX_TASK_RESULT_BYTES);
@@ -98,6 +105,74 @@ pub struct TaskResult {
     pub performer_index: u64,
     pub proof_of_task: List<u8, MAX_PROOF_BYTES>,
     pub data: List<u8, MAX_TASK_DATA_BYTES>,
+    /// The performer's signature over the result's `TaskMessage` (AVS tasks); all zero for
+    /// internal tasks, which the proposal's signature covers (docs/protocol.md, 7.3).
+    pub signature: SignatureBytes,
+}
+
+/// What an AVS task's performer signs; its root is the task id (docs/protocol.md, 7.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
+pub struct TaskMessage {
+    pub task_definition_id: u16,
+    pub performer: PublicKeyBytes,
+    pub proof_of_task: List<u8, MAX_PROOF_BYTES>,
+    pub data: List<u8, MAX_TASK_DATA_BYTES>,
+}
+
+/// A performer's submission: gossiped on the `task` topic and taken by `SubmitTask`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
+pub struct SignedTaskMessage {
+    pub message: TaskMessage,
+    pub signature: SignatureBytes,
+}
+
+/// How an AVS task's results are validated (`AvsTaskDefinition::validation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Validation {
+    /// Each attester asks its own AVS validation service.
+    Service,
+    /// Built in: `proof_of_task` is the SHA-256 of `data`.
+    Sha256,
+}
+
+impl Validation {
+    pub fn from_u8(kind: u8) -> Option<Self> {
+        match kind {
+            0 => Some(Self::Service),
+            1 => Some(Self::Sha256),
+            _ => None,
+        }
+    }
+
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Self::Service => 0,
+            Self::Sha256 => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Service => "service",
+            Self::Sha256 => "sha256",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "service" => Some(Self::Service),
+            "sha256" => Some(Self::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// An AVS builder's task, declared in the genesis (docs/protocol.md, 7.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
+pub struct AvsTaskDefinition {
+    pub id: u16,
+    pub name: List<u8, MAX_TASK_NAME_BYTES>,
+    pub validation: u8,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
@@ -204,6 +279,8 @@ pub struct GenesisConfig {
     pub slot_duration_ms: u64,
     pub intervals_per_slot: u64,
     pub operators: OperatorSet,
+    /// The AVS tasks of this network, sorted by id (docs/protocol.md, 7.3).
+    pub task_definitions: List<AvsTaskDefinition, MAX_TASK_DEFINITIONS>,
 }
 
 /// The replicated state after a block. `state_root` of a block commits to this.
@@ -331,6 +408,7 @@ mod tests {
             performer_index: 2,
             proof_of_task: List::try_from(vec![1u8; MAX_PROOF_BYTES]).unwrap(),
             data: List::try_from(vec![2u8; MAX_TASK_DATA_BYTES]).unwrap(),
+            signature: Default::default(),
         };
         let body = BlockBody { tasks: List::try_from(vec![task; MAX_TASKS_PER_BLOCK]).unwrap() };
         let proposal = SignedProposal {

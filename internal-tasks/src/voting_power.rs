@@ -253,6 +253,7 @@ impl VotingPowerSyncTask {
             performer_index: proposer,
             proof_of_task: byte_list(&proof).ok()?,
             data: byte_list(&data).ok()?,
+            signature: Default::default(),
         };
         self.observer.performed(
             VOTING_POWER_SYNC_TASK_ID,

@@ -41,6 +41,50 @@ pub enum Command {
     Status(StatusArgs),
     /// Print a shell completion script for avs-node to standard output.
     Completions(CompletionsArgs),
+    /// The example AVS (a hash-chain task): its validation service and a performer.
+    #[command(subcommand, name = "example-avs")]
+    ExampleAvs(ExampleAvsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExampleAvsCommand {
+    /// Serve the example validation service (POST /task/validate, docs/protocol.md 7.3).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value_t = crate::example_avs::default_listen())]
+        listen: std::net::SocketAddr,
+    },
+    /// Perform hash-chain tasks as an operator: sign each with the operator's BLS key and submit
+    /// it to a node's gRPC TaskService.
+    Perform(ExamplePerformArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExamplePerformArgs {
+    /// The node's gRPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub grpc_url: String,
+    /// The operator's keys directory.
+    #[arg(long, value_name = "DIR")]
+    pub keys_dir: PathBuf,
+    /// File whose first line is the keystores' password (else asked on the terminal).
+    #[arg(long, value_name = "FILE")]
+    pub keys_password_file: Option<PathBuf>,
+    /// Open plaintext keys (devnet and tests only).
+    #[arg(long)]
+    pub insecure_plaintext_keys: bool,
+    /// The network's genesis file (its digest is part of what is signed).
+    #[arg(long, value_name = "FILE")]
+    pub genesis: PathBuf,
+    /// The task definition id (a `service` task of the genesis whose service is the example's).
+    #[arg(long, default_value_t = 1)]
+    pub task_id: u16,
+    /// How many tasks to submit (0: until Ctrl-C).
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Milliseconds between two tasks.
+    #[arg(long, default_value_t = 2000)]
+    pub every_ms: u64,
 }
 
 /// Logging, shared by every subcommand.
@@ -265,6 +309,25 @@ pub struct TaskArgs {
     /// Blocks below a chain's head before they are read (reorg safety).
     #[arg(long, value_name = "BLOCKS", default_value_t = crate::tasks::DEFAULT_CONFIRMATIONS)]
     pub confirmations: u64,
+
+    /// The validation service of an AVS task as `TASK_ID=URL` (this node's attester POSTs each
+    /// result of that task to it before voting). Repeat per task.
+    #[arg(long = "task-service", value_name = "TASK_ID=URL")]
+    pub task_services: Vec<String>,
+
+    /// How long a validation service has to answer, in milliseconds [default: 2000].
+    #[arg(long, value_name = "MS")]
+    pub task_service_timeout_ms: Option<u64>,
+
+    /// JSON-RPC endpoint of the chain holding the AttestationCenter contract: while this node
+    /// is an aggregator it settles finalized blocks with AVS tasks there (its operator key pays).
+    /// Read from `AVS_SETTLEMENT_RPC` when not given.
+    #[arg(long, value_name = "URL", env = "AVS_SETTLEMENT_RPC", hide_env_values = true)]
+    pub settlement_rpc: Option<String>,
+
+    /// Address of the AttestationCenter contract.
+    #[arg(long, value_name = "ADDRESS")]
+    pub settlement_contract: Option<String>,
 }
 
 /// Settings of `avs-node devnet`.
@@ -415,6 +478,11 @@ pub struct GenesisArgs {
     /// Name of the network; it is part of the network digest, so two networks never mix.
     #[arg(long, default_value = "avs-mainnet")]
     pub network_name: String,
+
+    /// An AVS task definition as `ID:NAME:VALIDATION` (id 1 to 9999; validation `service`: each
+    /// attester asks its own validation service, or `sha256`: built in). Repeat per task.
+    #[arg(long = "task", value_name = "ID:NAME:VALIDATION")]
+    pub tasks: Vec<crate::genesis::GenesisTask>,
 
     /// Where to write the genesis file.
     #[arg(long, value_name = "FILE")]

@@ -48,6 +48,10 @@
 //! l1_registry = "0x…"           # StakeRegistry
 //! l2_registry = "0x…"           # PowerRegistry
 //! confirmations = 2
+//! task_services = ["1=http://127.0.0.1:4002/task/validate"] # AVS validation services
+//! task_service_timeout_ms = 2000
+//! settlement_rpc = "http://127.0.0.1:8545"      # AttestationCenter's chain
+//! settlement_contract = "0x…"
 //!
 //! [log]
 //! log_filter = "info"
@@ -462,6 +466,21 @@ impl NodeConfig {
                     args.tasks.confirmations,
                     file.tasks.confirmations,
                 ),
+                task_services: if args.tasks.task_services.is_empty() {
+                    file.tasks.task_services.unwrap_or_default()
+                } else {
+                    args.tasks.task_services.clone()
+                },
+                task_service_timeout_ms: args
+                    .tasks
+                    .task_service_timeout_ms
+                    .or(file.tasks.task_service_timeout_ms),
+                settlement_rpc: args.tasks.settlement_rpc.clone().or(file.tasks.settlement_rpc),
+                settlement_contract: args
+                    .tasks
+                    .settlement_contract
+                    .clone()
+                    .or(file.tasks.settlement_contract),
             }
             .resolve(internal_tasks)
             .map_err(ConfigError::Tasks)?,

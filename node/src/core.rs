@@ -20,7 +20,7 @@ use anyhow::Context;
 use avs_consensus::bls::SecretKey;
 use avs_consensus::gossip::GossipContext;
 use avs_consensus::types::{
-    Block, Certificate, Root, SignedProposal, SignedVote, VoteKind, encode,
+    Block, Certificate, ChainState, Root, SignedProposal, SignedVote, VoteKind, encode,
 };
 use avs_consensus::verify::{Incoming, Verified, verify_certificate};
 use avs_consensus::{
@@ -61,6 +61,8 @@ pub struct FinalizedEvent {
     pub root: Root,
     pub block: Block,
     pub certificate: Certificate,
+    /// The block's post-state when it ends its epoch.
+    pub epoch_end: Option<Arc<ChainState>>,
 }
 
 /// A gossip message that passed the checks of `crate::gossip` off the loop.
@@ -519,7 +521,7 @@ impl Core {
                         .set(i64::try_from(now_ms / 1000).unwrap_or(i64::MAX));
                     self.chain.put_certificate(&mut batch, &certificate)?;
                 }
-                Action::Finalized { root, block, certificate } => {
+                Action::Finalized { root, block, certificate, epoch_end } => {
                     moved = true;
                     self.last_finalized_ms = Some(now_ms);
                     let data = &certificate.data;
@@ -547,6 +549,7 @@ impl Core {
                         root,
                         block,
                         certificate,
+                        epoch_end: epoch_end.map(Arc::from),
                     })));
                     finalized_any = true;
                 }

@@ -77,7 +77,17 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
     let ports = node_ports(n + 1)?;
     let mut peer_ids: Vec<String> =
         genesis.operators.iter().map(|o| o.peer_id.clone().unwrap_or_default()).collect();
-    peer_ids.push(keys::load_public(&dir.join(format!("node{n}/keys")))?.peer_id);
+    let newcomer_public = keys::load_public(&dir.join(format!("node{n}/keys")))?;
+    peer_ids.push(newcomer_public.peer_id.clone());
+    let genesis_config = genesis.to_config()?;
+    let newcomer_address = crate::keys::parse_hex_array::<20>("address", &newcomer_public.address)?;
+    let avs = crate::example_avs::devnet::start(
+        &dir,
+        &genesis_config,
+        &[newcomer_address],
+        shutdown.child_token(),
+    )
+    .await?;
 
     println!("devnet: {n} nodes, slot {} ms, data in {}", args.slot_ms, dir.display());
     let mut nodes = Vec::with_capacity(n.saturating_add(1));
@@ -104,7 +114,8 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
         cmd.arg("--internal-tasks")
             .args(["--sync-interval", &DEVNET_SYNC_INTERVAL_MS.to_string()])
             .arg("--stake-schedule")
-            .arg(&schedule_path);
+            .arg(&schedule_path)
+            .args(&avs.node_args);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).kill_on_drop(true);
         println!(
             "  node{i}: http://127.0.0.1:{http}  p2p {p2p}  log {}{}",
@@ -131,6 +142,20 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
             });
         }
     }
+    // The example AVS's performer: each genesis operator in turn, to its own node.
+    let performers = (0..n)
+        .map(|i| {
+            let unlock = keys::Unlock { password_file: None, insecure_plaintext: true };
+            let key = keys::load(&dir.join(format!("node{i}/keys")), &unlock)?.bls;
+            Ok((key, format!("http://127.0.0.1:{}", ports[i].2)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::example_avs::devnet::spawn_performer(
+        performers,
+        avs_consensus::signing::network_digest(&genesis_config)?,
+        avs.submitted.clone(),
+        shutdown.child_token(),
+    );
     println!("Ctrl-C stops the devnet. Switch the aggregator role of node i at runtime with:");
     println!(
         "  curl -X POST -H 'Content-Type: application/json' -d '{{\"enabled\":true}}' http://127.0.0.1:{}/lean/v0/admin/aggregator",
@@ -172,6 +197,9 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
                     }
                 }
                 println!("{}", progress_line(started.elapsed(), &nodes).await);
+                if let Some(line) = avs_line(&nodes, &avs).await {
+                    println!("  {line}");
+                }
                 for event in task_events(&nodes, &mut task_counts).await {
                     println!("  {event}");
                 }
@@ -249,6 +277,11 @@ fn prepare(dir: &Path, n: usize, slot_ms: u64) -> anyhow::Result<PathBuf> {
         slot_duration_ms: slot_ms,
         intervals_per_slot: avs_consensus::clock::DEFAULT_INTERVALS_PER_SLOT,
         operators,
+        tasks: vec![crate::genesis::GenesisTask {
+            id: crate::example_avs::devnet::TASK_ID,
+            name: crate::example_avs::devnet::TASK_NAME.into(),
+            validation: "service".into(),
+        }],
     };
     genesis.to_config()?;
     genesis.write(&genesis_path)?;
@@ -495,6 +528,39 @@ async fn progress_line(elapsed: Duration, nodes: &[DevNode]) -> String {
         }
     }
     line
+}
+
+/// The example AVS's progress: tasks submitted, finalized (as the first node to answer
+/// reports them) and blocks settled on chain (the aggregators' count). Every 10 s.
+async fn avs_line(nodes: &[DevNode], avs: &crate::example_avs::devnet::Started) -> Option<String> {
+    static TICKS: AtomicU32 = AtomicU32::new(0);
+    if TICKS.fetch_add(1, Ordering::Relaxed) % 10 != 9 {
+        return None;
+    }
+    let finalized: Vec<Option<usize>> =
+        poll_nodes(nodes, "/tasks?status=finalized&limit=1000", |body| {
+            let value: serde_json::Value = body.read_json().ok()?;
+            Some(value["data"].as_array()?.len())
+        })
+        .await;
+    let settled: Vec<Option<u64>> = poll_nodes(nodes, "/metrics", |body| {
+        let text = body.read_to_string().ok()?;
+        let line = text.lines().find(|l| l.starts_with("avs_node_settlement_blocks_total "))?;
+        line.rsplit(' ').next()?.parse::<f64>().ok().map(|v| v as u64)
+    })
+    .await;
+    let finalized = finalized.into_iter().flatten().max().unwrap_or(0);
+    let settled: u64 = settled.into_iter().flatten().sum();
+    let chain = match &avs.chain {
+        Some(_) => format!(
+            ", {settled} blocks settled on chain (AttestationCenter verified each certificate)"
+        ),
+        None => String::new(),
+    };
+    Some(format!(
+        "example AVS: {} tasks submitted, {finalized} finalized{chain}",
+        avs.submitted.load(std::sync::atomic::Ordering::Relaxed)
+    ))
 }
 
 async fn stop_all(nodes: &mut [DevNode]) {

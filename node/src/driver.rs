@@ -32,6 +32,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregator::AggregatorController;
+use crate::avs::AvsTasks;
 use crate::core::{Checked, Core, Effect};
 use crate::gossip::{
     MAX_VALIDATIONS_PER_PEER, Outcome, PeerShares, URGENT_SLOTS, ValidationSlots, outcome,
@@ -88,6 +89,9 @@ pub struct Driver {
     pub status: watch::Sender<NodeStatus>,
     pub tasks: NodeTasks,
     pub pool: Arc<OperatorPool>,
+    pub avs: Arc<AvsTasks>,
+    /// Settles finalized AVS tasks on chain while this node is an aggregator.
+    pub settler: Option<crate::settlement::Settler>,
     pub finalized_feed: FinalizedFeed,
     /// The main runtime: validation and requests run there, not on the loop's thread.
     pub runtime: tokio::runtime::Handle,
@@ -121,6 +125,7 @@ impl Driver {
             store_permits: Arc::new(Semaphore::new(STORE_READERS)),
         };
         let mut outbox: VecDeque<(TopicKind, Vec<u8>)> = VecDeque::new();
+        let avs = Arc::clone(&self.avs);
         // Enter the current view at once instead of waiting for the next boundary.
         let effects = self.core.tick(now_ms(), self.aggregator.observe_tick())?;
         self.carry_out(effects, &channels, &mut outbox);
@@ -144,6 +149,8 @@ impl Driver {
                     Validated::LaterEpoch(peer) => self.core.on_later_epoch(now_ms(), peer),
                 },
                 () = sleep => self.core.tick(now_ms(), self.aggregator.observe_tick())?,
+                // A task verdict arrived: a proposal that waited on it is judged now.
+                () = avs.changed() => self.core.tick(now_ms(), self.aggregator.observe_tick())?,
                 Some(event) = events.recv() => self.on_network_event(event, &channels),
             };
             self.metrics.loop_seconds.observe(started.elapsed().as_secs_f64());
@@ -225,6 +232,7 @@ impl Driver {
         };
         let received = Instant::now();
         let pool = Arc::clone(&self.pool);
+        let avs = Arc::clone(&self.avs);
         let net = self.net.clone();
         let metrics = self.metrics.clone();
         let tx = channels.checked_tx.clone();
@@ -235,6 +243,7 @@ impl Driver {
             let result = crate::gossip::check(
                 &context,
                 &pool,
+                &avs,
                 kind,
                 &data,
                 &peer,
@@ -262,11 +271,11 @@ impl Driver {
                         let _ = tx.try_send(Validated::LaterEpoch(peer));
                     }
                 }
-                Outcome::Checkin(result) => {
+                Outcome::Checkin(result) | Outcome::Task(result) => {
                     let verdict = match result {
                         Ok(()) => ValidationOutcome::Accept,
                         Err((verdict, reason)) => {
-                            tracing::debug!(%peer, %reason, "check-in refused");
+                            tracing::debug!(%peer, %reason, topic = %kind.name(), "gossip refused");
                             outcome(verdict)
                         }
                     };
@@ -308,10 +317,22 @@ impl Driver {
                 Effect::Proposed(proposal) => self.tasks.proposed(&proposal),
                 Effect::Finalized(event) => {
                     self.tasks.finalized(&event.block);
+                    self.avs.finalized(&event);
+                    if let Some(settler) = &self.settler {
+                        let table = self.core.engine().key_table();
+                        if table.epoch() == event.certificate.data.epoch {
+                            settler.offer(
+                                &event,
+                                table.operator_set(),
+                                self.aggregator.is_enabled(),
+                            );
+                        }
+                    }
                     // No subscriber is the normal case: nothing to do then.
                     let _ = self.finalized_feed.send(event);
                 }
                 Effect::EpochChanged(table) => {
+                    self.avs.set_operators(Arc::clone(&table));
                     // Rows of operators that left the set expire now.
                     if let Err(e) = self.pool.set_operators(table) {
                         tracing::warn!(error = %e, "updating the operator pool's set failed");

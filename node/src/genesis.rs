@@ -22,7 +22,10 @@ use std::path::Path;
 
 use anyhow::{Context, bail, ensure};
 use avs_consensus::clock::SlotClock;
-use avs_consensus::types::{GenesisConfig, Operator, OperatorSet, byte_list};
+use avs_consensus::types::{
+    AvsTaskDefinition, GenesisConfig, MAX_TASK_DEFINITIONS, Operator, OperatorSet, Validation,
+    byte_list,
+};
 use serde::{Deserialize, Serialize};
 use ssz_rs::prelude::{List, Vector};
 
@@ -36,6 +39,38 @@ pub struct GenesisFile {
     pub slot_duration_ms: u64,
     pub intervals_per_slot: u64,
     pub operators: Vec<GenesisOperator>,
+    /// The network's AVS tasks (docs/protocol.md, 7.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<GenesisTask>,
+}
+
+/// An AVS task definition in the genesis file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisTask {
+    /// 1 to 9999.
+    pub id: u16,
+    pub name: String,
+    /// `service` (each attester's own validation service) or `sha256` (built in).
+    pub validation: String,
+}
+
+impl std::str::FromStr for GenesisTask {
+    type Err = anyhow::Error;
+
+    /// `ID:NAME:VALIDATION`, as `avs-node genesis --task` takes it.
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let mut parts = s.splitn(3, ':');
+        let (Some(id), Some(name), Some(validation)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("expected ID:NAME:VALIDATION, got {s:?}");
+        };
+        Ok(Self {
+            id: id.parse().with_context(|| format!("task id {id:?}"))?,
+            name: name.to_owned(),
+            validation: validation.to_owned(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +121,7 @@ impl GenesisFile {
             slot_duration_ms: args.slot_ms,
             intervals_per_slot: args.intervals_per_slot,
             operators,
+            tasks: args.tasks.clone(),
         };
         genesis.to_config()?;
         Ok(genesis)
@@ -114,6 +150,28 @@ impl GenesisFile {
         let json = serde_json::to_string_pretty(self)?;
         std::fs::write(path, format!("{json}\n"))
             .with_context(|| format!("writing genesis file {}", path.display()))
+    }
+
+    /// The AVS task definitions in their SSZ form, checked by the protocol's rules.
+    fn task_definitions(&self) -> anyhow::Result<List<AvsTaskDefinition, MAX_TASK_DEFINITIONS>> {
+        let mut out = Vec::with_capacity(self.tasks.len());
+        for (index, task) in self.tasks.iter().enumerate() {
+            let validation = Validation::parse(&task.validation).with_context(|| {
+                format!(
+                    "tasks[{index}].validation {:?}: expected \"service\" or \"sha256\"",
+                    task.validation
+                )
+            })?;
+            out.push(AvsTaskDefinition {
+                id: task.id,
+                name: byte_list(task.name.as_bytes())
+                    .map_err(|_| anyhow::anyhow!("tasks[{index}].name is longer than 64 bytes"))?,
+                validation: validation.as_u8(),
+            });
+        }
+        avs_consensus::task::check_definitions(&out).map_err(|e| anyhow::anyhow!("tasks: {e}"))?;
+        List::try_from(out)
+            .map_err(|_| anyhow::anyhow!("at most {MAX_TASK_DEFINITIONS} task definitions"))
     }
 
     /// Validates and converts to the consensus's SSZ form.
@@ -160,6 +218,7 @@ impl GenesisFile {
             slot_duration_ms: self.slot_duration_ms,
             intervals_per_slot: self.intervals_per_slot,
             operators: OperatorSet { operators },
+            task_definitions: self.task_definitions()?,
         })
     }
 }
@@ -186,6 +245,7 @@ mod tests {
             slot_duration_ms: 4000,
             intervals_per_slot: 5,
             operators,
+            tasks: Vec::new(),
         };
         (dir, file)
     }

@@ -16,6 +16,7 @@ use avs_p2p::{GossipSizeLimits, PeerId, TopicKind, ValidationOutcome};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::avs::AvsTasks;
 use crate::core::Checked;
 use crate::pool::OperatorPool;
 
@@ -121,6 +122,14 @@ impl Drop for PeerShare {
 pub const MAX_SIGNED_CHECKIN_BYTES: usize =
     4 + 96 + (20 + 4 + 2 + 8 + 8 + 1 + 8) + crate::pool::checkin::MAX_VERSION_BYTES;
 
+/// Largest encoded `SignedTaskMessage`: the message's offset, the signature, the message's
+/// fixed part (id, performer key, two offsets) and the two byte lists at their limits.
+pub const MAX_SIGNED_TASK_BYTES: usize = 4
+    + 96
+    + (2 + 48 + 4 + 4)
+    + avs_consensus::types::MAX_PROOF_BYTES
+    + avs_consensus::types::MAX_TASK_DATA_BYTES;
+
 /// The largest payload of each topic, which the network checks before decompressing: a vote
 /// has one size, a certificate and a check-in a small maximum, a proposal up to 10 MiB.
 pub fn size_limits() -> GossipSizeLimits {
@@ -129,6 +138,7 @@ pub fn size_limits() -> GossipSizeLimits {
         vote: SIGNED_VOTE_BYTES,
         certificate: MAX_CERTIFICATE_BYTES,
         checkin: MAX_SIGNED_CHECKIN_BYTES,
+        task: MAX_SIGNED_TASK_BYTES,
     }
 }
 
@@ -141,6 +151,8 @@ pub enum Outcome {
     Refused(GossipError),
     /// A check-in, judged and (if valid) recorded here: report this verdict now.
     Checkin(Result<(), (Verdict, String)>),
+    /// An AVS task submission, judged and (if new and valid) taken into the task pool here.
+    Task(Result<(), (Verdict, String)>),
 }
 
 /// The gossip verdict for a consensus verdict.
@@ -153,9 +165,11 @@ pub fn outcome(verdict: Verdict) -> ValidationOutcome {
 }
 
 /// Checks one message of topic `kind`.
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     context: &GossipContext,
     pool: &OperatorPool,
+    avs: &AvsTasks,
     kind: TopicKind,
     data: &[u8],
     peer: &PeerId,
@@ -166,6 +180,7 @@ pub fn check(
         TopicKind::Vote { .. } => context.check_vote(data).map(Checked::Vote),
         TopicKind::Certificate => context.check_certificate(data).map(Checked::Certificate),
         TopicKind::Block => context.check_proposal(data).map(Checked::Proposal),
+        TopicKind::Task => return Outcome::Task(avs.validate_gossip(data, now_ms)),
         TopicKind::Checkin => {
             return Outcome::Checkin(pool.validate_gossip(
                 data,

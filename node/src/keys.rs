@@ -62,12 +62,23 @@ pub struct OperatorPublic {
     pub peer_id: String,
 }
 
-/// The keys a running node needs.
-#[derive(Debug)]
+/// The keys a running node needs. Its `Debug` shows no secret.
 pub struct OperatorKeys {
     pub bls: SecretKey,
     pub address: [u8; 20],
+    /// The secp256k1 secret behind `address`: signs this node's settlement transactions.
+    pub eth_secret: zeroize::Zeroizing<[u8; 32]>,
     pub node_key: avs_p2p::Keypair,
+}
+
+impl std::fmt::Debug for OperatorKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorKeys")
+            .field("bls", &self.bls)
+            .field("address", &format!("0x{}", hex::encode(self.address)))
+            .field("eth_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// How the two secrets are kept on disk.
@@ -211,7 +222,8 @@ pub fn load(dir: &Path, unlock: &Unlock) -> anyhow::Result<OperatorKeys> {
         "the secret keys in {} do not match its {OPERATOR_FILE}: a key file was replaced",
         dir.display()
     );
-    Ok(OperatorKeys { bls, address, node_key })
+    let eth_secret = zeroize::Zeroizing::new(eth_key.to_bytes());
+    Ok(OperatorKeys { bls, address, eth_secret, node_key })
 }
 
 /// What a keys directory holds, read without any password (`avs-node keys list`).

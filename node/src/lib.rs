@@ -23,6 +23,7 @@
 //!   check-in client mode.
 
 pub mod aggregator;
+pub mod avs;
 pub mod chain_store;
 pub mod cli;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod core;
 pub mod devnet;
 pub mod disk;
 pub mod driver;
+pub mod example_avs;
 pub mod genesis;
 pub mod gossip;
 pub mod grpc;
@@ -40,6 +42,7 @@ pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod pool;
+pub mod settlement;
 #[cfg(test)]
 mod sim;
 pub mod status;

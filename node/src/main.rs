@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use avs_node::cli::{Cli, Command, KeysCommand};
+use avs_node::cli::{Cli, Command, ExampleAvsCommand, KeysCommand};
 use avs_node::config::{FileConfig, NodeConfig};
 use avs_node::genesis::GenesisFile;
 use avs_node::keys::Protection;
@@ -51,6 +51,41 @@ fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
             runtime()?.block_on(async move {
                 let shutdown = shutdown_on_signals()?;
                 avs_node::node::run(config, shutdown).await
+            })
+        }
+        Command::ExampleAvs(ExampleAvsCommand::Serve { listen }) => {
+            avs_node::logging::init(&cli.log.log_filter, cli.log.log_format)?;
+            runtime()?.block_on(async move {
+                let shutdown = shutdown_on_signals()?;
+                let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {listen}: {e}; choose another --listen")
+                })?;
+                avs_node::example_avs::serve(listener, shutdown).await
+            })
+        }
+        Command::ExampleAvs(ExampleAvsCommand::Perform(args)) => {
+            avs_node::logging::init(&cli.log.log_filter, cli.log.log_format)?;
+            let keys = avs_node::keys::load(
+                &args.keys_dir,
+                &avs_node::keys::Unlock {
+                    password_file: args.keys_password_file.clone(),
+                    insecure_plaintext: args.insecure_plaintext_keys,
+                },
+            )?;
+            let genesis = avs_node::genesis::GenesisFile::load(&args.genesis)?.to_config()?;
+            let digest = avs_consensus::signing::network_digest(&genesis)?;
+            runtime()?.block_on(async move {
+                let shutdown = shutdown_on_signals()?;
+                avs_node::example_avs::perform_loop(
+                    &args.grpc_url,
+                    &keys.bls,
+                    args.task_id,
+                    digest,
+                    args.count,
+                    std::time::Duration::from_millis(args.every_ms),
+                    shutdown,
+                )
+                .await
             })
         }
         Command::Devnet(args) => {

@@ -74,6 +74,14 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         Some((address, op.peer_id.clone()?))
     }));
     let tasks = crate::tasks::NodeTasks::build(&config, &genesis)?;
+    let avs = crate::avs::AvsTasks::open(
+        &genesis,
+        avs_consensus::signing::network_digest(&genesis)?,
+        config.tasks.avs.clone(),
+        store.clone(),
+    )?;
+    let mut task_registry = tasks.registry();
+    avs.register(&mut task_registry)?;
     let mut registry = Registry::default();
     let aggregator = AggregatorController::new(config.roles.is_aggregator, &mut registry);
     let metrics = NodeMetrics::register(&mut registry);
@@ -85,7 +93,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         CoreConfig {
             engine: EngineConfig::new(genesis.clone()),
             key: keys.bls.clone(),
-            registry: tasks.registry(),
+            registry: task_registry,
             seed: now_ms(),
             vote_subnets: VOTE_SUBNET_COUNT,
         },
@@ -124,6 +132,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         .map(|b| b.parse::<Multiaddr>().with_context(|| format!("--bootnode {b}")))
         .collect::<anyhow::Result<_>>()?;
     pool.set_operators(engine.key_table())?;
+    avs.set_operators(engine.key_table());
     tracing::info!(
         operator = ?me,
         epoch = engine.epoch(),
@@ -135,13 +144,27 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     // ----- start -----
     let net = avs_p2p::spawn(net_config, &mut registry, shutdown.child_token())
         .context("starting the p2p network (--p2p-addr, --p2p-port)")?;
-    let topics = [TopicKind::Block, TopicKind::Certificate, TopicKind::Checkin]
+    let topics = [TopicKind::Block, TopicKind::Certificate, TopicKind::Checkin, TopicKind::Task]
         .into_iter()
         .chain((0..VOTE_SUBNET_COUNT).map(|subnet| TopicKind::Vote { subnet }));
     for kind in topics {
         net.handle.subscribe(GossipTopic::new(digest, kind)).await?;
     }
     tasks.spawn_refresher(shutdown.child_token());
+    let settler = match &config.tasks.settlement {
+        Some(settlement) => Some(crate::settlement::Settler::spawn(
+            settlement.clone(),
+            &keys.eth_secret,
+            &mut registry,
+            shutdown.child_token(),
+        )?),
+        None => None,
+    };
+    avs.spawn_workers(
+        net.handle.clone(),
+        GossipTopic::new(digest, TopicKind::Task),
+        shutdown.child_token(),
+    );
     let (status_tx, status_rx) = watch::channel(NodeStatus::default());
     let api = ApiState {
         aggregator: Some(aggregator.clone()),
@@ -159,6 +182,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         explorer_url: Arc::from(config.pool.explorer_url.as_str()),
         profile_url: Arc::from(config.pool.eigenlayer_profile_url.as_str()),
         history,
+        avs: Some(avs.clone()),
     };
     // Health follows this network's slot: no certificate for 10 slots is "not following".
     let http_options = crate::http::ServeOptions {
@@ -181,6 +205,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         status: status_rx.clone(),
         chain: chain.clone(),
         finalized: finalized_feed.clone(),
+        avs: avs.clone(),
     };
     let grpc_listener =
         crate::grpc::bind((config.grpc.grpc_addr, config.grpc.grpc_port).into()).await?;
@@ -217,6 +242,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         status: status_tx,
         tasks,
         pool,
+        avs,
+        settler,
         finalized_feed,
         runtime: tokio::runtime::Handle::current(),
         quota: RequestQuota::default(),

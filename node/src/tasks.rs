@@ -74,6 +74,10 @@ pub enum StakeSourceConfig {
 pub struct TaskConfig {
     pub source: StakeSourceConfig,
     pub confirmations: u64,
+    /// The AVS tasks' validation services.
+    pub avs: crate::avs::AvsSettings,
+    /// Where finalized AVS tasks are settled, if anywhere.
+    pub settlement: Option<crate::settlement::SettlementConfig>,
 }
 
 impl fmt::Debug for StakeSourceConfig {
@@ -97,6 +101,21 @@ impl fmt::Debug for TaskConfig {
         f.debug_struct("TaskConfig")
             .field("source", &self.source)
             .field("confirmations", &self.confirmations)
+            .field(
+                "settlement",
+                &self.settlement.as_ref().map(|s| {
+                    (crate::config::url_origin(&s.rpc), format!("0x{}", hex::encode(s.contract)))
+                }),
+            )
+            .field(
+                "task_services",
+                &self
+                    .avs
+                    .services
+                    .iter()
+                    .map(|(id, url)| (id, crate::config::url_origin(url)))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -111,12 +130,64 @@ pub struct TaskSettings {
     pub l1_registry: Option<String>,
     pub l2_registry: Option<String>,
     pub confirmations: u64,
+    /// `TASK_ID=URL` entries.
+    pub task_services: Vec<String>,
+    pub task_service_timeout_ms: Option<u64>,
+    pub settlement_rpc: Option<String>,
+    pub settlement_contract: Option<String>,
 }
 
 impl TaskSettings {
     /// At most one source, completely, with valid addresses; `internal_tasks` needs one.
     pub fn resolve(self, internal_tasks: bool) -> Result<TaskConfig, String> {
-        let Self { stake_schedule, l1_rpc, l2_rpc, l1_registry, l2_registry, confirmations } = self;
+        let Self {
+            stake_schedule,
+            l1_rpc,
+            l2_rpc,
+            l1_registry,
+            l2_registry,
+            confirmations,
+            task_services,
+            task_service_timeout_ms,
+            settlement_rpc,
+            settlement_contract,
+        } = self;
+        let settlement = match (settlement_rpc, settlement_contract) {
+            (None, None) => None,
+            (Some(rpc), Some(contract)) => Some(crate::settlement::SettlementConfig {
+                rpc,
+                contract: parse_address(&contract)
+                    .map_err(|e| format!("--settlement-contract {contract:?}: {e}"))?,
+            }),
+            _ => {
+                return Err(
+                    "settlement needs both --settlement-rpc and --settlement-contract".into()
+                );
+            }
+        };
+        let mut services = std::collections::BTreeMap::new();
+        for entry in &task_services {
+            let (id, url) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("--task-service {entry:?}: expected TASK_ID=URL"))?;
+            let id: u16 =
+                id.parse().map_err(|_| format!("--task-service {entry:?}: bad task id"))?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "--task-service {entry:?}: the URL must be http:// or https://"
+                ));
+            }
+            if services.insert(id, url.to_owned()).is_some() {
+                return Err(format!("--task-service: task {id} given twice"));
+            }
+        }
+        if task_service_timeout_ms == Some(0) {
+            return Err("--task-service-timeout-ms must be at least 1".into());
+        }
+        let avs = crate::avs::AvsSettings {
+            services,
+            timeout: task_service_timeout_ms.map(std::time::Duration::from_millis),
+        };
         let source = match (stake_schedule, l1_rpc, l2_rpc, l1_registry, l2_registry) {
             (None, None, None, None, None) if internal_tasks => {
                 return Err("--internal-tasks needs a stake source: --stake-schedule FILE, or \
@@ -144,7 +215,7 @@ impl TaskSettings {
                     .into());
             }
         };
-        Ok(TaskConfig { source, confirmations })
+        Ok(TaskConfig { source, confirmations, avs, settlement })
     }
 }
 
@@ -158,6 +229,11 @@ pub struct FileTasks {
     pub l1_registry: Option<String>,
     pub l2_registry: Option<String>,
     pub confirmations: Option<u64>,
+    /// `TASK_ID=URL` entries, as `--task-service`.
+    pub task_services: Option<Vec<String>>,
+    pub task_service_timeout_ms: Option<u64>,
+    pub settlement_rpc: Option<String>,
+    pub settlement_contract: Option<String>,
 }
 
 fn parse_address(text: &str) -> Result<[u8; 20], String> {

@@ -62,6 +62,7 @@ pub struct GossipSizeLimits {
     pub vote: usize,
     pub certificate: usize,
     pub checkin: usize,
+    pub task: usize,
 }
 
 impl GossipSizeLimits {
@@ -72,6 +73,7 @@ impl GossipSizeLimits {
             vote: MAX_PAYLOAD_SIZE,
             certificate: MAX_PAYLOAD_SIZE,
             checkin: MAX_PAYLOAD_SIZE,
+            task: MAX_PAYLOAD_SIZE,
         }
     }
 
@@ -82,12 +84,13 @@ impl GossipSizeLimits {
             TopicKind::Vote { .. } => self.vote,
             TopicKind::Certificate => self.certificate,
             TopicKind::Checkin => self.checkin,
+            TopicKind::Task => self.task,
         }
     }
 
     /// The largest of them (what one gossipsub frame must be able to carry).
     pub fn largest(&self) -> usize {
-        self.block.max(self.vote).max(self.certificate).max(self.checkin)
+        self.block.max(self.vote).max(self.certificate).max(self.checkin).max(self.task)
     }
 }
 

@@ -21,9 +21,13 @@ pub type NetworkDigest = [u8; 4];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TopicKind {
     Block,
-    Vote { subnet: u64 },
+    Vote {
+        subnet: u64,
+    },
     Certificate,
     Checkin,
+    /// AVS task submissions.
+    Task,
 }
 
 impl TopicKind {
@@ -34,6 +38,7 @@ impl TopicKind {
             TopicKind::Vote { subnet } => format!("vote_{subnet}"),
             TopicKind::Certificate => "certificate".into(),
             TopicKind::Checkin => "checkin".into(),
+            TopicKind::Task => "task".into(),
         }
     }
 
@@ -42,6 +47,7 @@ impl TopicKind {
             "block" => Ok(TopicKind::Block),
             "certificate" => Ok(TopicKind::Certificate),
             "checkin" => Ok(TopicKind::Checkin),
+            "task" => Ok(TopicKind::Task),
             other => {
                 let digits = other
                     .strip_prefix("vote_")
@@ -171,6 +177,7 @@ mod tests {
             (TopicKind::Vote { subnet: 17 }, "/avs/deadbeef/vote_17/ssz_snappy"),
             (TopicKind::Certificate, "/avs/deadbeef/certificate/ssz_snappy"),
             (TopicKind::Checkin, "/avs/deadbeef/checkin/ssz_snappy"),
+            (TopicKind::Task, "/avs/deadbeef/task/ssz_snappy"),
         ];
         for (kind, text) in cases {
             let topic = GossipTopic::new(DIGEST, kind);
@@ -215,11 +222,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn roundtrip(digest: [u8; 4], which in 0u8..4, subnet: u64) {
+        fn roundtrip(digest: [u8; 4], which in 0u8..5, subnet: u64) {
             let kind = match which {
                 0 => TopicKind::Block,
                 1 => TopicKind::Vote { subnet },
                 2 => TopicKind::Certificate,
+                3 => TopicKind::Task,
                 _ => TopicKind::Checkin,
             };
             let topic = GossipTopic::new(digest, kind);

@@ -246,7 +246,9 @@ impl Engine {
             self.finalized_root = root;
             self.finalized_height = block.height;
             self.finalized_certificate = Some(cert.clone());
-            out.push(Action::Finalized { root, block, certificate: cert.clone() });
+            let epoch_end =
+                self.states.get(&root).filter(|s| s.ends_epoch()).map(|s| Box::new(s.clone()));
+            out.push(Action::Finalized { root, block, certificate: cert.clone(), epoch_end });
         }
         self.range_wanted = None;
         self.prune_finalized(cert.data.view);

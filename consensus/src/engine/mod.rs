@@ -155,6 +155,9 @@ pub enum Action {
         root: Root,
         block: Block,
         certificate: Certificate,
+        /// The block's post-state when it ends its epoch (what an on-chain light client needs
+        /// to take over the next operator set); `None` otherwise.
+        epoch_end: Option<Box<ChainState>>,
     },
     /// A new epoch started with this operator set.
     EpochChanged {

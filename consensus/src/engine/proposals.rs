@@ -200,10 +200,11 @@ impl Engine {
             .into_iter()
             .filter(|t| {
                 let probe = Block {
+                    proposer_index: me,
                     body: BlockBody { tasks: vec![t.clone()].try_into().unwrap_or_default() },
                     ..Default::default()
                 };
-                self.registry.validate_block(parent, &probe) == TaskValidity::Valid
+                self.registry.validate_block(self.digest, parent, &probe) == TaskValidity::Valid
             })
             .collect();
         let mut block = Block {
@@ -336,7 +337,7 @@ impl Engine {
         {
             return Judgement::Invalid;
         }
-        match self.registry.validate_block(&parent, block) {
+        match self.registry.validate_block(self.digest, &parent, block) {
             TaskValidity::Valid => {}
             TaskValidity::NotYet(_) => return Judgement::NotYet,
             TaskValidity::Invalid(_) => return Judgement::Invalid,

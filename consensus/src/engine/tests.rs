@@ -103,7 +103,11 @@ impl Net {
     /// A child of genesis proposed by `leader(view)` with the given task results.
     fn child_of_genesis(&self, view: View, tasks: Vec<TaskResult>) -> Block {
         let g = Anchor::genesis(&self.config.genesis).unwrap();
-        self.child(&g.block, &g.state, self.leader(view) as u64, tasks).0
+        let leader = self.leader(view) as u64;
+        // Internal tasks are performed by the block's proposer (docs/protocol.md, 7.3).
+        let tasks =
+            tasks.into_iter().map(|t| TaskResult { performer_index: leader, ..t }).collect();
+        self.child(&g.block, &g.state, leader, tasks).0
     }
     fn propose(&self, view: View, block: Block, justification: Vec<Certificate>) -> SignedProposal {
         let message = Proposal { view, epoch: 0, block };

@@ -22,6 +22,7 @@
 
 pub mod budget;
 pub mod client;
+pub mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +52,8 @@ pub const FINALIZED_FEED_CAPACITY: usize = 256;
 /// bytes (a 64-byte version, a 96-byte signature); anything larger is refused from its length
 /// prefix (`OUT_OF_RANGE`), before it is buffered or decoded.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest `SubmitTask` request: a task at the protocol's limits and its framing.
+pub const MAX_TASK_REQUEST_BYTES: usize = crate::gossip::MAX_SIGNED_TASK_BYTES + 1024;
 /// Largest response message encoded: one finalized block of the largest size (16 task results
 /// of at most 512 KiB of data and 64 KiB of proof each, about 9.1 MiB), with 64 KiB to spare for
 /// the block's fixed fields, its certificate (under 1 KiB) and the protobuf framing. Larger is
@@ -90,6 +93,7 @@ pub struct GrpcState {
     pub status: watch::Receiver<NodeStatus>,
     pub chain: ChainStore,
     pub finalized: FinalizedFeed,
+    pub avs: Arc<crate::avs::AvsTasks>,
 }
 
 /// The limits that are the service's own (the transport's are constants above).
@@ -159,11 +163,17 @@ pub async fn serve_with_limits(
     let reflection_v1 = reflection().build_v1()?.max_decoding_message_size(MAX_REQUEST_BYTES);
     let reflection_v1alpha =
         reflection().build_v1alpha()?.max_decoding_message_size(MAX_REQUEST_BYTES);
+    let tasks = avs_proto::v1::task_service_server::TaskServiceServer::new(tasks::Tasks::new(
+        Arc::clone(&state.avs),
+    ))
+    .max_decoding_message_size(MAX_TASK_REQUEST_BYTES)
+    .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let node = NodeServiceServer::new(Service::new(state, limits))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
     transport()
         .add_service(node)
+        .add_service(tasks)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())

@@ -53,7 +53,8 @@ async fn start_with(
     let status = NodeStatus { view: 5, finalized_height: head, ..NodeStatus::default() };
     let (_tx, status) = watch::channel(status);
     let (finalized, _) = broadcast::channel(8);
-    let state = GrpcState { pool: pool.clone(), status, chain, finalized: finalized.clone() };
+    let avs = crate::avs::AvsTasks::none(chain.store().clone());
+    let state = GrpcState { pool: pool.clone(), status, chain, finalized: finalized.clone(), avs };
     let shutdown = CancellationToken::new();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(serve_with_limits(listener, state, limits, shutdown.clone()));
@@ -97,6 +98,7 @@ fn live_event(height: u64) -> Arc<FinalizedEvent> {
         root: block.root().unwrap(),
         block,
         certificate: Certificate::default(),
+        epoch_end: None,
     })
 }
 
@@ -463,10 +465,16 @@ fn the_largest_finalized_block_fits_the_response_limit() {
         performer_index: 2,
         proof_of_task: byte_list(&vec![1; avs_consensus::types::MAX_PROOF_BYTES]).unwrap(),
         data: byte_list(&vec![2; avs_consensus::types::MAX_TASK_DATA_BYTES]).unwrap(),
+        signature: Default::default(),
     };
     let tasks = vec![task; avs_consensus::types::MAX_TASKS_PER_BLOCK];
     let block = Block { body: BlockBody { tasks: tasks.try_into().unwrap() }, ..Block::default() };
-    let event = FinalizedEvent { root: [0; 32], block, certificate: Certificate::default() };
+    let event = FinalizedEvent {
+        root: [0; 32],
+        block,
+        certificate: Certificate::default(),
+        epoch_end: None,
+    };
     let message = finalized_to_proto(&event).unwrap();
     // A full signers bitlist adds one bit per operator to the certificate.
     let certificate = message.certificate_ssz.len() + avs_consensus::types::MAX_OPERATORS / 8 + 1;

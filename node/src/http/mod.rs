@@ -37,6 +37,7 @@ mod metrics;
 pub mod operator;
 mod server;
 mod status;
+pub mod tasks;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -152,10 +153,33 @@ pub fn app(state: ApiState, pool: Option<PoolApi>, options: &ServeOptions) -> Ro
 /// The operator pool's routes (`/operator`, `/telemetry`), merged into the API by
 /// [`serve_with_pool`].
 pub fn pool_router(api: PoolApi) -> Router {
-    Router::new()
+    let avs = api.avs.clone();
+    let router = Router::new()
         .route("/operator", get(operator::get_operators).fallback(|m| not_allowed(m, "GET")))
         .route("/telemetry", get(telemetry::get_telemetry).fallback(|m| not_allowed(m, "GET")))
-        .with_state(api)
+        .with_state(api);
+    match avs {
+        Some(avs) => router.merge(tasks_router(avs)),
+        None => router,
+    }
+}
+
+/// The AVS tasks' routes (`/tasks`, `/tasks/definitions`, `/tasks/{id}`, `POST /rpc`).
+pub fn tasks_router(avs: Arc<crate::avs::AvsTasks>) -> Router {
+    Router::new()
+        .route("/tasks", get(tasks::list_tasks).fallback(|m| not_allowed(m, "GET")))
+        .route(
+            "/tasks/definitions",
+            get(tasks::get_definitions).fallback(|m| not_allowed(m, "GET")),
+        )
+        .route("/tasks/{id}", get(tasks::get_task).fallback(|m| not_allowed(m, "GET")))
+        .route(
+            "/rpc",
+            axum::routing::post(tasks::post_rpc)
+                .fallback(|m| not_allowed(m, "POST"))
+                .layer(DefaultBodyLimit::max(tasks::RPC_BODY_LIMIT)),
+        )
+        .with_state(avs)
 }
 
 /// Binds the API's listener; a clear error names the flag to change.

@@ -25,6 +25,8 @@ pub struct PoolApi {
     pub profile_url: Arc<str>,
     /// This node's recent progress, charted on the telemetry page.
     pub history: crate::status::History,
+    /// The AVS tasks, served under `/tasks` and `/rpc` when given.
+    pub avs: Option<Arc<crate::avs::AvsTasks>>,
 }
 
 pub(crate) async fn get_operators(State(api): State<PoolApi>) -> Response {

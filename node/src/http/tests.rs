@@ -464,6 +464,7 @@ async fn telemetry_carries_a_strict_csp_and_nosniff() {
         explorer_url: Arc::from("https://explorer/address/"),
         profile_url: Arc::from("https://el/operator/"),
         history: crate::status::History::default(),
+        avs: None,
     };
     let router = app(state, Some(pool), &ServeOptions::new(LOCAL.parse().unwrap()));
     let r = send(&router, "GET", "/telemetry", &[], Body::empty()).await;

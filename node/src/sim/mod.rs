@@ -244,6 +244,8 @@ pub(crate) struct Sim {
     rng: Rng,
     /// The operator pool `crate::gossip::check` needs (no check-ins are simulated).
     pool: OperatorPool,
+    /// No AVS task in the simulated networks: the `task` topic is never published.
+    avs: Arc<crate::avs::AvsTasks>,
     pub(crate) checker: Checker,
     pub(crate) stats: NetStats,
 }
@@ -323,6 +325,7 @@ impl Sim {
             now: T0,
             rng,
             pool: OperatorPool::open(Arc::new(MemoryStore::new())).expect("pool"),
+            avs: crate::avs::AvsTasks::none(Arc::new(MemoryStore::new())),
             checker,
             stats: NetStats::default(),
         };
@@ -581,26 +584,25 @@ impl Sim {
         let from_peer = self.nodes[from].peer;
         let Some(core) = self.nodes[i].core.as_ref() else { return };
         let context = core.context();
-        let effects =
-            match crate::gossip::check(&context, &self.pool, kind, &data, &from_peer, None, now) {
-                Outcome::Consensus(checked) => {
-                    self.nodes[i].awaiting.insert(id.clone(), (kind, data, from));
-                    self.core_mut(i)
-                        .map(|c| c.on_gossip(now, checked, id, from_peer, flag).expect("gossip"))
-                        .unwrap_or_default()
+        let effects = match crate::gossip::check(
+            &context, &self.pool, &self.avs, kind, &data, &from_peer, None, now,
+        ) {
+            Outcome::Consensus(checked) => {
+                self.nodes[i].awaiting.insert(id.clone(), (kind, data, from));
+                self.core_mut(i)
+                    .map(|c| c.on_gossip(now, checked, id, from_peer, flag).expect("gossip"))
+                    .unwrap_or_default()
+            }
+            Outcome::Refused(error) => {
+                self.checker.verdict(from, error.verdict(), &format!("{error}"));
+                if matches!(error, avs_consensus::gossip::GossipError::LaterEpoch { .. }) {
+                    self.core_mut(i).map(|c| c.on_later_epoch(now, from_peer)).unwrap_or_default()
+                } else {
+                    Vec::new()
                 }
-                Outcome::Refused(error) => {
-                    self.checker.verdict(from, error.verdict(), &format!("{error}"));
-                    if matches!(error, avs_consensus::gossip::GossipError::LaterEpoch { .. }) {
-                        self.core_mut(i)
-                            .map(|c| c.on_later_epoch(now, from_peer))
-                            .unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    }
-                }
-                Outcome::Checkin(_) => Vec::new(),
-            };
+            }
+            Outcome::Checkin(_) | Outcome::Task(_) => Vec::new(),
+        };
         self.carry_out(i, effects);
     }
 

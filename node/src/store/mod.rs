@@ -27,7 +27,9 @@ use thiserror::Error;
 /// 2: own votes and certificates keyed for reads from the finalized view on, an index of
 /// unfinalized blocks, epoch-ending finalizations and evidence (issue 12).
 /// 3: `ChainState` (the anchor's state) carries `task_states`; a history floor key.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: `TaskResult` carries the performer's signature, `GenesisConfig` the AVS task
+/// definitions; the `tasks` column.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Key in [`Column::Meta`] that holds the schema version as a big-endian `u32`.
 pub const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
@@ -45,17 +47,20 @@ pub enum Column {
     Votes,
     /// The operator pool (check-ins), one row per operator address.
     OperatorPool,
+    /// AVS tasks: pending submissions and finished tasks' records (`crate::avs`).
+    Tasks,
     /// Store metadata: schema version.
     Meta,
 }
 
 impl Column {
-    pub const ALL: [Column; 6] = [
+    pub const ALL: [Column; 7] = [
         Column::Blocks,
         Column::Certificates,
         Column::ChainState,
         Column::Votes,
         Column::OperatorPool,
+        Column::Tasks,
         Column::Meta,
     ];
 
@@ -67,6 +72,7 @@ impl Column {
             Column::ChainState => "chain_state",
             Column::Votes => "votes",
             Column::OperatorPool => "operator_pool",
+            Column::Tasks => "tasks",
             Column::Meta => "meta",
         }
     }

@@ -11,8 +11,8 @@ use avs_consensus::signing::{
     NetworkDigest, network_digest, proposal_signing_root, vote_signing_root,
 };
 use avs_consensus::types::{
-    Certificate, GenesisConfig, Operator, OperatorSet, Proposal, SignatureBytes, SignedProposal,
-    SignedVote, Signers, VoteData, byte_list,
+    AvsTaskDefinition, Certificate, GenesisConfig, Operator, OperatorSet, Proposal, SignatureBytes,
+    SignedProposal, SignedVote, Signers, Validation, VoteData, byte_list,
 };
 use ssz_rs::prelude::{List, Vector};
 
@@ -60,6 +60,12 @@ pub(crate) fn genesis(name: &str, powers: &[u64]) -> anyhow::Result<GenesisConfi
         slot_duration_ms: SLOT_MS,
         intervals_per_slot: INTERVALS,
         operators: operator_set(powers)?,
+        task_definitions: List::try_from(vec![AvsTaskDefinition {
+            id: 1,
+            name: byte_list(b"sha256-example")?,
+            validation: Validation::Sha256.as_u8(),
+        }])
+        .map_err(|(_, e)| anyhow!("task definitions: {e}"))?,
     })
 }
 

@@ -11,11 +11,13 @@
 //! folder of `vectors/` that is not listed here fails the runner.
 
 pub mod api_endpoint;
+pub mod avs_task;
 pub mod bls;
 mod common;
 pub mod consensus;
 mod consensus_cases;
 pub mod quorum;
+pub mod settlement;
 pub mod signing_root;
 pub mod ssz;
 mod ssz_json;
@@ -88,6 +90,18 @@ pub const KINDS: &[Kind] = &[
         format: "voting_power_sync_test",
         generate: voting_power_sync::generate,
         check: voting_power_sync::check,
+    },
+    Kind {
+        name: "avs_task",
+        format: "avs_task_test",
+        generate: avs_task::generate,
+        check: avs_task::check,
+    },
+    Kind {
+        name: "settlement",
+        format: "settlement_test",
+        generate: settlement::generate,
+        check: settlement::check,
     },
     Kind {
         name: "api_endpoint",

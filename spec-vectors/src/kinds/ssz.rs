@@ -12,7 +12,7 @@ use avs_consensus::types::{
     root_of,
 };
 use serde_json::{Value, json};
-use ssz_rs::prelude::{Deserialize, List, SimpleSerialize};
+use ssz_rs::prelude::{Deserialize, List, SimpleSerialize, Vector};
 
 use super::common::{self, digest};
 use super::ssz_json::JsonForm;
@@ -94,6 +94,7 @@ fn samples() -> anyhow::Result<Samples> {
         performer_index: 2,
         proof_of_task: byte_list(&[0xaa; 5])?,
         data: byte_list(b"task output")?,
+        signature: Vector::try_from(vec![0xbb; 96]).map_err(|(_, e)| anyhow::anyhow!("{e}"))?,
     };
     let body = BlockBody {
         tasks: List::try_from(vec![task.clone(), TaskResult::default()])

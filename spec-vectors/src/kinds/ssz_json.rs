@@ -8,8 +8,9 @@
 
 use anyhow::{Context, anyhow};
 use avs_consensus::types::{
-    Block, BlockBody, Certificate, ChainState, GenesisConfig, Operator, OperatorSet, Proposal,
-    SignedProposal, SignedVote, Signers, SigningData, TaskResult, TaskState, VoteData, encode,
+    AvsTaskDefinition, Block, BlockBody, Certificate, ChainState, GenesisConfig, Operator,
+    OperatorSet, Proposal, SignedProposal, SignedTaskMessage, SignedVote, Signers, SigningData,
+    TaskMessage, TaskResult, TaskState, VoteData, encode,
 };
 use serde_json::{Value, json};
 use ssz_rs::prelude::{Deserialize, List, Vector};
@@ -53,6 +54,7 @@ impl JsonForm for TaskResult {
             "performerIndex": self.performer_index,
             "proofOfTask": hex0x(&self.proof_of_task),
             "data": hex0x(&self.data),
+            "signature": hex0x(&self.signature),
         })
     }
     fn from_json(v: &Value) -> anyhow::Result<Self> {
@@ -61,6 +63,51 @@ impl JsonForm for TaskResult {
             performer_index: get_u64(v, "performerIndex")?,
             proof_of_task: bytes_list(v, "proofOfTask")?,
             data: bytes_list(v, "data")?,
+            signature: bytes_vector(v, "signature")?,
+        })
+    }
+}
+
+impl JsonForm for TaskMessage {
+    fn to_json(&self) -> Value {
+        json!({
+            "taskDefinitionId": self.task_definition_id,
+            "performer": hex0x(&self.performer),
+            "proofOfTask": hex0x(&self.proof_of_task),
+            "data": hex0x(&self.data),
+        })
+    }
+    fn from_json(v: &Value) -> anyhow::Result<Self> {
+        Ok(Self {
+            task_definition_id: u16_field(v, "taskDefinitionId")?,
+            performer: bytes_vector(v, "performer")?,
+            proof_of_task: bytes_list(v, "proofOfTask")?,
+            data: bytes_list(v, "data")?,
+        })
+    }
+}
+
+impl JsonForm for SignedTaskMessage {
+    fn to_json(&self) -> Value {
+        json!({ "message": self.message.to_json(), "signature": hex0x(&self.signature) })
+    }
+    fn from_json(v: &Value) -> anyhow::Result<Self> {
+        Ok(Self {
+            message: TaskMessage::from_json(field(v, "message")?).context("message")?,
+            signature: bytes_vector(v, "signature")?,
+        })
+    }
+}
+
+impl JsonForm for AvsTaskDefinition {
+    fn to_json(&self) -> Value {
+        json!({ "id": self.id, "name": hex0x(&self.name), "validation": self.validation })
+    }
+    fn from_json(v: &Value) -> anyhow::Result<Self> {
+        Ok(Self {
+            id: u16_field(v, "id")?,
+            name: bytes_list(v, "name")?,
+            validation: u8::try_from(get_u64(v, "validation")?).context("validation")?,
         })
     }
 }
@@ -216,6 +263,7 @@ impl JsonForm for GenesisConfig {
             "slotDurationMs": self.slot_duration_ms,
             "intervalsPerSlot": self.intervals_per_slot,
             "operators": self.operators.to_json(),
+            "taskDefinitions": self.task_definitions.iter().map(JsonForm::to_json).collect::<Vec<_>>(),
         })
     }
     fn from_json(v: &Value) -> anyhow::Result<Self> {
@@ -225,6 +273,7 @@ impl JsonForm for GenesisConfig {
             slot_duration_ms: get_u64(v, "slotDurationMs")?,
             intervals_per_slot: get_u64(v, "intervalsPerSlot")?,
             operators: OperatorSet::from_json(field(v, "operators")?).context("operators")?,
+            task_definitions: list(items(v, "taskDefinitions")?)?,
         })
     }
 }

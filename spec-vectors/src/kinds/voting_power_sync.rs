@@ -229,6 +229,7 @@ fn evaluate_validate(input: &Value) -> anyhow::Result<Value> {
         performer_index: 0,
         proof_of_task: byte_list(&get_hex(result_json, "proofOfTask")?)?,
         data: byte_list(&get_hex(result_json, "data")?)?,
+        signature: Default::default(),
     };
     let attester = field(input, "attester")?;
     let cache = SourceCache::new();

@@ -1,0 +1,287 @@
+//! `TaskService` (proto/node.proto): performers submit signed AVS task results; clients read
+//! tasks and follow them to finality (`crate::avs` holds them).
+//!
+//! A submission costs one pairing when it is new and well formed, so submissions are bounded
+//! by a signature budget (global and per performer key) taken only after the cheap checks.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use avs_consensus::types::{SignedTaskMessage, TaskMessage};
+use avs_proto::v1 as pb;
+use avs_proto::v1::task_service_server::TaskService;
+use tokio::sync::{broadcast, mpsc};
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::budget::{Rate, VerifyBudget};
+use crate::avs::{AvsTasks, ListFilter, Origin, SubmitError, TaskStatus, TaskView, parse_task_id};
+
+/// Largest `ListTasks` page.
+pub const MAX_PAGE: usize = 1000;
+const DEFAULT_PAGE: usize = 100;
+/// Tasks queued for one `SubscribeTasks` subscriber.
+const SUBSCRIBER_BACKLOG: usize = 64;
+
+pub struct Tasks {
+    avs: Arc<AvsTasks>,
+    budget: VerifyBudget,
+}
+
+impl Tasks {
+    pub fn new(avs: Arc<AvsTasks>) -> Self {
+        // A pairing is about 1 ms: 64 a second is a few percent of a core; a performer may
+        // submit 16 a second in bursts of 64 (its pending tasks are capped at 64 anyway).
+        let budget = VerifyBudget::new(
+            Rate { burst: 128, per_second: 64 },
+            Rate { burst: 64, per_second: 16 },
+            Instant::now(),
+        );
+        Self { avs, budget }
+    }
+}
+
+fn bytes<const N: usize>(
+    name: &str,
+    raw: Vec<u8>,
+) -> Result<ssz_rs::prelude::Vector<u8, N>, Status> {
+    let len = raw.len();
+    raw.try_into()
+        .map_err(|_| Status::invalid_argument(format!("{name} must be {N} bytes, not {len}")))
+}
+
+fn list<const N: usize>(name: &str, raw: Vec<u8>) -> Result<ssz_rs::prelude::List<u8, N>, Status> {
+    let len = raw.len();
+    raw.try_into()
+        .map_err(|_| Status::invalid_argument(format!("{name} is {len} bytes; the limit is {N}")))
+}
+
+/// The protobuf submission as the SSZ message; out-of-range fields are refused.
+pub fn submission_from_proto(r: pb::SubmitTaskRequest) -> Result<SignedTaskMessage, Status> {
+    let id = u16::try_from(r.task_definition_id)
+        .map_err(|_| Status::invalid_argument("task_definition_id does not fit 16 bits"))?;
+    Ok(SignedTaskMessage {
+        message: TaskMessage {
+            task_definition_id: id,
+            performer: bytes("performer", r.performer)?,
+            proof_of_task: list("proof_of_task", r.proof_of_task)?,
+            data: list("data", r.data)?,
+        },
+        signature: bytes("signature", r.signature)?,
+    })
+}
+
+/// The protobuf form of a submission (for clients).
+pub fn submission_to_proto(signed: &SignedTaskMessage) -> pb::SubmitTaskRequest {
+    let m = &signed.message;
+    pb::SubmitTaskRequest {
+        task_definition_id: u32::from(m.task_definition_id),
+        performer: m.performer.to_vec(),
+        proof_of_task: m.proof_of_task.to_vec(),
+        data: m.data.to_vec(),
+        signature: signed.signature.to_vec(),
+    }
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    hex::decode(text.strip_prefix("0x").unwrap_or(text)).unwrap_or_default()
+}
+
+pub fn task_to_proto(view: &TaskView) -> pb::Task {
+    let (reason, height, block_root, certificate_ssz) = match &view.status {
+        TaskStatus::Pending => (String::new(), 0, Vec::new(), Vec::new()),
+        TaskStatus::Included { height } => (String::new(), *height, Vec::new(), Vec::new()),
+        TaskStatus::Finalized { height, block_root, certificate } => {
+            (String::new(), *height, unhex(block_root), unhex(certificate))
+        }
+        TaskStatus::Rejected { reason } => (reason.clone(), 0, Vec::new(), Vec::new()),
+    };
+    pb::Task {
+        task_id: unhex(&view.task_id),
+        task_definition_id: u32::from(view.task_definition_id),
+        task_name: view.task_name.clone(),
+        performer: unhex(&view.performer),
+        performer_address: unhex(&view.performer_address),
+        proof_of_task: unhex(&view.proof_of_task),
+        data: unhex(&view.data),
+        signature: unhex(&view.signature),
+        received_ms: view.received_ms,
+        status: view.status.name().into(),
+        reason,
+        height,
+        block_root,
+        certificate_ssz,
+    }
+}
+
+fn submit_status(e: &SubmitError) -> Status {
+    match e {
+        SubmitError::Malformed(_)
+        | SubmitError::UnknownDefinition(_)
+        | SubmitError::BadSignature => Status::invalid_argument(e.to_string()),
+        SubmitError::NotMember => Status::permission_denied(e.to_string()),
+        SubmitError::Full(_) => Status::resource_exhausted(e.to_string()),
+        SubmitError::Store(_) => Status::unavailable(e.to_string()),
+    }
+}
+
+/// A page token: the last task's receipt time and id.
+fn encode_token(view: &TaskView) -> String {
+    format!("{}:{}", view.received_ms, view.task_id)
+}
+
+pub fn decode_token(token: &str) -> Result<Option<(u64, [u8; 32])>, String> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let (ms, id) = token.split_once(':').ok_or("malformed page token")?;
+    let ms = ms.parse().map_err(|_| "malformed page token")?;
+    let id = parse_task_id(id).ok_or("malformed page token")?;
+    Ok(Some((ms, id)))
+}
+
+/// One page of tasks and the token of the next (empty at the end).
+pub fn page(avs: &AvsTasks, filter: ListFilter) -> (Vec<TaskView>, String) {
+    let (tasks, more) = avs.list(&filter);
+    let next =
+        if more { tasks.last().map(encode_token).unwrap_or_default() } else { String::new() };
+    (tasks, next)
+}
+
+#[tonic::async_trait]
+impl TaskService for Tasks {
+    async fn submit_task(
+        &self,
+        request: Request<pb::SubmitTaskRequest>,
+    ) -> Result<Response<pb::SubmitTaskResponse>, Status> {
+        let signed = submission_from_proto(request.into_inner())?;
+        let key: [u8; 20] =
+            signed.message.performer.get(..20).and_then(|k| k.try_into().ok()).unwrap_or([0; 20]);
+        // Known tasks answer without a pairing; new ones take from the budget.
+        let known =
+            avs_consensus::signing::task_id(&signed.message).ok().and_then(|id| self.avs.get(&id));
+        if known.is_none() {
+            self.budget
+                .try_take(key, Instant::now())
+                .map_err(|e| Status::resource_exhausted(e.to_string()))?;
+        }
+        let avs = Arc::clone(&self.avs);
+        let submitted = tokio::task::spawn_blocking(move || {
+            avs.submit(signed, Origin::Client, crate::node::now_ms())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| submit_status(&e))?;
+        let reason = match &submitted.status {
+            TaskStatus::Rejected { reason } => reason.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::SubmitTaskResponse {
+            task_id: submitted.task_id.to_vec(),
+            new: submitted.new,
+            status: submitted.status.name().into(),
+            reason,
+        }))
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let id: [u8; 32] = request
+            .into_inner()
+            .task_id
+            .try_into()
+            .map_err(|_| Status::invalid_argument("task_id must be 32 bytes"))?;
+        let avs = Arc::clone(&self.avs);
+        let view = tokio::task::spawn_blocking(move || avs.get(&id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| Status::not_found("no such task on this node"))?;
+        Ok(Response::new(task_to_proto(&view)))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let r = request.into_inner();
+        let limit = match r.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let task_definition_id = r
+            .task_definition_id
+            .map(u16::try_from)
+            .transpose()
+            .map_err(|_| Status::invalid_argument("task_definition_id does not fit 16 bits"))?;
+        let status = (!r.status.is_empty()).then_some(r.status);
+        if let Some(s) = &status
+            && !["pending", "included", "finalized", "rejected"].contains(&s.as_str())
+        {
+            return Err(Status::invalid_argument(format!(
+                "status {s:?}: expected pending, included, finalized or rejected"
+            )));
+        }
+        let before = decode_token(&r.page_token).map_err(Status::invalid_argument)?;
+        let (tasks, next_page_token) =
+            page(&self.avs, ListFilter { task_definition_id, status, before, limit });
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks: tasks.iter().map(task_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_task_definitions(
+        &self,
+        _: Request<pb::ListTaskDefinitionsRequest>,
+    ) -> Result<Response<pb::ListTaskDefinitionsResponse>, Status> {
+        let definitions = self
+            .avs
+            .definitions()
+            .into_iter()
+            .map(|(id, name, validation)| pb::TaskDefinition {
+                id: u32::from(id),
+                name,
+                validation: validation.into(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListTaskDefinitionsResponse { definitions }))
+    }
+
+    type SubscribeTasksStream = ReceiverStream<Result<pb::Task, Status>>;
+
+    async fn subscribe_tasks(
+        &self,
+        request: Request<pb::SubscribeTasksRequest>,
+    ) -> Result<Response<Self::SubscribeTasksStream>, Status> {
+        let only = request.into_inner().task_definition_id;
+        let mut live = self.avs.subscribe();
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BACKLOG);
+        tokio::spawn(async move {
+            loop {
+                let item = match live.recv().await {
+                    Ok(view) => view,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "{missed} finalized tasks were not read in time; resubscribe \
+                                 and catch up with ListTasks"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if only.is_some_and(|d| d != u32::from(item.task_definition_id)) {
+                    continue;
+                }
+                // A subscriber that stops reading fills its backlog and is dropped.
+                if tx.try_send(Ok(task_to_proto(&item))).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
