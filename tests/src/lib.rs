@@ -197,6 +197,10 @@ pub struct ClusterSpec {
     /// Node 0 runs on encrypted keystores as an operator's node does (default), the others on
     /// plaintext keys. Off for the benchmark: a scrypt at start would be node 0's peak memory.
     pub encrypted_node0: bool,
+    /// More `avs-node genesis` arguments (AVS task definitions).
+    pub genesis_args: Vec<String>,
+    /// More `avs-node run` arguments, for every node.
+    pub node_args: Vec<String>,
 }
 
 impl Default for ClusterSpec {
@@ -208,6 +212,8 @@ impl Default for ClusterSpec {
             slot_ms: 1000,
             only_bootnode: None,
             encrypted_node0: true,
+            genesis_args: Vec::new(),
+            node_args: Vec::new(),
         }
     }
 }
@@ -285,6 +291,7 @@ impl Cluster {
             args.push("--operator".into());
             args.push(op.clone());
         }
+        args.extend(spec.genesis_args.iter().cloned());
         run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
 
         let ports = avs_node::devnet::node_ports(spec.nodes)?;
@@ -295,6 +302,7 @@ impl Cluster {
             if i < spec.aggregators || spec.standby.contains(&i) {
                 args.push("--is-aggregator".into());
             }
+            args.extend(spec.node_args.iter().cloned());
             let mut node = NodeProcess::new(i, node_dir, node_ports, args);
             node.start()?;
             nodes.push(node);
@@ -358,8 +366,12 @@ impl Cluster {
     }
 }
 
+pub mod evm;
+
 #[cfg(test)]
 mod adversary;
+#[cfg(test)]
+mod avs;
 #[cfg(test)]
 mod monitoring;
 #[cfg(test)]

@@ -1,10 +1,9 @@
 //! VotingPowerSync (task 10001) with real node processes: on the embedded stake schedule (a
 //! power change and a registration are synced and the next epoch runs on them; attesters whose
 //! source disagrees refuse, and a third of the power refusing keeps the set), and on two local
-//! EVM chains (ganache from the npm registry) read through alloy.
+//! EVM chains (anvil from the npm registry) read through alloy.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use avs_internal_tasks::embedded::{ScheduledOperator, StakeSchedule, Step};
@@ -315,77 +314,15 @@ fn attesters_whose_source_disagrees_refuse_and_a_third_of_the_power_keeps_the_se
     assert!(performed >= 1, "nodes 0 and 1 proposed the update");
 }
 
-// ----- real chains: two ganache nodes, the registry contracts, alloy -----
+// ----- real chains: two anvil nodes, the registry contracts, alloy -----
 
 mod chain {
     use super::*;
     use alloy::primitives::{Address, Bytes};
-    use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+    use alloy::providers::DynProvider;
     use avs_internal_tasks::rpc::{PowerRegistry, StakeRegistry};
 
-    /// `ganache` from the npm registry, installed once into the user's cache (never vendored).
-    pub(super) fn ganache() -> anyhow::Result<PathBuf> {
-        let home = std::env::var_os("HOME").context("HOME is not set")?;
-        let prefix = PathBuf::from(home).join(".cache/avs-node/npm");
-        let bin = prefix.join("node_modules/.bin/ganache");
-        if !bin.is_file() {
-            std::fs::create_dir_all(&prefix)?;
-            let out = Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&prefix)
-                .arg("ganache@7")
-                .output()
-                .context("running npm (Node.js is needed for the real-chain test)")?;
-            if !out.status.success() {
-                bail!("npm install ganache@7 failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
-        Ok(bin)
-    }
-
-    /// One ganache process: an EVM JSON-RPC node with a block every second and unlocked
-    /// deterministic accounts. Killed on drop.
-    pub(super) struct Ganache {
-        pub(super) url: String,
-        child: Child,
-    }
-
-    impl Ganache {
-        pub(super) fn start(bin: &Path, chain_id: u64, log: &Path) -> anyhow::Result<Self> {
-            let port = avs_node::devnet::free_port()?;
-            let child = Command::new(bin)
-                .args(["--server.host", "127.0.0.1", "--server.port", &port.to_string()])
-                .args(["--chain.chainId", &chain_id.to_string(), "--wallet.deterministic"])
-                .args(["--miner.blockTime", "1", "--logging.quiet"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(log)?)
-                .spawn()
-                .context("starting ganache")?;
-            Ok(Self { url: format!("http://127.0.0.1:{port}"), child })
-        }
-    }
-
-    impl Drop for Ganache {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    pub(super) async fn provider(url: &str) -> anyhow::Result<(DynProvider, Address)> {
-        let provider = ProviderBuilder::new().connect_http(url.parse()?).erased();
-        // Ganache takes a while to boot on a loaded machine; this bounds the wait, nothing more.
-        for _ in 0..600 {
-            if let Ok(accounts) = provider.get_accounts().await
-                && let Some(first) = accounts.first()
-            {
-                return Ok((provider, *first));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        bail!("ganache at {url} did not answer")
-    }
+    pub(super) use crate::evm::{Anvil, anvil, provider};
 
     fn bytes(hex_text: &str) -> anyhow::Result<Bytes> {
         Ok(hex_text.parse::<Bytes>()?)
@@ -437,16 +374,16 @@ mod chain {
     }
 }
 
-/// Two local EVM chains (ganache), the registry contracts deployed from the committed
+/// Two local EVM chains (anvil), the registry contracts deployed from the committed
 /// artifacts, a stake change sent as a transaction: the nodes read it over JSON-RPC with
 /// alloy, certify it, and the next epoch runs on it.
 #[test]
 fn a_stake_change_on_a_real_evm_chain_is_picked_up_through_json_rpc() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::Builder::new().prefix("avs-tasks-rpc-").tempdir().unwrap();
-    let bin = chain::ganache().unwrap();
-    let l1_node = chain::Ganache::start(&bin, 31337, &dir.path().join("l1.log")).unwrap();
-    let l2_node = chain::Ganache::start(&bin, 31338, &dir.path().join("l2.log")).unwrap();
+    let bin = chain::anvil().unwrap();
+    let l1_node = chain::Anvil::start(&bin, 31337, Some(1), &dir.path().join("l1.log")).unwrap();
+    let l2_node = chain::Anvil::start(&bin, 31338, Some(1), &dir.path().join("l2.log")).unwrap();
     let (publics, genesis, _) = keys_and_genesis(dir.path(), 4, 4).unwrap();
     let (l1, l2, stake, power) = runtime
         .block_on(async {

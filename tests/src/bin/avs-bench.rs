@@ -367,6 +367,7 @@ fn main() -> anyhow::Result<()> {
         slot_ms: args.slot_ms,
         only_bootnode: None,
         encrypted_node0: false,
+        ..ClusterSpec::default()
     };
     let cluster = Cluster::start(&spec)?;
     let target = args.warmup + args.blocks;
