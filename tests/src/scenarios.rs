@@ -277,7 +277,9 @@ fn the_devnet_survives_a_killed_node_and_keeps_its_logs() {
         .filter(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1));
-            ppid == Some(&devnet.id().to_string())
+            // The devnet's anvil (its settlement chain) is a child too: only nodes count.
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            ppid == Some(&devnet.id().to_string()) && comm.trim() == "avs-node"
         })
         .collect();
     assert!(children.len() >= 4, "found {} node processes", children.len());
@@ -311,4 +313,80 @@ fn the_devnet_survives_a_killed_node_and_keeps_its_logs() {
         .count();
     assert!(logs >= 4, "{logs} node logs kept in {dir}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Issue 14: the devnet's example AVS tasks are finalized and settled on its anvil in every
+/// epoch: the aggregator hands each epoch's operator set over to the contract
+/// (`advanceEpoch`) before it settles the next epoch's blocks.
+#[test]
+fn the_devnet_settles_its_avs_tasks_across_epoch_changes() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+
+    crate::evm::anvil().unwrap();
+    let mut devnet = std::process::Command::new(avs_node_binary().unwrap())
+        .args(["devnet", "--nodes", "4", "--slot-ms", "1000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let out = devnet.stdout.take().unwrap();
+    let sink = Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    // The settled count of each "example AVS" line, with the epoch the line before it showed.
+    let settled_in_epoch = |epoch: u64| {
+        let lines = lines.lock().unwrap();
+        let mut current = 0;
+        let mut best = None;
+        for line in lines.iter() {
+            if let Some(rest) = line.split(" epoch ").nth(1)
+                && line.starts_with('[')
+            {
+                current = rest.split(' ').next().and_then(|e| e.parse().ok()).unwrap_or(current);
+            }
+            if let Some(count) = line
+                .split(", ")
+                .find_map(|part| {
+                    part.strip_suffix(
+                        " blocks settled on chain (AttestationCenter verified each certificate)",
+                    )
+                })
+                .and_then(|n| n.parse::<u64>().ok())
+                && current >= epoch
+            {
+                best = Some((current, count));
+            }
+        }
+        best
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let mut first_in_epoch_two = None;
+    let result = loop {
+        if let Some((_, count)) = settled_in_epoch(2) {
+            match first_in_epoch_two {
+                None => first_in_epoch_two = Some(count),
+                Some(first) if count > first => break Ok(count),
+                Some(_) => {}
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            break Err(lines.lock().unwrap().clone());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(devnet.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    devnet.wait().unwrap();
+    reader.join().unwrap();
+    if let Err(lines) = result {
+        panic!("no settlement after the second epoch change: {lines:#?}");
+    }
 }
