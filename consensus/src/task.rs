@@ -76,13 +76,15 @@ impl TaskRegistry {
 
     /// Validate every task result of `block` against `parent` (docs/protocol.md, 7.3): the
     /// performer rules (an AVS result signed by its performer, an internal one performed by
-    /// the proposer with no signature), no task twice, then each task's own check. Invalid
-    /// wins over NotYet; an unknown task id is Invalid.
+    /// the proposer with no signature), no AVS task twice in the block or again after one of
+    /// its unfinalized ancestors (`earlier`: their AVS task ids, [`ancestor_task_ids`]), then
+    /// each task's own check. Invalid wins over NotYet; an unknown task id is Invalid.
     pub fn validate_block(
         &self,
         digest: NetworkDigest,
         parent: &ChainState,
         block: &Block,
+        earlier: &HashSet<Root>,
     ) -> TaskValidity {
         let Ok(base) = child_base(parent) else {
             return TaskValidity::Invalid("epoch overflow".into());
@@ -103,6 +105,9 @@ impl TaskRegistry {
             if !seen.insert(identity) {
                 return TaskValidity::Invalid("a task twice in one block".into());
             }
+            if earlier.contains(&identity) {
+                return TaskValidity::Invalid("a task already in an ancestor block".into());
+            }
             match task.validate(parent, result) {
                 TaskValidity::Valid => {}
                 TaskValidity::Invalid(r) => return TaskValidity::Invalid(r),
@@ -115,10 +120,14 @@ impl TaskRegistry {
         }
     }
 
-    /// Results due in a block on `parent`, in task-id order, at most `MAX_TASKS_PER_BLOCK`.
+    /// Results due in a block on `parent`, at most `MAX_TASKS_PER_BLOCK`: the internal tasks
+    /// first (the network's own upkeep, such as the operator set, is never crowded out by AVS
+    /// results), then the AVS tasks, each in task-id order.
     pub fn perform(&self, parent: &ChainState, proposer: OperatorIndex) -> Vec<TaskResult> {
+        let internal = self.tasks.range(FIRST_INTERNAL_TASK_ID..).map(|(_, t)| t);
+        let avs = self.tasks.range(..FIRST_INTERNAL_TASK_ID).map(|(_, t)| t);
         let mut out: Vec<TaskResult> =
-            self.tasks.values().flat_map(|t| t.perform(parent, proposer)).collect();
+            internal.chain(avs).flat_map(|t| t.perform(parent, proposer)).collect();
         out.truncate(MAX_TASKS_PER_BLOCK);
         out
     }
@@ -144,6 +153,29 @@ pub fn check_definitions(definitions: &[AvsTaskDefinition]) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// The AVS task ids of `blocks`' results (performers resolved in `set`, the blocks' epoch's):
+/// what a block built on them must not carry again. Internal results are left out (their
+/// own state rules order them).
+pub fn ancestor_task_ids<'a>(
+    set: &crate::types::OperatorSet,
+    blocks: impl IntoIterator<Item = &'a Block>,
+) -> HashSet<Root> {
+    let mut out = HashSet::new();
+    for result in blocks.into_iter().flat_map(|b| b.body.tasks.iter()) {
+        if result.task_definition_id >= FIRST_INTERNAL_TASK_ID {
+            continue;
+        }
+        let performer =
+            usize::try_from(result.performer_index).ok().and_then(|i| set.operators.get(i));
+        if let Some(op) = performer
+            && let Ok(id) = task_id(&task_message(result, op.pubkey.clone()))
+        {
+            out.insert(id);
+        }
+    }
+    out
 }
 
 /// The `TaskMessage` a result stands for, with its performer's key.
@@ -276,7 +308,7 @@ mod tests {
         // Signed by its performer, in a block led by someone else: valid.
         let good = signed(2, b"a");
         assert_eq!(
-            reg.validate_block(digest, &parent, &block(0, vec![good.clone()])),
+            check(&reg, digest, &parent, &block(0, vec![good.clone()])),
             TaskValidity::Valid
         );
 
@@ -292,34 +324,30 @@ mod tests {
         let mut outside = good.clone();
         outside.performer_index = 4;
         for bad in [reindexed, tampered, unsigned, foreign] {
-            let reason = invalid(reg.validate_block(digest, &parent, &block(0, vec![bad])));
+            let reason = invalid(check(&reg, digest, &parent, &block(0, vec![bad])));
             assert!(reason.contains("signature"), "{reason}");
         }
-        let reason = invalid(reg.validate_block(digest, &parent, &block(0, vec![outside])));
+        let reason = invalid(check(&reg, digest, &parent, &block(0, vec![outside])));
         assert!(reason.contains("not in the operator set"), "{reason}");
 
         // The same task twice in one block.
-        let reason =
-            invalid(reg.validate_block(digest, &parent, &block(0, vec![good.clone(), good])));
+        let reason = invalid(check(&reg, digest, &parent, &block(0, vec![good.clone(), good])));
         assert!(reason.contains("twice"), "{reason}");
         let two = vec![signed(1, b"x"), signed(2, b"x")];
         assert_eq!(
-            reg.validate_block(digest, &parent, &block(0, two)),
+            check(&reg, digest, &parent, &block(0, two)),
             TaskValidity::Valid,
             "two performers"
         );
 
         // Internal tasks: performed by the proposer, with no signature.
         let own = note(3, b"n").unwrap();
-        assert_eq!(
-            reg.validate_block(digest, &parent, &block(3, vec![own.clone()])),
-            TaskValidity::Valid
-        );
-        let reason = invalid(reg.validate_block(digest, &parent, &block(0, vec![own.clone()])));
+        assert_eq!(check(&reg, digest, &parent, &block(3, vec![own.clone()])), TaskValidity::Valid);
+        let reason = invalid(check(&reg, digest, &parent, &block(0, vec![own.clone()])));
         assert!(reason.contains("proposer"), "{reason}");
         let mut with_signature = own;
         with_signature.signature = good_signature(&keys[3]);
-        let reason = invalid(reg.validate_block(digest, &parent, &block(3, vec![with_signature])));
+        let reason = invalid(check(&reg, digest, &parent, &block(3, vec![with_signature])));
         assert!(reason.contains("no signature"), "{reason}");
     }
 
@@ -343,6 +371,73 @@ mod tests {
             let err = check_definitions(&bad).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
+    }
+
+    fn check(
+        reg: &TaskRegistry,
+        digest: NetworkDigest,
+        parent: &ChainState,
+        b: &Block,
+    ) -> TaskValidity {
+        reg.validate_block(digest, parent, b, &HashSet::new())
+    }
+
+    /// Always has 16 results due: it would fill every block.
+    struct Flood;
+    impl TaskDefinition for Flood {
+        fn id(&self) -> u16 {
+            AVS_ID + 1
+        }
+        fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+            TaskValidity::Valid
+        }
+        fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
+            Ok(())
+        }
+        fn perform(&self, _: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
+            vec![TaskResult { task_definition_id: AVS_ID + 1, ..Default::default() }; 16]
+        }
+    }
+
+    /// One internal result due.
+    struct Upkeep;
+    impl TaskDefinition for Upkeep {
+        fn id(&self) -> u16 {
+            FIRST_INTERNAL_TASK_ID + 500
+        }
+        fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+            TaskValidity::Valid
+        }
+        fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
+            Ok(())
+        }
+        fn perform(&self, _: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
+            let id = FIRST_INTERNAL_TASK_ID + 500;
+            vec![TaskResult { task_definition_id: id, ..Default::default() }]
+        }
+    }
+
+    #[test]
+    fn a_task_of_an_ancestor_is_refused_and_internal_tasks_are_performed_first() {
+        let (keys, genesis) = testkit::genesis(&[1, 1, 1, 1], 0, 4000).unwrap();
+        let digest = network_digest(&genesis).unwrap();
+        let parent = genesis_state(&genesis);
+        let mut reg = testkit::registry(Vec::new());
+        reg.register(Arc::new(AcceptAll)).unwrap();
+        let task = avs_result(&keys[1], 1, AVS_ID, b"p", b"d", digest).unwrap();
+        let b = block(0, vec![task]);
+        let earlier = ancestor_task_ids(&genesis.operators, [&b]);
+        assert_eq!(earlier.len(), 1);
+        let reason = invalid(reg.validate_block(digest, &parent, &b, &earlier));
+        assert!(reason.contains("ancestor"), "{reason}");
+        assert_eq!(check(&reg, digest, &parent, &b), TaskValidity::Valid);
+
+        let mut crowded = TaskRegistry::new();
+        crowded.register(Arc::new(Flood)).unwrap();
+        crowded.register(Arc::new(Upkeep)).unwrap();
+        let performed = crowded.perform(&parent, 0);
+        assert_eq!(performed.len(), MAX_TASKS_PER_BLOCK);
+        assert_eq!(performed[0].task_definition_id, FIRST_INTERNAL_TASK_ID + 500, "upkeep first");
     }
 
     fn good_signature(key: &crate::bls::SecretKey) -> crate::types::SignatureBytes {

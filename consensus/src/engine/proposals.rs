@@ -1,11 +1,13 @@
 //! Proposals: the notarized-chain parent rule (rule 3), building a block as leader, judging a
 //! leader's proposal before NOTARIZE (rule 4), and re-proposal of an epoch-ending block.
 
+use std::collections::HashSet;
+
 use super::certs::StateLookup;
 use super::{Action, Engine, Request, VIEW_WINDOW_AHEAD};
 use crate::signing::proposal_signing_root;
 use crate::state::{apply_block, check_state_root, child_epoch};
-use crate::task::TaskValidity;
+use crate::task::{TaskValidity, ancestor_task_ids};
 use crate::types::{
     Block, BlockBody, Certificate, ChainState, MAX_JUSTIFICATION, Proposal, Root, SignedProposal,
     View, VoteData,
@@ -194,6 +196,7 @@ impl Engine {
             return None;
         }
         // Only results our own validator side accepts: a block others refuse is a lost view.
+        let mut earlier = self.ancestor_tasks(parent_root);
         let tasks: Vec<_> = self
             .registry
             .perform(parent, me)
@@ -204,7 +207,13 @@ impl Engine {
                     body: BlockBody { tasks: vec![t.clone()].try_into().unwrap_or_default() },
                     ..Default::default()
                 };
-                self.registry.validate_block(self.digest, parent, &probe) == TaskValidity::Valid
+                let valid = self.registry.validate_block(self.digest, parent, &probe, &earlier)
+                    == TaskValidity::Valid;
+                // Taken: a later result of the same task is not taken twice.
+                if valid {
+                    earlier.extend(ancestor_task_ids(self.ep.table.operator_set(), [&probe]));
+                }
+                valid
             })
             .collect();
         let mut block = Block {
@@ -305,6 +314,22 @@ impl Engine {
         }
     }
 
+    /// The AVS task ids in the unfinalized chain ending at `tip` (tip included): a block built on
+    /// `tip` must not carry them again (docs/protocol.md, 7.3). Unfinalized blocks are all of
+    /// the current epoch (an epoch ends only at a finalized block), so its set resolves them.
+    fn ancestor_tasks(&self, tip: Root) -> HashSet<Root> {
+        let mut chain = Vec::new();
+        let mut cur = tip;
+        while let Some(block) = self.blocks.get(&cur) {
+            if block.height <= self.finalized_height {
+                break;
+            }
+            chain.push(block);
+            cur = block.parent_root;
+        }
+        ancestor_task_ids(self.ep.table.operator_set(), chain)
+    }
+
     fn judge(&mut self, proposal: &SignedProposal, out: &mut Vec<Action>) -> Judgement {
         let v = proposal.message.view;
         let block = &proposal.message.block;
@@ -337,7 +362,8 @@ impl Engine {
         {
             return Judgement::Invalid;
         }
-        match self.registry.validate_block(self.digest, &parent, block) {
+        let earlier = self.ancestor_tasks(block.parent_root);
+        match self.registry.validate_block(self.digest, &parent, block, &earlier) {
             TaskValidity::Valid => {}
             TaskValidity::NotYet(_) => return Judgement::NotYet,
             TaskValidity::Invalid(_) => return Judgement::Invalid,

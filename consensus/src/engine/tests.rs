@@ -96,6 +96,7 @@ impl Net {
         };
         let mut reg = TaskRegistry::new();
         reg.register(Arc::new(NoteTask)).unwrap();
+        reg.register(Arc::new(AcceptAvs)).unwrap();
         let next = apply_block(&reg, self.table.digest(), state, &parent_root, &block).unwrap();
         block.state_root = crate::types::root_of(&next).unwrap();
         (block, next)
@@ -105,8 +106,13 @@ impl Net {
         let g = Anchor::genesis(&self.config.genesis).unwrap();
         let leader = self.leader(view) as u64;
         // Internal tasks are performed by the block's proposer (docs/protocol.md, 7.3).
-        let tasks =
-            tasks.into_iter().map(|t| TaskResult { performer_index: leader, ..t }).collect();
+        let tasks = tasks
+            .into_iter()
+            .map(|t| match t.task_definition_id >= crate::types::FIRST_INTERNAL_TASK_ID {
+                true => TaskResult { performer_index: leader, ..t },
+                false => t,
+            })
+            .collect();
         self.child(&g.block, &g.state, leader, tasks).0
     }
     fn propose(&self, view: View, block: Block, justification: Vec<Certificate>) -> SignedProposal {
@@ -782,4 +788,57 @@ fn a_leader_without_justification_asks_for_it() {
         "{acts:?}"
     );
     assert!(!proposed(&acts));
+}
+
+const AVS_ID: u16 = 7;
+
+/// An AVS task whose own check accepts everything: the engine's task rules are under test.
+struct AcceptAvs;
+impl TaskDefinition for AcceptAvs {
+    fn id(&self) -> u16 {
+        AVS_ID
+    }
+    fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+        TaskValidity::Valid
+    }
+    fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
+        Ok(())
+    }
+    fn perform(&self, _: &ChainState, _: u64) -> Vec<TaskResult> {
+        Vec::new()
+    }
+}
+
+/// Review C1 (issue 14): a leader that had not seen a task in flight puts it in a child of
+/// the block that already holds it; without the ancestor rule both blocks would be finalized
+/// and the task settled twice. The child is not voted; the same child without it is.
+#[test]
+fn a_task_already_in_an_unfinalized_ancestor_is_not_voted_again() {
+    let net = setup();
+    let me = net.follower();
+    let registry = || {
+        let mut r = plain();
+        r.register(Arc::new(AcceptAvs)).unwrap();
+        r
+    };
+    let digest = net.table.digest();
+    let task =
+        crate::testkit::avs_result(&net.keys[me], me as u64, AVS_ID, b"p", b"d", digest).unwrap();
+    let g = Anchor::genesis(&net.config.genesis).unwrap();
+    let (b1, s1) = net.child(&g.block, &g.state, net.leader(0) as u64, vec![task.clone()]);
+    let notarized = net.cert(&[0, 1, 2, 3], VoteData::notarize(0, 0, b1.root().unwrap()));
+    let votes_in_view_1 = |tasks: Vec<TaskResult>| {
+        let mut e = net.engine(me, Persisted::default(), registry());
+        tick(&mut e, 0);
+        let first = net.propose(0, b1.clone(), vec![]);
+        let acts = e.handle(G + 1, Input::Proposal(Incoming::Raw(first)));
+        assert_eq!(persisted_votes(&acts), vec![VoteData::notarize(0, 0, b1.root().unwrap())]);
+        let child = net.child(&b1, &s1, net.leader(1) as u64, tasks).0;
+        let second = net.propose(1, child.clone(), vec![notarized.clone()]);
+        let acts = e.handle(G + 2, Input::Proposal(Incoming::Raw(second)));
+        let notarize = VoteData::notarize(0, 1, child.root().unwrap());
+        persisted_votes(&acts).contains(&notarize)
+    };
+    assert!(!votes_in_view_1(vec![task]), "the task again, one block later");
+    assert!(votes_in_view_1(Vec::new()), "negative control: the child without it");
 }
