@@ -45,6 +45,8 @@ pub const MAX_PENDING_PER_PERFORMER: usize = 64;
 /// Most finished tasks (finalized or rejected) kept in memory for listing; older ones are
 /// still answered by id from the store.
 pub const MAX_RECENT: usize = 65_536;
+/// A pending task not included within this long is dropped (reported rejected).
+pub const PENDING_TTL_MS: u64 = 10 * 60 * 1000;
 /// Payload (hex) one listing page carries at most, past its first task: a page fits a response.
 pub const PAGE_BYTES: usize = 4 << 20;
 /// Finalized tasks a stream subscriber may lag behind before it is dropped.
@@ -126,6 +128,8 @@ pub enum SubmitError {
     BadSignature,
     #[error("the task pool is full ({0}); retry later")]
     Full(String),
+    #[error("too many submissions to verify now ({0}); retry later")]
+    Busy(String),
     #[error("store error: {0}")]
     Store(String),
 }
@@ -137,9 +141,10 @@ impl SubmitError {
             SubmitError::Malformed(_)
             | SubmitError::UnknownDefinition(_)
             | SubmitError::BadSignature => Verdict::Reject,
-            SubmitError::NotMember | SubmitError::Full(_) | SubmitError::Store(_) => {
-                Verdict::Ignore
-            }
+            SubmitError::NotMember
+            | SubmitError::Full(_)
+            | SubmitError::Busy(_)
+            | SubmitError::Store(_) => Verdict::Ignore,
         }
     }
 }
@@ -221,8 +226,6 @@ struct Inner {
     judged: HashMap<TaskId, Judged>,
     /// Tasks in flight, by the height of the block that holds them.
     in_flight: BTreeMap<u64, Vec<TaskId>>,
-    /// The highest finalized height seen.
-    finalized_height: u64,
 }
 
 struct Request {
@@ -244,6 +247,8 @@ pub struct AvsTasks {
     gossip_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
     changed: Notify,
     feed: broadcast::Sender<Arc<TaskView>>,
+    /// The pairings clients' submissions may cost (gossip is bounded by the validation slots).
+    budget: crate::grpc::budget::VerifyBudget,
 }
 
 impl AvsTasks {
@@ -296,6 +301,13 @@ impl AvsTasks {
             gossip_rx: Mutex::new(Some(gossip_rx)),
             changed: Notify::new(),
             feed,
+            // About 1 ms a pairing: 64 a second is a few percent of a core; one performer may
+            // have 16 a second verified, in bursts of 64 (its pending tasks are capped at 64).
+            budget: crate::grpc::budget::VerifyBudget::new(
+                crate::grpc::budget::Rate { burst: 128, per_second: 64 },
+                crate::grpc::budget::Rate { burst: 64, per_second: 16 },
+                std::time::Instant::now(),
+            ),
         });
         tasks.reload()?;
         Ok(tasks)
@@ -417,6 +429,15 @@ impl AvsTasks {
         if let Some(record) = self.stored_record(&id) {
             return Ok(Submitted { task_id: id, new: false, status: record.status });
         }
+        // Only what passed the cheap checks costs a pairing; a client's share of them is bounded
+        // (the performer key's first 20 bytes name its bucket).
+        if origin == Origin::Client {
+            let bucket: [u8; 20] =
+                performer.get(..20).and_then(|k| k.try_into().ok()).unwrap_or([0; 20]);
+            self.budget
+                .try_take(bucket, std::time::Instant::now())
+                .map_err(|e| SubmitError::Busy(e.to_string()))?;
+        }
         if !verify_task_signature(self.digest, message, signed.signature.as_ref()) {
             return Err(SubmitError::BadSignature);
         }
@@ -465,6 +486,11 @@ impl AvsTasks {
         let signed: SignedTaskMessage =
             decode(data).map_err(|e| (Verdict::Reject, e.to_string()))?;
         match self.submit(signed, Origin::Gossip, now_ms) {
+            // Refused by this node's validation: not forwarded (the sender is not at fault: its
+            // own service may judge otherwise).
+            Ok(Submitted { status: TaskStatus::Rejected { reason }, .. }) => {
+                Err((Verdict::Ignore, reason))
+            }
             Ok(Submitted { new: true, .. }) => Ok(()),
             Ok(Submitted { new: false, .. }) => Err((Verdict::Ignore, "known task".into())),
             Err(e) => Err((e.verdict(), e.to_string())),
@@ -538,6 +564,12 @@ impl AvsTasks {
     /// Records a service's answer; a NotYet is asked again after a back-off.
     fn answered(&self, request: Request, validity: TaskValidity) -> Option<(Request, Duration)> {
         let mut inner = self.lock();
+        // A task that finished meanwhile (or that only a proposal carried and that is gone) is
+        // not asked about again.
+        if !inner.entries.get(&request.id).is_some_and(|e| e.status.is_open()) {
+            inner.judged.remove(&request.id);
+            return None;
+        }
         let retry = match inner.judged.get(&request.id) {
             Some(Judged::Waiting { retry, .. }) => *retry,
             _ => RETRY_FIRST,
@@ -690,8 +722,8 @@ impl AvsTasks {
             }
             self.finish(id, status);
         }
+        self.expire(crate::node::now_ms());
         let mut inner = self.lock();
-        inner.finalized_height = inner.finalized_height.max(block.height);
         let stale: Vec<u64> = inner.in_flight.range(..=block.height).map(|(h, _)| *h).collect();
         for height in stale {
             for id in inner.in_flight.remove(&height).unwrap_or_default() {
@@ -701,6 +733,28 @@ impl AvsTasks {
                     entry.status = TaskStatus::Pending;
                 }
             }
+        }
+    }
+
+    /// Pending tasks not included within [`PENDING_TTL_MS`] are dropped and reported rejected,
+    /// so tasks the network does not take (a split verdict, a service that never answers) do
+    /// not hold the pool's room for ever.
+    fn expire(&self, now_ms: u64) {
+        let expired: Vec<TaskId> = {
+            let inner = self.lock();
+            inner
+                .queue
+                .keys()
+                .take_while(|(received, _)| received.saturating_add(PENDING_TTL_MS) < now_ms)
+                .filter(|(_, id)| {
+                    inner.entries.get(id).is_some_and(|e| e.status == TaskStatus::Pending)
+                })
+                .map(|(_, id)| *id)
+                .collect()
+        };
+        for id in expired {
+            let reason = format!("not included within {} s", PENDING_TTL_MS / 1000);
+            self.finish(id, TaskStatus::Rejected { reason });
         }
     }
 

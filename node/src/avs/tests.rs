@@ -177,7 +177,10 @@ fn a_task_is_included_once_finalized_once_and_then_refused() {
     let performed = registry.perform(&parent, 0);
     assert_eq!(performed.iter().map(|r| r.performer_index).collect::<Vec<_>>(), vec![1, 2]);
     let block = block_with(performed.clone(), 0);
-    assert_eq!(registry.validate_block(n.digest, &parent, &block), TaskValidity::Valid);
+    assert_eq!(
+        registry.validate_block(n.digest, &parent, &block, &Default::default()),
+        TaskValidity::Valid
+    );
     assert_eq!(tasks.get(&a).unwrap().status, TaskStatus::Included { height: 1 });
     assert!(registry.perform(&parent, 0).is_empty(), "in flight: not proposed again");
 
@@ -191,7 +194,9 @@ fn a_task_is_included_once_finalized_once_and_then_refused() {
     assert_eq!(pending_keys(&db), 0);
     // A block carrying it again is invalid.
     let again = block_with(vec![performed[0].clone()], 0);
-    let TaskValidity::Invalid(reason) = registry.validate_block(n.digest, &parent, &again) else {
+    let TaskValidity::Invalid(reason) =
+        registry.validate_block(n.digest, &parent, &again, &Default::default())
+    else {
         panic!("a finalized task was accepted again")
     };
     assert!(reason.contains("already finalized"), "{reason}");
@@ -209,7 +214,10 @@ fn a_task_in_a_block_that_lost_its_height_is_pending_again() {
     let parent = genesis_state(&n.genesis);
     let id = tasks.submit(n.hashed(3, b"c"), Origin::Client, 1).unwrap().task_id;
     let block = block_with(registry.perform(&parent, 0), 0);
-    assert_eq!(registry.validate_block(n.digest, &parent, &block), TaskValidity::Valid);
+    assert_eq!(
+        registry.validate_block(n.digest, &parent, &block, &Default::default()),
+        TaskValidity::Valid
+    );
     // Another block (without it) is finalized at that height.
     tasks.finalized(&finalized(block_with(Vec::new(), 1)));
     assert_eq!(tasks.get(&id).unwrap().status, TaskStatus::Pending);
@@ -400,7 +408,12 @@ async fn a_task_its_service_refuses_is_rejected_and_never_proposed() {
     assert!(tokio::task::block_in_place(|| registry.perform(&parent, 0)).is_empty());
     // Another leader's block carrying it is invalid here.
     let verdict = tokio::task::block_in_place(|| {
-        registry.validate_block(n.digest, &parent, &block_with(vec![result], 0))
+        registry.validate_block(
+            n.digest,
+            &parent,
+            &block_with(vec![result], 0),
+            &Default::default(),
+        )
     });
     assert!(matches!(verdict, TaskValidity::Invalid(_)), "{verdict:?}");
     shutdown.cancel();
@@ -423,7 +436,58 @@ fn without_a_configured_service_a_service_task_is_never_valid() {
         signature: signed.signature,
     };
     assert!(matches!(
-        registry.validate_block(n.digest, &parent, &block_with(vec![result], 0)),
+        registry.validate_block(
+            n.digest,
+            &parent,
+            &block_with(vec![result], 0),
+            &Default::default()
+        ),
         TaskValidity::NotYet(_)
     ));
+}
+
+#[test]
+fn a_pending_task_not_included_in_time_is_dropped_and_reported() {
+    let n = net();
+    let tasks = n.open(&MemoryDb::default(), BTreeMap::new());
+    let old = tasks.submit(n.hashed(0, b"old"), Origin::Client, 1).unwrap().task_id;
+    let now = crate::node::now_ms();
+    let fresh = tasks.submit(n.hashed(0, b"fresh"), Origin::Client, now).unwrap().task_id;
+    tasks.finalized(&finalized(block_with(Vec::new(), 1)));
+    let TaskStatus::Rejected { reason } = tasks.get(&old).unwrap().status else {
+        panic!("an expired task is still open")
+    };
+    assert!(reason.contains("not included within"), "{reason}");
+    assert_eq!(tasks.get(&fresh).unwrap().status, TaskStatus::Pending);
+    assert_eq!(tasks.open_counts(), (1, 0));
+}
+
+#[test]
+fn a_task_refused_here_is_not_forwarded_over_gossip() {
+    let n = net();
+    let tasks = n.open(&MemoryDb::default(), BTreeMap::new());
+    let wrong = encode(&n.signed(2, SHA, &[0; 32], b"data")).unwrap();
+    let (verdict, reason) = tasks.validate_gossip(&wrong, 0).unwrap_err();
+    assert_eq!(verdict, Verdict::Ignore, "{reason}");
+}
+
+#[test]
+fn clients_submissions_are_bounded_by_a_signature_budget() {
+    let n = net();
+    let tasks = n.open(&MemoryDb::default(), BTreeMap::new());
+    // Forged signatures: each costs a pairing and stores nothing.
+    let forged = |i: u64| {
+        let mut s = n.hashed(0, &i.to_be_bytes());
+        s.signature = n.hashed(1, b"other").signature;
+        s
+    };
+    // The performer's bucket holds 64 and refills 16 a second: the refusals come well before
+    // 1000 attempts, and every one before them was checked.
+    let outcomes: Vec<SubmitError> =
+        (0..1000).map(|i| tasks.submit(forged(i), Origin::Client, 0).unwrap_err()).collect();
+    let busy = outcomes.iter().position(|e| matches!(e, SubmitError::Busy(_))).unwrap();
+    assert!(busy >= 64, "the burst is 64: {busy}");
+    assert!(outcomes[..busy].iter().all(|e| *e == SubmitError::BadSignature));
+    // Gossip is not a client: its rate is the validation slots'.
+    assert_eq!(tasks.submit(forged(99), Origin::Gossip, 0), Err(SubmitError::BadSignature));
 }

@@ -1,11 +1,11 @@
 //! `TaskService` (proto/node.proto): performers submit signed AVS task results; clients read
 //! tasks and follow them to finality (`crate::avs` holds them).
 //!
-//! A submission costs one pairing when it is new and well formed, so submissions are bounded
-//! by a signature budget (global and per performer key) taken only after the cheap checks.
+//! A submission costs one pairing when it is new and well formed: `AvsTasks::submit` bounds
+//! clients' submissions by a signature budget (global and per performer key) taken only after
+//! the cheap checks, for gRPC and JSON-RPC alike.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use avs_consensus::types::{SignedTaskMessage, TaskMessage};
 use avs_proto::v1 as pb;
@@ -14,7 +14,6 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::budget::{Rate, VerifyBudget};
 use crate::avs::{AvsTasks, ListFilter, Origin, SubmitError, TaskStatus, TaskView, parse_task_id};
 
 /// Largest `ListTasks` page.
@@ -25,19 +24,11 @@ const SUBSCRIBER_BACKLOG: usize = 64;
 
 pub struct Tasks {
     avs: Arc<AvsTasks>,
-    budget: VerifyBudget,
 }
 
 impl Tasks {
     pub fn new(avs: Arc<AvsTasks>) -> Self {
-        // A pairing is about 1 ms: 64 a second is a few percent of a core; a performer may
-        // submit 16 a second in bursts of 64 (its pending tasks are capped at 64 anyway).
-        let budget = VerifyBudget::new(
-            Rate { burst: 128, per_second: 64 },
-            Rate { burst: 64, per_second: 16 },
-            Instant::now(),
-        );
-        Self { avs, budget }
+        Self { avs }
     }
 }
 
@@ -120,7 +111,7 @@ fn submit_status(e: &SubmitError) -> Status {
         | SubmitError::UnknownDefinition(_)
         | SubmitError::BadSignature => Status::invalid_argument(e.to_string()),
         SubmitError::NotMember => Status::permission_denied(e.to_string()),
-        SubmitError::Full(_) => Status::resource_exhausted(e.to_string()),
+        SubmitError::Full(_) | SubmitError::Busy(_) => Status::resource_exhausted(e.to_string()),
         SubmitError::Store(_) => Status::unavailable(e.to_string()),
     }
 }
@@ -155,16 +146,6 @@ impl TaskService for Tasks {
         request: Request<pb::SubmitTaskRequest>,
     ) -> Result<Response<pb::SubmitTaskResponse>, Status> {
         let signed = submission_from_proto(request.into_inner())?;
-        let key: [u8; 20] =
-            signed.message.performer.get(..20).and_then(|k| k.try_into().ok()).unwrap_or([0; 20]);
-        // Known tasks answer without a pairing; new ones take from the budget.
-        let known =
-            avs_consensus::signing::task_id(&signed.message).ok().and_then(|id| self.avs.get(&id));
-        if known.is_none() {
-            self.budget
-                .try_take(key, Instant::now())
-                .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        }
         let avs = Arc::clone(&self.avs);
         let submitted = tokio::task::spawn_blocking(move || {
             avs.submit(signed, Origin::Client, crate::node::now_ms())

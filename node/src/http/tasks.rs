@@ -159,7 +159,7 @@ pub(crate) async fn post_rpc(
         }
         Ok(Err(e)) => {
             let code = match e {
-                SubmitError::Full(_) | SubmitError::Store(_) => -32000,
+                SubmitError::Full(_) | SubmitError::Busy(_) | SubmitError::Store(_) => -32000,
                 _ => -32602,
             };
             rpc_error(&id, code, e.to_string())
