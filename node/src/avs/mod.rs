@@ -45,6 +45,10 @@ pub const MAX_PENDING_PER_PERFORMER: usize = 64;
 /// Most finished tasks (finalized or rejected) kept in memory for listing; older ones are
 /// still answered by id from the store.
 pub const MAX_RECENT: usize = 65_536;
+/// A client's task still pending this long after its last publish is published again.
+pub const REPUBLISH_MS: u64 = 60_000;
+/// Tasks published again at one finality at most.
+const REPUBLISH_BATCH: usize = 16;
 /// A pending task not included within this long is dropped (reported rejected).
 pub const PENDING_TTL_MS: u64 = 10 * 60 * 1000;
 /// Payload (hex) one listing page carries at most, past its first task: a page fits a response.
@@ -198,6 +202,9 @@ struct Entry {
     received_ms: u64,
     status: TaskStatus,
     bytes: usize,
+    /// When this node last published it, for the tasks it took from its own clients (or read
+    /// back at start): those it publishes again while they are pending. `None`: a peer's.
+    published_ms: Option<u64>,
 }
 
 /// What this node's validation said of a task.
@@ -347,7 +354,8 @@ impl AvsTasks {
                 let Ok(id) = task_id(&signed.message) else { continue };
                 let mut inner = self.lock();
                 let bytes = value.len();
-                insert_open(&mut inner, id, signed, [0; 20], received_ms, bytes);
+                // Published again soon: the first publish may not have left before the stop.
+                insert_open(&mut inner, id, signed, [0; 20], received_ms, bytes, Some(0));
             }
             match last {
                 Some(mut key) if page.len() == 256 => {
@@ -458,7 +466,8 @@ impl AvsTasks {
             // Written before it is acknowledged (and under the lock, so a finality that
             // removes it cannot interleave with this write).
             self.store.write(batch, durability).map_err(|e| SubmitError::Store(e.to_string()))?;
-            insert_open(&mut inner, id, signed.clone(), address, now_ms, bytes);
+            let published = (origin == Origin::Client).then_some(now_ms);
+            insert_open(&mut inner, id, signed.clone(), address, now_ms, bytes, published);
         }
         tracing::debug!(task_id = %hex0x(&id), definition = message.task_definition_id, "task accepted");
         if origin == Origin::Client
@@ -718,11 +727,12 @@ impl AvsTasks {
                 // Finalized without this node having seen its submission: keep its record.
                 let signed = SignedTaskMessage { message, signature };
                 let mut inner = self.lock();
-                insert_open(&mut inner, id, signed, address, crate::node::now_ms(), 0);
+                insert_open(&mut inner, id, signed, address, crate::node::now_ms(), 0, None);
             }
             self.finish(id, status);
         }
         self.expire(crate::node::now_ms());
+        self.republish(crate::node::now_ms());
         let mut inner = self.lock();
         let stale: Vec<u64> = inner.in_flight.range(..=block.height).map(|(h, _)| *h).collect();
         for height in stale {
@@ -755,6 +765,34 @@ impl AvsTasks {
         for id in expired {
             let reason = format!("not included within {} s", PENDING_TTL_MS / 1000);
             self.finish(id, TaskStatus::Rejected { reason });
+        }
+    }
+
+    /// Publishes again, at most [`REPUBLISH_BATCH`] at a time, this node's clients' tasks that
+    /// are still pending [`REPUBLISH_MS`] after their last publish: a publish that found no
+    /// peer, or was lost to a restart, must not leave the task to this node alone (which may
+    /// never lead).
+    fn republish(&self, now_ms: u64) {
+        let mut inner = self.lock();
+        let due: Vec<TaskId> = inner
+            .queue
+            .keys()
+            .map(|(_, id)| *id)
+            .filter(|id| {
+                inner.entries.get(id).is_some_and(|e| {
+                    e.status == TaskStatus::Pending
+                        && e.published_ms.is_some_and(|t| t.saturating_add(REPUBLISH_MS) < now_ms)
+                })
+            })
+            .take(REPUBLISH_BATCH)
+            .collect();
+        for id in due {
+            let Some(entry) = inner.entries.get_mut(&id) else { continue };
+            if let Ok(bytes) = encode(&entry.signed)
+                && self.gossip.try_send(bytes).is_ok()
+            {
+                entry.published_ms = Some(now_ms);
+            }
         }
     }
 
@@ -939,7 +977,8 @@ impl AvsTasks {
             if !inner.entries.contains_key(&task) {
                 // Seen first in a proposal: held like a submission from now on.
                 let bytes = encode(&signed).map_or(0, |b| b.len());
-                insert_open(&mut inner, task, signed, op.address, crate::node::now_ms(), bytes);
+                let now = crate::node::now_ms();
+                insert_open(&mut inner, task, signed, op.address, now, bytes, None);
             }
             if let Some(entry) = inner.entries.get_mut(&task)
                 && entry.status == TaskStatus::Pending
@@ -1061,14 +1100,14 @@ fn insert_open(
     address: [u8; 20],
     received_ms: u64,
     bytes: usize,
+    published_ms: Option<u64>,
 ) {
     let key: [u8; 48] = signed.message.performer.as_ref().try_into().unwrap_or([0; 48]);
     *inner.per_performer.entry(key).or_default() += 1;
     inner.open_bytes = inner.open_bytes.saturating_add(bytes);
     inner.queue.insert((received_ms, id), ());
-    inner
-        .entries
-        .insert(id, Entry { signed, address, received_ms, status: TaskStatus::Pending, bytes });
+    let status = TaskStatus::Pending;
+    inner.entries.insert(id, Entry { signed, address, received_ms, status, bytes, published_ms });
 }
 
 fn pending_key(id: &TaskId) -> Vec<u8> {

@@ -491,3 +491,20 @@ fn clients_submissions_are_bounded_by_a_signature_budget() {
     // Gossip is not a client: its rate is the validation slots'.
     assert_eq!(tasks.submit(forged(99), Origin::Gossip, 0), Err(SubmitError::BadSignature));
 }
+
+#[test]
+fn a_clients_pending_task_is_published_again_a_peers_is_not() {
+    let n = net();
+    let tasks = n.open(&MemoryDb::default(), BTreeMap::new());
+    let mut published = tasks.gossip_rx.lock().unwrap().take().unwrap();
+    tasks.submit(n.hashed(0, b"mine"), Origin::Client, 1000).unwrap();
+    tasks.submit(n.hashed(1, b"a peer's"), Origin::Gossip, 1000).unwrap();
+    assert!(published.try_recv().is_ok(), "published when taken");
+    assert!(published.try_recv().is_err(), "a peer's task is on the mesh already");
+    tasks.republish(1000 + REPUBLISH_MS);
+    assert!(published.try_recv().is_err(), "not yet due");
+    tasks.republish(1001 + REPUBLISH_MS);
+    let again: SignedTaskMessage = decode(&published.try_recv().unwrap()).unwrap();
+    assert_eq!(again, n.hashed(0, b"mine"));
+    assert!(published.try_recv().is_err(), "only this node's client's task");
+}
