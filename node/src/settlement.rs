@@ -36,6 +36,12 @@ alloy::sol!(
 
 /// Finalized blocks waiting for the settler; beyond it a block is skipped (and logged).
 const QUEUE: usize = 256;
+/// A failed settlement is tried again this many times, after 1, 2, 4, ... times the base.
+const RETRIES: u32 = 4;
+const RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(500);
+/// Task bytes (data and proofs) beyond which a block cannot be settled in one transaction
+/// (calldata and on-chain hashing: about 1 MB fits in 30M gas; contracts/README.md).
+pub const MAX_SETTLED_TASK_BYTES: usize = 768 * 1024;
 
 /// The `settle` arguments for one finalized block.
 #[derive(Clone)]
@@ -247,7 +253,29 @@ async fn run(
             else => return,
         };
         let height = job.event.block.height;
-        match settle(&center, from, &job).await {
+        let data: usize =
+            job.event.block.body.tasks.iter().map(|t| t.data.len() + t.proof_of_task.len()).sum();
+        if data > MAX_SETTLED_TASK_BYTES {
+            metrics.skipped.inc();
+            tracing::warn!(
+                height,
+                bytes = data,
+                "block's task data too large for one settlement transaction"
+            );
+            continue;
+        }
+        let mut outcome = settle(&center, from, &job).await;
+        // A chain or RPC hiccup is retried with back-off before the block is given up.
+        for attempt in 1..=RETRIES {
+            let Err(e) = &outcome else { break };
+            tracing::debug!(height, attempt, error = %format!("{e:#}"), "settlement failed; retrying");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt)) => {}
+            }
+            outcome = settle(&center, from, &job).await;
+        }
+        match outcome {
             Ok(Some(gas)) => {
                 metrics.settled.inc();
                 metrics.gas.observe(gas as f64);
