@@ -352,6 +352,13 @@ impl AvsTasks {
                     continue;
                 };
                 let Ok(id) = task_id(&signed.message) else { continue };
+                if self.stored_record(&id).is_some() {
+                    // Finished while its submission was being written: not pending.
+                    let mut batch = WriteBatch::new();
+                    batch.delete(Column::Tasks, key.clone());
+                    self.store.write(batch, Durability::Buffered)?;
+                    continue;
+                }
                 let mut inner = self.lock();
                 let bytes = value.len();
                 // Published again soon: the first publish may not have left before the stop.
@@ -457,15 +464,15 @@ impl AvsTasks {
             Origin::Client => Durability::Sync,
             Origin::Gossip => Durability::Buffered,
         };
+        // Written before it is acknowledged, outside the pool's lock: the consensus loop takes
+        // that lock and must not wait for a client's fsync. If the task finished meanwhile (a
+        // proposal carried it), the entry written here is stale and dropped at the next start.
+        self.store.write(batch, durability).map_err(|e| SubmitError::Store(e.to_string()))?;
         {
             let mut inner = self.lock();
             if let Some(entry) = inner.entries.get(&id) {
                 return Ok(Submitted { task_id: id, new: false, status: entry.status.clone() });
             }
-            room(&inner, &performer)?;
-            // Written before it is acknowledged (and under the lock, so a finality that
-            // removes it cannot interleave with this write).
-            self.store.write(batch, durability).map_err(|e| SubmitError::Store(e.to_string()))?;
             let published = (origin == Origin::Client).then_some(now_ms);
             insert_open(&mut inner, id, signed.clone(), address, now_ms, bytes, published);
         }

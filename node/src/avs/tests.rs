@@ -508,3 +508,23 @@ fn a_clients_pending_task_is_published_again_a_peers_is_not() {
     assert_eq!(again, n.hashed(0, b"mine"));
     assert!(published.try_recv().is_err(), "only this node's client's task");
 }
+
+#[test]
+fn a_submission_written_after_its_task_finished_is_not_pending_after_a_restart() {
+    let n = net();
+    let db = MemoryDb::default();
+    let tasks = n.open(&db, BTreeMap::new());
+    let signed = n.signed(2, SHA, &[0; 32], b"refused");
+    let id = tasks.submit(signed.clone(), Origin::Client, 5).unwrap().task_id;
+    assert_eq!(tasks.get(&id).unwrap().status.name(), "rejected");
+    // The race: a submission's pending entry lands after the task's record.
+    let store = MemoryStore::open(&db).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(Column::Tasks, pending_key(&id), encode_pending(5, &signed).unwrap());
+    store.write(batch, Durability::Buffered).unwrap();
+    drop(tasks);
+    let reopened = n.open(&db, BTreeMap::new());
+    assert_eq!(reopened.get(&id).unwrap().status.name(), "rejected");
+    assert_eq!(reopened.open_counts(), (0, 0));
+    assert_eq!(pending_keys(&db), 0, "the stale entry is gone");
+}
