@@ -6,8 +6,10 @@
 //! The effect becomes the network's reality when the block is finalized: a changed operator
 //! set ends the epoch (docs/protocol.md, "Epochs"). `internal-tasks` implements this trait.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
 
 use crate::bls::{self, PublicKey, Signature};
 use crate::error::ConsensusError;
@@ -47,6 +49,33 @@ pub trait TaskDefinition: Send + Sync {
 #[derive(Clone, Default)]
 pub struct TaskRegistry {
     tasks: BTreeMap<u16, Arc<dyn TaskDefinition>>,
+    /// Performer signatures already verified (shared by the registry's clones).
+    verified: Arc<Mutex<VerifiedSignatures>>,
+}
+
+/// Most performer signatures remembered as verified.
+const VERIFIED_CAPACITY: usize = 4096;
+
+/// Performer signatures that verified, by `SHA256(task_id ‖ signature ‖ digest)`, oldest
+/// forgotten first: a proposal judged again (it waits on a NotYet, and is judged after every
+/// input) costs no pairing for results already checked.
+#[derive(Default)]
+struct VerifiedSignatures {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl VerifiedSignatures {
+    fn insert(&mut self, key: [u8; 32]) {
+        if self.set.insert(key) {
+            self.order.push_back(key);
+            while self.order.len() > VERIFIED_CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for TaskRegistry {
@@ -98,7 +127,7 @@ impl TaskRegistry {
                     result.task_definition_id
                 ));
             };
-            let identity = match check_performer(digest, &base, block.proposer_index, result) {
+            let identity = match self.check_performer(digest, &base, block.proposer_index, result) {
                 Ok(identity) => identity,
                 Err(reason) => return TaskValidity::Invalid(reason),
             };
@@ -220,35 +249,55 @@ pub fn verify_task_signature(
     bls::verify(&key, &root, &sig)
 }
 
-/// The performer rules of one result in a block of `base`'s epoch (docs/protocol.md, 7.3);
-/// returns the identity used to refuse a task twice: the task id of an AVS result, the
-/// result's own root for an internal one.
-fn check_performer(
-    digest: NetworkDigest,
-    base: &ChainState,
-    proposer: OperatorIndex,
-    result: &TaskResult,
-) -> Result<Root, String> {
-    if result.task_definition_id >= FIRST_INTERNAL_TASK_ID {
-        if result.performer_index != proposer {
-            return Err("an internal task's performer must be the proposer".into());
+impl TaskRegistry {
+    /// The performer rules of one result in a block of `base`'s epoch (docs/protocol.md, 7.3);
+    /// returns the identity used to refuse a task twice: the task id of an AVS result, the
+    /// result's own root for an internal one.
+    fn check_performer(
+        &self,
+        digest: NetworkDigest,
+        base: &ChainState,
+        proposer: OperatorIndex,
+        result: &TaskResult,
+    ) -> Result<Root, String> {
+        if result.task_definition_id >= FIRST_INTERNAL_TASK_ID {
+            if result.performer_index != proposer {
+                return Err("an internal task's performer must be the proposer".into());
+            }
+            if result.signature.iter().any(|b| *b != 0) {
+                return Err("an internal task's result carries no signature".into());
+            }
+            return crate::types::root_of(result).map_err(|e| e.to_string());
         }
-        if result.signature.iter().any(|b| *b != 0) {
-            return Err("an internal task's result carries no signature".into());
+        let operator = usize::try_from(result.performer_index)
+            .ok()
+            .and_then(|i| base.operators.operators.get(i))
+            .ok_or_else(|| {
+                format!("performer {} is not in the operator set", result.performer_index)
+            })?;
+        let message = task_message(result, operator.pubkey.clone());
+        let id = task_id(&message).map_err(|e| e.to_string())?;
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(id)
+            .chain_update(result.signature.as_ref() as &[u8])
+            .chain_update(digest)
+            .finalize()
+            .into();
+        let lock = || self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if lock().set.contains(&key) {
+            return Ok(id);
         }
-        return crate::types::root_of(result).map_err(|e| e.to_string());
+        if !verify_task_signature(digest, &message, result.signature.as_ref()) {
+            return Err("the performer's signature does not verify".into());
+        }
+        lock().insert(key);
+        Ok(id)
     }
-    let operator = usize::try_from(result.performer_index)
-        .ok()
-        .and_then(|i| base.operators.operators.get(i))
-        .ok_or_else(|| {
-            format!("performer {} is not in the operator set", result.performer_index)
-        })?;
-    let message = task_message(result, operator.pubkey.clone());
-    if !verify_task_signature(digest, &message, result.signature.as_ref()) {
-        return Err("the performer's signature does not verify".into());
+
+    /// Performer signatures remembered as verified (for tests).
+    pub fn verified_signatures(&self) -> usize {
+        self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).set.len()
     }
-    task_id(&message).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -328,6 +377,20 @@ mod tests {
             assert!(reason.contains("signature"), "{reason}");
         }
         let reason = invalid(check(&reg, digest, &parent, &block(0, vec![outside])));
+        // Each good signature is verified once; a refused one is never remembered, so the same
+        // task with another (wrong) signature is refused again after the good one was seen.
+        assert_eq!(reg.verified_signatures(), 1);
+        assert_eq!(
+            check(&reg, digest, &parent, &block(0, vec![good.clone()])),
+            TaskValidity::Valid
+        );
+        assert_eq!(reg.verified_signatures(), 1);
+        let mut other_sig = good.clone();
+        other_sig.signature =
+            avs_result(&keys[1], 2, AVS_ID, b"proof", b"a", digest).unwrap().signature;
+        let refused = invalid(check(&reg, digest, &parent, &block(0, vec![other_sig])));
+        assert!(refused.contains("signature"), "{refused}");
+        assert_eq!(reg.verified_signatures(), 1);
         assert!(reason.contains("not in the operator set"), "{reason}");
 
         // The same task twice in one block.
