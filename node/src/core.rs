@@ -20,7 +20,7 @@ use anyhow::Context;
 use avs_consensus::bls::SecretKey;
 use avs_consensus::gossip::GossipContext;
 use avs_consensus::types::{
-    Block, Certificate, ChainState, Root, SignedProposal, SignedVote, VoteKind, encode,
+    Block, Certificate, ChainState, OperatorSet, Root, SignedProposal, SignedVote, VoteKind, encode,
 };
 use avs_consensus::verify::{Incoming, Verified, verify_certificate};
 use avs_consensus::{
@@ -143,6 +143,11 @@ pub struct Core {
     notarized: VecDeque<(u64, u64, u64)>,
     last_finality_latency_ms: Option<u64>,
     halted: Option<String>,
+    /// The AVS tasks, whose finalized records are written in the finality's own batch.
+    avs: Option<Arc<crate::avs::AvsTasks>>,
+    /// The operator set of the epoch the actions being executed belong to (a finality comes
+    /// before the epoch switch it causes).
+    epoch_operators: OperatorSet,
 }
 
 /// Own NOTARIZE times kept for the finality latency (a finalization comes at most a few views
@@ -177,7 +182,10 @@ impl Core {
         }
         .map_err(|e| anyhow::anyhow!("starting the consensus engine: {e}"))?;
         let context = Arc::new(engine.gossip_context());
+        let epoch_operators = engine.key_table().operator_set().clone();
         Ok(Self {
+            epoch_operators,
+            avs: None,
             engine,
             chain,
             sync: SyncClient::new(config.seed),
@@ -194,6 +202,12 @@ impl Core {
             last_finality_latency_ms: None,
             halted: None,
         })
+    }
+
+    /// Writes the AVS task records of each finalized block in the same batch as the finality,
+    /// so a crash cannot leave a finalized task pending.
+    pub fn set_avs(&mut self, avs: Arc<crate::avs::AvsTasks>) {
+        self.avs = Some(avs);
     }
 
     pub fn engine(&self) -> &Engine {
@@ -534,6 +548,10 @@ impl Core {
                     }
                     self.chain.put_finalized(&mut batch, &root, &block)?;
                     self.chain.put_certificate(&mut batch, &certificate)?;
+                    if let Some(avs) = &self.avs {
+                        let set = &self.epoch_operators;
+                        avs.record_finality(&block, &root, &certificate, set, &mut batch);
+                    }
                     self.metrics
                         .finalized_height
                         .set(i64::try_from(block.height).unwrap_or(i64::MAX));
@@ -555,6 +573,7 @@ impl Core {
                 }
                 Action::EpochChanged { epoch, operators } => {
                     moved = true;
+                    self.epoch_operators = operators.clone();
                     if let Some(end) = &last_finalization {
                         self.chain.put_epoch_end(&mut batch, end)?;
                     }

@@ -88,7 +88,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     metrics.disk_free_bytes.set(i64::try_from(free_bytes).unwrap_or(i64::MAX));
     tokio::spawn(disk.clone().watch(metrics.disk_free_bytes.clone(), shutdown.child_token()));
     tasks.register_metrics(&mut registry);
-    let core = Core::open(
+    let mut core = Core::open(
         chain.clone(),
         CoreConfig {
             engine: EngineConfig::new(genesis.clone()),
@@ -99,6 +99,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         },
         metrics.clone(),
     )?;
+    core.set_avs(avs.clone());
     let engine = core.engine();
     let epoch_table = engine.key_table();
     // A key outside the set follows the chain without voting: an operator registered on L1

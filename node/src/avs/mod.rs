@@ -803,6 +803,51 @@ impl AvsTasks {
         }
     }
 
+    /// The store operations that record `block`'s AVS tasks as finalized (performers resolved
+    /// in `set`, the block's epoch's), for the batch that writes the finality itself: a crash
+    /// between the two would otherwise bring a finalized task back as pending.
+    pub fn record_finality(
+        &self,
+        block: &avs_consensus::types::Block,
+        root: &Root,
+        certificate: &avs_consensus::types::Certificate,
+        set: &avs_consensus::types::OperatorSet,
+        batch: &mut WriteBatch,
+    ) {
+        let certificate = encode(certificate).map(|b| hex0x(&b)).unwrap_or_default();
+        for result in block.body.tasks.iter() {
+            let Some(definition) = self.definitions.get(&result.task_definition_id) else {
+                continue;
+            };
+            let Some(op) = set.operators.get(result.performer_index as usize) else { continue };
+            let message = task_message(result, op.pubkey.clone());
+            let Ok(id) = task_id(&message) else { continue };
+            let received_ms =
+                self.lock().entries.get(&id).map_or_else(crate::node::now_ms, |e| e.received_ms);
+            let view = TaskView {
+                task_id: hex0x(&id),
+                task_definition_id: result.task_definition_id,
+                task_name: definition.name.clone(),
+                performer: hex0x(&op.pubkey),
+                performer_address: hex0x(&op.address),
+                proof_of_task: hex0x(&result.proof_of_task),
+                data: hex0x(&result.data),
+                signature: hex0x(&result.signature),
+                received_ms,
+                status: TaskStatus::Finalized {
+                    height: block.height,
+                    block_root: hex0x(root),
+                    certificate: certificate.clone(),
+                },
+            };
+            batch.delete(Column::Tasks, pending_key(&id));
+            match serde_json::to_vec(&view) {
+                Ok(json) => batch.put(Column::Tasks, record_key(&id), json),
+                Err(e) => tracing::error!(error = %e, "cannot encode a task record"),
+            }
+        }
+    }
+
     /// Moves a task to a finished status: stored, out of the pool, announced if finalized.
     fn finish(&self, id: TaskId, status: TaskStatus) {
         let mut inner = self.lock();

@@ -528,3 +528,34 @@ fn a_submission_written_after_its_task_finished_is_not_pending_after_a_restart()
     assert_eq!(reopened.open_counts(), (0, 0));
     assert_eq!(pending_keys(&db), 0, "the stale entry is gone");
 }
+
+/// Review M2: the finality's own batch records its tasks, so a crash right after it cannot
+/// bring a finalized task back as pending.
+#[test]
+fn a_finalized_task_is_recorded_in_the_finalitys_batch() {
+    let n = net();
+    let db = MemoryDb::default();
+    let tasks = n.open(&db, BTreeMap::new());
+    let registry = registry(&tasks);
+    let parent = genesis_state(&n.genesis);
+    let id = tasks.submit(n.hashed(1, b"kept"), Origin::Client, 1).unwrap().task_id;
+    let block = block_with(registry.perform(&parent, 0), 0);
+    let mut batch = WriteBatch::new();
+    tasks.record_finality(
+        &block,
+        &[9; 32],
+        &Certificate::default(),
+        &n.genesis.operators,
+        &mut batch,
+    );
+    MemoryStore::open(&db).unwrap().write(batch, Durability::Sync).unwrap();
+    // The node stops before the driver hears of the finality.
+    drop(tasks);
+    let reopened = n.open(&db, BTreeMap::new());
+    let TaskStatus::Finalized { height, block_root, .. } = reopened.get(&id).unwrap().status else {
+        panic!("a finalized task came back pending")
+    };
+    assert_eq!((height, block_root), (1, format!("0x{}", "09".repeat(32))));
+    assert_eq!(reopened.open_counts(), (0, 0));
+    assert_eq!(reopened.get(&id).unwrap().data, hex0x(b"kept"), "the record keeps the payload");
+}
