@@ -310,23 +310,6 @@ mod tests {
 
     const AVS_ID: u16 = 7;
 
-    /// An AVS task whose own check accepts everything: the tests here are the registry's rules.
-    struct AcceptAll;
-    impl TaskDefinition for AcceptAll {
-        fn id(&self) -> u16 {
-            AVS_ID
-        }
-        fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
-            TaskValidity::Valid
-        }
-        fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
-            Ok(())
-        }
-        fn perform(&self, _: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
-            Vec::new()
-        }
-    }
-
     fn block(proposer: OperatorIndex, tasks: Vec<TaskResult>) -> Block {
         Block {
             height: 1,
@@ -349,7 +332,7 @@ mod tests {
         let digest = network_digest(&genesis).unwrap();
         let parent = genesis_state(&genesis);
         let mut reg = testkit::registry(Vec::new());
-        reg.register(Arc::new(AcceptAll)).unwrap();
+        reg.register(Arc::new(testkit::AcceptAvs(AVS_ID))).unwrap();
         let signed = |i: usize, data: &[u8]| {
             avs_result(&keys[i], i as u64, AVS_ID, b"proof", data, digest).unwrap()
         };
@@ -486,7 +469,7 @@ mod tests {
         let digest = network_digest(&genesis).unwrap();
         let parent = genesis_state(&genesis);
         let mut reg = testkit::registry(Vec::new());
-        reg.register(Arc::new(AcceptAll)).unwrap();
+        reg.register(Arc::new(testkit::AcceptAvs(AVS_ID))).unwrap();
         let task = avs_result(&keys[1], 1, AVS_ID, b"p", b"d", digest).unwrap();
         let b = block(0, vec![task]);
         let earlier = ancestor_task_ids(&genesis.operators, [&b]);

@@ -251,6 +251,25 @@ pub fn avs_result(
     })
 }
 
+/// An AVS task (id below 10000) whose own check accepts every result: what is under test is
+/// the rules every block obeys (performer signatures, a task once in the chain).
+pub struct AcceptAvs(pub u16);
+
+impl TaskDefinition for AcceptAvs {
+    fn id(&self) -> u16 {
+        self.0
+    }
+    fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+        TaskValidity::Valid
+    }
+    fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
+        Ok(())
+    }
+    fn perform(&self, _: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
+        Vec::new()
+    }
+}
+
 /// A registry with `NoteTask` and, if given, a membership script.
 pub fn registry(script: Vec<(u64, Change)>) -> TaskRegistry {
     let mut r = TaskRegistry::new();

@@ -107,15 +107,7 @@ fn avs_tasks_are_validated_by_the_avs_service_finalized_and_settled_on_chain() {
     let set = operator_keys(&genesis.operators).unwrap();
     runtime
         .block_on(async {
-            let deployed = AttestationCenter::deploy_builder(
-                &evm,
-                digest.into(),
-                set.keys.clone(),
-                set.powers.clone(),
-            )
-            .from(deployer)
-            .deploy()
-            .await?;
+            let deployed = deploy(&evm, deployer, digest, &set).await?;
             anyhow::ensure!(deployed == contract, "deployed at {deployed}, expected {contract}");
             // The operators pay for their settlements.
             for op in genesis.operators.operators.iter() {
@@ -227,15 +219,7 @@ fn avs_tasks_are_validated_by_the_avs_service_finalized_and_settled_on_chain() {
     let block = runtime.block_on(block_at(&grpc(1), height)).unwrap();
     runtime
         .block_on(async {
-            let fresh_address = AttestationCenter::deploy_builder(
-                &evm,
-                digest.into(),
-                set.keys.clone(),
-                set.powers.clone(),
-            )
-            .from(deployer)
-            .deploy()
-            .await?;
+            let fresh_address = deploy(&evm, deployer, digest, &set).await?;
             let fresh = AttestationCenter::new(fresh_address, &evm);
             let call = settle_call(&certificate, &genesis.operators, &block)?;
             let ok = fresh
@@ -267,6 +251,18 @@ fn avs_tasks_are_validated_by_the_avs_service_finalized_and_settled_on_chain() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Deploys `AttestationCenter` for the network `digest` with epoch 0's `set`.
+async fn deploy(
+    evm: &alloy::providers::DynProvider,
+    deployer: Address,
+    digest: [u8; 4],
+    set: &AttestationCenter::OperatorKeys,
+) -> anyhow::Result<Address> {
+    let builder =
+        AttestationCenter::deploy_builder(evm, digest.into(), set.keys.clone(), set.powers.clone());
+    Ok(builder.from(deployer).deploy().await?)
 }
 
 fn hex_bytes(text: &str) -> Vec<u8> {

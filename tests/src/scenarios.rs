@@ -240,23 +240,8 @@ fn leanspec_api_vectors_pass_against_a_running_node() {
 /// with `--restart-crashed`, and keeps the data directory (with the logs) when it stops.
 #[test]
 fn the_devnet_survives_a_killed_node_and_keeps_its_logs() {
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
-
-    let mut devnet = std::process::Command::new(avs_node_binary().unwrap())
-        .args(["devnet", "--nodes", "4", "--slot-ms", "1000", "--restart-crashed"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let out = devnet.stdout.take().unwrap();
-    let sink = Arc::clone(&lines);
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let (mut devnet, lines, reader) =
+        spawn_devnet(&["--nodes", "4", "--slot-ms", "1000", "--restart-crashed"]);
     let seen = |pattern: &str| lines.lock().unwrap().iter().any(|l| l.contains(pattern));
     let wait = |what: &str, cond: &dyn Fn() -> bool| {
         let deadline = std::time::Instant::now() + FINALITY;
@@ -320,24 +305,8 @@ fn the_devnet_survives_a_killed_node_and_keeps_its_logs() {
 /// (`advanceEpoch`) before it settles the next epoch's blocks.
 #[test]
 fn the_devnet_settles_its_avs_tasks_across_epoch_changes() {
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
-
     crate::evm::anvil().unwrap();
-    let mut devnet = std::process::Command::new(avs_node_binary().unwrap())
-        .args(["devnet", "--nodes", "4", "--slot-ms", "1000"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let out = devnet.stdout.take().unwrap();
-    let sink = Arc::clone(&lines);
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let (mut devnet, lines, reader) = spawn_devnet(&["--nodes", "4", "--slot-ms", "1000"]);
     // The settled count of each "example AVS" line, with the epoch the line before it showed.
     let settled_in_epoch = |epoch: u64| {
         let lines = lines.lock().unwrap();
@@ -389,4 +358,27 @@ fn the_devnet_settles_its_avs_tasks_across_epoch_changes() {
     if let Err(lines) = result {
         panic!("no settlement after the second epoch change: {lines:#?}");
     }
+}
+
+type DevnetLines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// `avs-node devnet` with `args`, its standard output collected line by line.
+fn spawn_devnet(args: &[&str]) -> (std::process::Child, DevnetLines, std::thread::JoinHandle<()>) {
+    use std::io::BufRead;
+    let mut devnet = std::process::Command::new(avs_node_binary().unwrap())
+        .arg("devnet")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = DevnetLines::default();
+    let out = devnet.stdout.take().unwrap();
+    let sink = std::sync::Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (devnet, lines, reader)
 }

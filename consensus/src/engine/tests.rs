@@ -96,7 +96,7 @@ impl Net {
         };
         let mut reg = TaskRegistry::new();
         reg.register(Arc::new(NoteTask)).unwrap();
-        reg.register(Arc::new(AcceptAvs)).unwrap();
+        reg.register(Arc::new(crate::testkit::AcceptAvs(AVS_ID))).unwrap();
         let next = apply_block(&reg, self.table.digest(), state, &parent_root, &block).unwrap();
         block.state_root = crate::types::root_of(&next).unwrap();
         (block, next)
@@ -792,23 +792,6 @@ fn a_leader_without_justification_asks_for_it() {
 
 const AVS_ID: u16 = 7;
 
-/// An AVS task whose own check accepts everything: the engine's task rules are under test.
-struct AcceptAvs;
-impl TaskDefinition for AcceptAvs {
-    fn id(&self) -> u16 {
-        AVS_ID
-    }
-    fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
-        TaskValidity::Valid
-    }
-    fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
-        Ok(())
-    }
-    fn perform(&self, _: &ChainState, _: u64) -> Vec<TaskResult> {
-        Vec::new()
-    }
-}
-
 /// Review C1 (issue 14): a leader that had not seen a task in flight puts it in a child of
 /// the block that already holds it; without the ancestor rule both blocks would be finalized
 /// and the task settled twice. The child is not voted; the same child without it is.
@@ -818,7 +801,7 @@ fn a_task_already_in_an_unfinalized_ancestor_is_not_voted_again() {
     let me = net.follower();
     let registry = || {
         let mut r = plain();
-        r.register(Arc::new(AcceptAvs)).unwrap();
+        r.register(Arc::new(crate::testkit::AcceptAvs(AVS_ID))).unwrap();
         r
     };
     let digest = net.table.digest();
