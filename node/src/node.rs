@@ -88,6 +88,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     metrics.disk_free_bytes.set(i64::try_from(free_bytes).unwrap_or(i64::MAX));
     tokio::spawn(disk.clone().watch(metrics.disk_free_bytes.clone(), shutdown.child_token()));
     tasks.register_metrics(&mut registry);
+    avs.register_metrics(&mut registry);
     let mut core = Core::open(
         chain.clone(),
         CoreConfig {

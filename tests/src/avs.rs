@@ -208,6 +208,12 @@ fn avs_tasks_are_validated_by_the_avs_service_finalized_and_settled_on_chain() {
         .unwrap();
     let gas = cluster.nodes[0].metric("avs_node_settlement_gas_sum").unwrap().unwrap_or(0.0);
     assert!(gas > 0.0, "gas used is reported");
+    for node in &cluster.nodes {
+        let finalized = node.metric("avs_node_avs_tasks_finalized_total").unwrap().unwrap_or(0.0);
+        assert!(finalized >= 3.0, "node {}: {finalized} finalized tasks counted", node.index);
+    }
+    let rejected = cluster.nodes[3].metric("avs_node_avs_tasks_rejected_total").unwrap();
+    assert!(rejected.unwrap_or(0.0) >= 1.0, "the refused task is counted");
 
     // A fresh contract for the same network refuses a tampered certificate and accepts the
     // true one (checked with eth_call: nothing is sent).

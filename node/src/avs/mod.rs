@@ -256,6 +256,24 @@ pub struct AvsTasks {
     feed: broadcast::Sender<Arc<TaskView>>,
     /// The pairings clients' submissions may cost (gossip is bounded by the validation slots).
     budget: crate::grpc::budget::VerifyBudget,
+    metrics: AvsMetrics,
+}
+
+/// The task pool's metrics (`avs_node_avs_tasks*`).
+#[derive(Clone, Default)]
+struct AvsMetrics {
+    /// Open tasks by status (`pending`, `included`), set after each change.
+    open: prometheus_client::metrics::family::Family<
+        StatusLabel,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    finalized: prometheus_client::metrics::counter::Counter,
+    rejected: prometheus_client::metrics::counter::Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
 }
 
 impl AvsTasks {
@@ -315,9 +333,40 @@ impl AvsTasks {
                 crate::grpc::budget::Rate { burst: 64, per_second: 16 },
                 std::time::Instant::now(),
             ),
+            metrics: AvsMetrics::default(),
         });
         tasks.reload()?;
         Ok(tasks)
+    }
+
+    /// Registers the pool's metrics (open tasks by status, finalized and rejected counts).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let r = registry.sub_registry_with_prefix("avs_node");
+        r.register(
+            "avs_tasks_open",
+            "AVS tasks in this node's pool, by status (pending, included)",
+            self.metrics.open.clone(),
+        );
+        r.register(
+            "avs_tasks_finalized",
+            "AVS tasks this node saw finalized",
+            self.metrics.finalized.clone(),
+        );
+        r.register(
+            "avs_tasks_rejected",
+            "AVS tasks this node's validation refused, or that expired or lost their performer",
+            self.metrics.rejected.clone(),
+        );
+        self.count_open();
+    }
+
+    /// Sets the open-task gauges from the pool.
+    fn count_open(&self) {
+        let (pending, included) = self.open_counts();
+        for (status, n) in [("pending", pending), ("included", included)] {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            self.metrics.open.get_or_create(&StatusLabel { status }).set(n);
+        }
     }
 
     /// Engine tasks, one per definition, registered in `registry`.
@@ -476,6 +525,7 @@ impl AvsTasks {
             let published = (origin == Origin::Client).then_some(now_ms);
             insert_open(&mut inner, id, signed.clone(), address, now_ms, bytes, published);
         }
+        self.count_open();
         tracing::debug!(task_id = %hex0x(&id), definition = message.task_definition_id, "task accepted");
         if origin == Origin::Client
             && let Ok(bytes) = encode(&signed)
@@ -751,6 +801,8 @@ impl AvsTasks {
                 }
             }
         }
+        drop(inner);
+        self.count_open();
     }
 
     /// Pending tasks not included within [`PENDING_TTL_MS`] are dropped and reported rejected,
@@ -897,12 +949,15 @@ impl AvsTasks {
             tracing::error!(error = %e, "cannot store a task's status");
         }
         drop(inner);
+        self.count_open();
         match &status {
             TaskStatus::Finalized { height, .. } => {
+                self.metrics.finalized.inc();
                 tracing::info!(task_id = %view.task_id, definition = view.task_definition_id, height, "AVS task finalized");
                 let _ = self.feed.send(Arc::new(view));
             }
             TaskStatus::Rejected { reason } => {
+                self.metrics.rejected.inc();
                 tracing::info!(task_id = %view.task_id, definition = view.task_definition_id, %reason, "AVS task rejected");
             }
             _ => {}
@@ -1038,6 +1093,8 @@ impl AvsTasks {
                 entry.status = TaskStatus::Included { height };
                 inner.in_flight.entry(height).or_default().push(task);
             }
+            drop(inner);
+            self.count_open();
         }
         validity
     }
