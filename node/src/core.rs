@@ -63,6 +63,9 @@ pub struct FinalizedEvent {
     pub certificate: Certificate,
     /// The block's post-state when it ends its epoch.
     pub epoch_end: Option<Arc<ChainState>>,
+    /// The operator set of the block's epoch (its performer indices and the certificate's
+    /// signers refer to it).
+    pub operators: Arc<OperatorSet>,
 }
 
 /// A gossip message that passed the checks of `crate::gossip` off the loop.
@@ -146,8 +149,8 @@ pub struct Core {
     /// The AVS tasks, whose finalized records are written in the finality's own batch.
     avs: Option<Arc<crate::avs::AvsTasks>>,
     /// The operator set of the epoch the actions being executed belong to (a finality comes
-    /// before the epoch switch it causes).
-    epoch_operators: OperatorSet,
+    /// before the epoch switch it causes): what each `FinalizedEvent` carries.
+    epoch_operators: Arc<OperatorSet>,
 }
 
 /// Own NOTARIZE times kept for the finality latency (a finalization comes at most a few views
@@ -182,7 +185,7 @@ impl Core {
         }
         .map_err(|e| anyhow::anyhow!("starting the consensus engine: {e}"))?;
         let context = Arc::new(engine.gossip_context());
-        let epoch_operators = engine.key_table().operator_set().clone();
+        let epoch_operators = Arc::new(engine.key_table().operator_set().clone());
         Ok(Self {
             epoch_operators,
             avs: None,
@@ -552,6 +555,7 @@ impl Core {
                         let set = &self.epoch_operators;
                         avs.record_finality(&block, &root, &certificate, set, &mut batch);
                     }
+                    let operators = Arc::clone(&self.epoch_operators);
                     self.metrics
                         .finalized_height
                         .set(i64::try_from(block.height).unwrap_or(i64::MAX));
@@ -568,12 +572,13 @@ impl Core {
                         block,
                         certificate,
                         epoch_end: epoch_end.map(Arc::from),
+                        operators,
                     })));
                     finalized_any = true;
                 }
                 Action::EpochChanged { epoch, operators } => {
                     moved = true;
-                    self.epoch_operators = operators.clone();
+                    self.epoch_operators = Arc::new(operators.clone());
                     if let Some(end) = &last_finalization {
                         self.chain.put_epoch_end(&mut batch, end)?;
                     }

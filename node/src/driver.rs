@@ -92,9 +92,6 @@ pub struct Driver {
     pub avs: Arc<AvsTasks>,
     /// Settles finalized AVS tasks on chain while this node is an aggregator.
     pub settler: Option<crate::settlement::Settler>,
-    /// The operator set of the epoch the effects being carried out belong to (updated by
-    /// `Effect::EpochChanged`, so a finality reported before it still sees its own epoch's).
-    pub epoch_table: Arc<avs_consensus::KeyTable>,
     pub finalized_feed: FinalizedFeed,
     /// The main runtime: validation and requests run there, not on the loop's thread.
     pub runtime: tokio::runtime::Handle,
@@ -321,23 +318,13 @@ impl Driver {
                 Effect::Finalized(event) => {
                     self.tasks.finalized(&event.block);
                     self.avs.finalized(&event);
-                    // Effects come in order: a finality is reported before the epoch switch it
-                    // causes, so `epoch_table` is still the finalized block's epoch's.
                     if let Some(settler) = &self.settler {
-                        let table = &self.epoch_table;
-                        if table.epoch() == event.certificate.data.epoch {
-                            settler.offer(
-                                &event,
-                                table.operator_set(),
-                                self.aggregator.is_enabled(),
-                            );
-                        }
+                        settler.offer(&event, self.aggregator.is_enabled());
                     }
                     // No subscriber is the normal case: nothing to do then.
                     let _ = self.finalized_feed.send(event);
                 }
                 Effect::EpochChanged(table) => {
-                    self.epoch_table = Arc::clone(&table);
                     self.avs.set_operators(Arc::clone(&table));
                     // Rows of operators that left the set expire now.
                     if let Err(e) = self.pool.set_operators(table) {

@@ -102,7 +102,6 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     )?;
     core.set_avs(avs.clone());
     let engine = core.engine();
-    let epoch_table = engine.key_table();
     // A key outside the set follows the chain without voting: an operator registered on L1
     // joins through VotingPowerSync, and the engine picks its index up at the epoch switch.
     let me = engine.operator_index();
@@ -247,7 +246,6 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         pool,
         avs,
         settler,
-        epoch_table,
         finalized_feed,
         runtime: tokio::runtime::Handle::current(),
         quota: RequestQuota::default(),

@@ -158,15 +158,10 @@ impl Metrics {
     }
 }
 
-struct Job {
-    event: Arc<FinalizedEvent>,
-    set: OperatorSet,
-}
-
 /// The settlement submitter: [`Settler::offer`] from the consensus loop, a task beside it.
 #[derive(Clone)]
 pub struct Settler {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Arc<FinalizedEvent>>,
     metrics: Metrics,
 }
 
@@ -211,11 +206,11 @@ impl Settler {
         Ok(Self { tx, metrics })
     }
 
-    /// A finalized block (with the operator set of its certificate's epoch): queued when this
-    /// node is an aggregator now and the block carries AVS tasks or ends its epoch. Only a
-    /// block with its own finalization certificate can be settled (the contract recomputes the
-    /// root the certificate signs); one finalized as an ancestor of another is skipped.
-    pub fn offer(&self, event: &Arc<FinalizedEvent>, set: &OperatorSet, is_aggregator: bool) {
+    /// A finalized block: queued when this node is an aggregator now and the block carries AVS
+    /// tasks or ends its epoch. Only a block with its own finalization certificate can be
+    /// settled (the contract recomputes the root the certificate signs); one finalized as an
+    /// ancestor of another is skipped.
+    pub fn offer(&self, event: &Arc<FinalizedEvent>, is_aggregator: bool) {
         if !is_aggregator || !(has_avs_tasks(&event.block) || event.epoch_end.is_some()) {
             return;
         }
@@ -227,7 +222,7 @@ impl Settler {
             );
             return;
         }
-        if self.tx.try_send(Job { event: Arc::clone(event), set: set.clone() }).is_err() {
+        if self.tx.try_send(Arc::clone(event)).is_err() {
             self.metrics.failed.inc();
             tracing::warn!(
                 height = event.block.height,
@@ -241,7 +236,7 @@ async fn run(
     provider: DynProvider,
     contract: Address,
     from: Address,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Arc<FinalizedEvent>>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
@@ -252,9 +247,9 @@ async fn run(
             Some(job) = rx.recv() => job,
             else => return,
         };
-        let height = job.event.block.height;
+        let height = job.block.height;
         let data: usize =
-            job.event.block.body.tasks.iter().map(|t| t.data.len() + t.proof_of_task.len()).sum();
+            job.block.body.tasks.iter().map(|t| t.data.len() + t.proof_of_task.len()).sum();
         if data > MAX_SETTLED_TASK_BYTES {
             metrics.skipped.inc();
             tracing::warn!(
@@ -281,7 +276,7 @@ async fn run(
                 metrics.gas.observe(gas as f64);
                 tracing::info!(
                     height,
-                    tasks = job.event.block.body.tasks.len(),
+                    tasks = job.block.body.tasks.len(),
                     gas,
                     "block settled on chain"
                 );
@@ -302,12 +297,12 @@ async fn run(
 async fn settle(
     center: &AttestationCenter::AttestationCenterInstance<DynProvider>,
     from: Address,
-    job: &Job,
+    job: &FinalizedEvent,
 ) -> anyhow::Result<Option<u64>> {
-    let block = &job.event.block;
-    let epoch = job.event.certificate.data.epoch;
+    let block = &job.block;
+    let epoch = job.certificate.data.epoch;
     let current = center.currentEpoch().call().await?;
-    let hand_over = job.event.epoch_end.as_deref().filter(|_| current == epoch);
+    let hand_over = job.epoch_end.as_deref().filter(|_| current == epoch);
     if hand_over.is_none() && center.settledRoot(block.height).call().await? != B256::ZERO {
         return Ok(None);
     }
@@ -316,7 +311,7 @@ async fn settle(
         "the contract is at epoch {current}, the block at epoch {epoch}: an earlier epoch's \
          hand-over is missing on chain"
     );
-    let call = settle_call(&job.event.certificate, &job.set, block)?;
+    let call = settle_call(&job.certificate, &job.operators, block)?;
     let pending = match hand_over {
         Some(state) => {
             center

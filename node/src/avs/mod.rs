@@ -182,6 +182,42 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// The statuses a listing may ask for.
+pub const STATUS_NAMES: [&str; 4] = ["pending", "included", "finalized", "rejected"];
+/// Largest listing page.
+pub const MAX_PAGE: usize = 1000;
+/// A listing page when the client names no size.
+pub const DEFAULT_PAGE: usize = 100;
+
+impl ListFilter {
+    /// A listing's filter from what a client sent: a status name, if any, of
+    /// [`STATUS_NAMES`], and the page token of a previous page (empty for the first).
+    pub fn parse(
+        task_definition_id: Option<u16>,
+        status: Option<&str>,
+        page_token: &str,
+        limit: usize,
+    ) -> Result<Self, String> {
+        if let Some(s) = status
+            && !STATUS_NAMES.contains(&s)
+        {
+            return Err(format!("status {s:?}: expected pending, included, finalized or rejected"));
+        }
+        let before = match page_token {
+            "" => None,
+            token => {
+                let malformed = || "malformed page token".to_owned();
+                let (ms, id) = token.split_once(':').ok_or_else(malformed)?;
+                Some((
+                    ms.parse().map_err(|_| malformed())?,
+                    parse_task_id(id).ok_or_else(malformed)?,
+                ))
+            }
+        };
+        Ok(Self { task_definition_id, status: status.map(str::to_owned), before, limit })
+    }
+}
+
 /// The node's settings for its AVS tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AvsSettings {
@@ -751,42 +787,15 @@ impl AvsTasks {
     /// that it does not hold are pending again.
     pub fn finalized(&self, event: &FinalizedEvent) {
         let block = &event.block;
-        let mut done = Vec::new();
-        {
-            let inner = self.lock();
-            let Some(table) = inner.table.clone() else { return };
-            drop(inner);
-            for result in block
-                .body
-                .tasks
-                .iter()
-                .filter(|r| self.definitions.contains_key(&r.task_definition_id))
-            {
-                let Some(op) = table.operator_set().operators.get(result.performer_index as usize)
-                else {
-                    continue;
-                };
-                let message = task_message(result, op.pubkey.clone());
-                if let Ok(id) = task_id(&message) {
-                    done.push((id, message, result.signature.clone(), op.address));
-                }
-            }
-        }
-        let certificate = encode(&event.certificate).map(|b| hex0x(&b)).unwrap_or_default();
-        for (id, message, signature, address) in done {
-            let status = TaskStatus::Finalized {
-                height: block.height,
-                block_root: hex0x(&event.root),
-                certificate: certificate.clone(),
-            };
-            let known = self.lock().entries.contains_key(&id);
-            if !known {
+        let status = finalized_status(block, &event.root, &event.certificate);
+        for (id, signed, address) in self.block_tasks(block, &event.operators) {
+            let mut inner = self.lock();
+            if !inner.entries.contains_key(&id) {
                 // Finalized without this node having seen its submission: keep its record.
-                let signed = SignedTaskMessage { message, signature };
-                let mut inner = self.lock();
                 insert_open(&mut inner, id, signed, address, crate::node::now_ms(), 0, None);
             }
-            self.finish(id, status);
+            drop(inner);
+            self.finish(id, status.clone());
         }
         self.expire(crate::node::now_ms());
         self.republish(crate::node::now_ms());
@@ -866,38 +875,49 @@ impl AvsTasks {
         set: &avs_consensus::types::OperatorSet,
         batch: &mut WriteBatch,
     ) {
-        let certificate = encode(certificate).map(|b| hex0x(&b)).unwrap_or_default();
-        for result in block.body.tasks.iter() {
-            let Some(definition) = self.definitions.get(&result.task_definition_id) else {
-                continue;
-            };
-            let Some(op) = set.operators.get(result.performer_index as usize) else { continue };
-            let message = task_message(result, op.pubkey.clone());
-            let Ok(id) = task_id(&message) else { continue };
+        let status = finalized_status(block, root, certificate);
+        for (id, signed, address) in self.block_tasks(block, set) {
             let received_ms =
                 self.lock().entries.get(&id).map_or_else(crate::node::now_ms, |e| e.received_ms);
-            let view = TaskView {
-                task_id: hex0x(&id),
-                task_definition_id: result.task_definition_id,
-                task_name: definition.name.clone(),
-                performer: hex0x(&op.pubkey),
-                performer_address: hex0x(&op.address),
-                proof_of_task: hex0x(&result.proof_of_task),
-                data: hex0x(&result.data),
-                signature: hex0x(&result.signature),
+            let entry = Entry {
+                signed,
+                address,
                 received_ms,
-                status: TaskStatus::Finalized {
-                    height: block.height,
-                    block_root: hex0x(root),
-                    certificate: certificate.clone(),
-                },
+                status: status.clone(),
+                bytes: 0,
+                published_ms: None,
             };
             batch.delete(Column::Tasks, pending_key(&id));
-            match serde_json::to_vec(&view) {
+            match serde_json::to_vec(&self.view_of(id, &entry)) {
                 Ok(json) => batch.put(Column::Tasks, record_key(&id), json),
                 Err(e) => tracing::error!(error = %e, "cannot encode a task record"),
             }
         }
+    }
+
+    /// The AVS tasks of `block` (performers resolved in `set`, the block's epoch's): id, the
+    /// performer's signed message and its address.
+    fn block_tasks(
+        &self,
+        block: &avs_consensus::types::Block,
+        set: &avs_consensus::types::OperatorSet,
+    ) -> Vec<(TaskId, SignedTaskMessage, [u8; 20])> {
+        block
+            .body
+            .tasks
+            .iter()
+            .filter(|r| self.definitions.contains_key(&r.task_definition_id))
+            .filter_map(|result| {
+                let op = set.operators.get(usize::try_from(result.performer_index).ok()?)?;
+                let message = task_message(result, op.pubkey.clone());
+                let id = task_id(&message).ok()?;
+                Some((
+                    id,
+                    SignedTaskMessage { message, signature: result.signature.clone() },
+                    op.address,
+                ))
+            })
+            .collect()
     }
 
     /// Moves a task to a finished status: stored, out of the pool, announced if finalized.
@@ -1036,6 +1056,17 @@ impl AvsTasks {
             out.push(view);
         }
         (out, more)
+    }
+
+    /// One page of tasks and the token of the next page (empty at the end): the last task's
+    /// receipt time and id.
+    pub fn page(&self, filter: &ListFilter) -> (Vec<TaskView>, String) {
+        let (tasks, more) = self.list(filter);
+        let next = match (more, tasks.last()) {
+            (true, Some(last)) => format!("{}:{}", last.received_ms, last.task_id),
+            _ => String::new(),
+        };
+        (tasks, next)
     }
 
     /// Finalized tasks as they are finalized.
@@ -1184,6 +1215,19 @@ fn definition(d: &AvsTaskDefinition) -> anyhow::Result<Definition> {
         validation: Validation::from_u8(d.validation)
             .ok_or_else(|| anyhow::anyhow!("task {}: unknown validation {}", d.id, d.validation))?,
     })
+}
+
+/// The status of a task in the finalized `block` (`root`), proved by `certificate`.
+fn finalized_status(
+    block: &avs_consensus::types::Block,
+    root: &Root,
+    certificate: &avs_consensus::types::Certificate,
+) -> TaskStatus {
+    TaskStatus::Finalized {
+        height: block.height,
+        block_root: hex0x(root),
+        certificate: encode(certificate).map(|b| hex0x(&b)).unwrap_or_default(),
+    }
 }
 
 /// Refused unless there is room for one more task of `performer`.

@@ -160,7 +160,14 @@ fn block_with(results: Vec<TaskResult>, proposer: u64) -> Block {
 }
 
 fn finalized(block: Block) -> FinalizedEvent {
-    FinalizedEvent { root: [7; 32], block, certificate: Certificate::default(), epoch_end: None }
+    FinalizedEvent {
+        root: [7; 32],
+        block,
+        certificate: Certificate::default(),
+        epoch_end: None,
+        // The performers' epoch: the tests' genesis set.
+        operators: Arc::new(net().genesis.operators),
+    }
 }
 
 #[test]
@@ -232,17 +239,12 @@ fn listing_pages_newest_first_by_definition_and_status() {
         tasks.submit(n.hashed(0, &i.to_be_bytes()), Origin::Client, 100 + i).unwrap();
     }
     tasks.submit(n.signed(1, SHA, &[0; 32], b"bad"), Origin::Client, 200).unwrap();
-    let (page1, token) =
-        crate::grpc::tasks::page(&tasks, ListFilter { limit: 2, ..Default::default() });
+    let (page1, token) = tasks.page(&ListFilter::parse(None, None, "", 2).unwrap());
     assert_eq!(page1.iter().map(|t| t.received_ms).collect::<Vec<_>>(), vec![200, 104]);
-    let before = crate::grpc::tasks::decode_token(&token).unwrap();
-    let (page2, _) =
-        crate::grpc::tasks::page(&tasks, ListFilter { limit: 2, before, ..Default::default() });
+    let (page2, _) = tasks.page(&ListFilter::parse(None, None, &token, 2).unwrap());
     assert_eq!(page2.iter().map(|t| t.received_ms).collect::<Vec<_>>(), vec![103, 102]);
     // The last page has no next token.
-    let before = crate::grpc::tasks::decode_token(&token).unwrap();
-    let (all, end) =
-        crate::grpc::tasks::page(&tasks, ListFilter { limit: 10, before, ..Default::default() });
+    let (all, end) = tasks.page(&ListFilter::parse(None, None, &token, 10).unwrap());
     assert_eq!((all.len(), end.as_str()), (4, ""));
     let (rejected, _) = tasks.list(&ListFilter {
         status: Some("rejected".into()),

@@ -99,6 +99,7 @@ fn live_event(height: u64) -> Arc<FinalizedEvent> {
         block,
         certificate: Certificate::default(),
         epoch_end: None,
+        operators: Default::default(),
     })
 }
 
@@ -474,6 +475,7 @@ fn the_largest_finalized_block_fits_the_response_limit() {
         block,
         certificate: Certificate::default(),
         epoch_end: None,
+        operators: Default::default(),
     };
     let message = finalized_to_proto(&event).unwrap();
     // A full signers bitlist adds one bit per operator to the certificate.
