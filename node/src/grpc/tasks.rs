@@ -14,11 +14,9 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::avs::{AvsTasks, ListFilter, Origin, SubmitError, TaskStatus, TaskView, parse_task_id};
+use crate::avs::{AvsTasks, ListFilter, Origin, SubmitError, TaskStatus, TaskView};
 
-/// Largest `ListTasks` page.
-pub const MAX_PAGE: usize = 1000;
-const DEFAULT_PAGE: usize = 100;
+use crate::avs::{DEFAULT_PAGE, MAX_PAGE};
 /// Tasks queued for one `SubscribeTasks` subscriber.
 const SUBSCRIBER_BACKLOG: usize = 64;
 
@@ -116,29 +114,6 @@ fn submit_status(e: &SubmitError) -> Status {
     }
 }
 
-/// A page token: the last task's receipt time and id.
-fn encode_token(view: &TaskView) -> String {
-    format!("{}:{}", view.received_ms, view.task_id)
-}
-
-pub fn decode_token(token: &str) -> Result<Option<(u64, [u8; 32])>, String> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let (ms, id) = token.split_once(':').ok_or("malformed page token")?;
-    let ms = ms.parse().map_err(|_| "malformed page token")?;
-    let id = parse_task_id(id).ok_or("malformed page token")?;
-    Ok(Some((ms, id)))
-}
-
-/// One page of tasks and the token of the next (empty at the end).
-pub fn page(avs: &AvsTasks, filter: ListFilter) -> (Vec<TaskView>, String) {
-    let (tasks, more) = avs.list(&filter);
-    let next =
-        if more { tasks.last().map(encode_token).unwrap_or_default() } else { String::new() };
-    (tasks, next)
-}
-
 #[tonic::async_trait]
 impl TaskService for Tasks {
     async fn submit_task(
@@ -196,17 +171,10 @@ impl TaskService for Tasks {
             .map(u16::try_from)
             .transpose()
             .map_err(|_| Status::invalid_argument("task_definition_id does not fit 16 bits"))?;
-        let status = (!r.status.is_empty()).then_some(r.status);
-        if let Some(s) = &status
-            && !["pending", "included", "finalized", "rejected"].contains(&s.as_str())
-        {
-            return Err(Status::invalid_argument(format!(
-                "status {s:?}: expected pending, included, finalized or rejected"
-            )));
-        }
-        let before = decode_token(&r.page_token).map_err(Status::invalid_argument)?;
-        let (tasks, next_page_token) =
-            page(&self.avs, ListFilter { task_definition_id, status, before, limit });
+        let status = (!r.status.is_empty()).then_some(r.status.as_str());
+        let filter = ListFilter::parse(task_definition_id, status, &r.page_token, limit)
+            .map_err(Status::invalid_argument)?;
+        let (tasks, next_page_token) = self.avs.page(&filter);
         Ok(Response::new(pb::ListTasksResponse {
             tasks: tasks.iter().map(task_to_proto).collect(),
             next_page_token,

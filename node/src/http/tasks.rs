@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::json_response;
 use crate::avs::{AvsTasks, ListFilter, Origin, SubmitError, TaskStatus, parse_task_id};
-use crate::grpc::tasks::{MAX_PAGE, decode_token, page};
+use crate::avs::{DEFAULT_PAGE, MAX_PAGE};
 
 /// Largest `POST /rpc` body: a task at the protocol's limits, hex encoded, and the envelope.
 pub const RPC_BODY_LIMIT: usize = 2 * crate::gossip::MAX_SIGNED_TASK_BYTES + 4096;
@@ -30,21 +30,13 @@ pub(crate) async fn list_tasks(
     State(avs): State<Arc<AvsTasks>>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let before = match decode_token(q.page_token.as_deref().unwrap_or("")) {
-        Ok(before) => before,
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let token = q.page_token.as_deref().unwrap_or("");
+    let filter = match ListFilter::parse(q.definition, q.status.as_deref(), token, limit) {
+        Ok(filter) => filter,
         Err(e) => return json_response(StatusCode::BAD_REQUEST, json!({ "error": e })),
     };
-    if let Some(s) = &q.status
-        && !["pending", "included", "finalized", "rejected"].contains(&s.as_str())
-    {
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            json!({ "error": "status must be pending, included, finalized or rejected" }),
-        );
-    }
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let filter = ListFilter { task_definition_id: q.definition, status: q.status, before, limit };
-    let (tasks, next) = page(&avs, filter);
+    let (tasks, next) = avs.page(&filter);
     json_response(StatusCode::OK, json!({ "data": tasks, "next_page_token": next }))
 }
 
