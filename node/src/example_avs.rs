@@ -202,11 +202,17 @@ pub mod devnet {
     /// How often the devnet's performer submits a task.
     pub const DEVNET_TASK_EVERY: Duration = Duration::from_secs(3);
 
-    /// Where `scripts/devnet` (and the tests) install anvil.
+    /// The npm prefix `scripts/setup` (and the tests) install anvil into.
+    pub fn npm_prefix() -> Option<PathBuf> {
+        Some(PathBuf::from(std::env::var_os("HOME")?).join(".cache/avs-node/npm"))
+    }
+
+    /// Where anvil's binary sits under [`npm_prefix`].
+    pub const ANVIL_IN_PREFIX: &str = "node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil";
+
+    /// The installed anvil, if any.
     pub fn anvil_path() -> Option<PathBuf> {
-        let home = std::env::var_os("HOME")?;
-        let bin = PathBuf::from(home)
-            .join(".cache/avs-node/npm/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        let bin = npm_prefix()?.join(ANVIL_IN_PREFIX);
         bin.is_file().then_some(bin)
     }
 

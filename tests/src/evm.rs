@@ -14,9 +14,9 @@ pub const ANVIL_PACKAGE: &str = "@foundry-rs/anvil-linux-amd64@1.7.1";
 
 /// The anvil binary, installed with npm on first use.
 pub fn anvil() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    let prefix = PathBuf::from(home).join(".cache/avs-node/npm");
-    let bin = prefix.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    use avs_node::example_avs::devnet::{ANVIL_IN_PREFIX, npm_prefix};
+    let prefix = npm_prefix().context("HOME is not set")?;
+    let bin = prefix.join(ANVIL_IN_PREFIX);
     let installed = Command::new(&bin)
         .arg("--version")
         .output()
