@@ -367,6 +367,7 @@ impl Cluster {
 }
 
 pub mod evm;
+pub mod peers;
 
 #[cfg(test)]
 mod adversary;
@@ -376,6 +377,8 @@ mod avs;
 mod monitoring;
 #[cfg(test)]
 mod pool;
+#[cfg(test)]
+mod scale;
 #[cfg(test)]
 mod scenarios;
 #[cfg(test)]
