@@ -22,6 +22,10 @@
 //!   of the NOTARIZE and FINALIZE quorums).
 //!
 //! Run: `cargo build -p avs-node && cargo run -p avs-tests --bin avs-bench -- --nodes 4`.
+//!
+//! With `--simulated-peers P`, one real node runs against `nodes - 1` operators played by the
+//! harness of `avs_tests::peers` through P libp2p peers: the rows for operator counts whose
+//! processes do not fit on the machine.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -34,10 +38,11 @@ use avs_consensus::bls::{self, SecretKey};
 use avs_consensus::signing::vote_signing_root;
 use avs_consensus::types::{Certificate, Operator, OperatorSet, Signers, VoteData};
 use avs_consensus::verify::verify_certificate;
+use avs_tests::peers::{PeersSpec, SimulatedNetwork};
 use avs_tests::{Cluster, ClusterSpec, NodeProcess};
 
 const USAGE: &str = "avs-bench [--nodes N] [--blocks B] [--warmup W] [--slot-ms MS] \
-                     [--aggregators A] [--timeout-s S]";
+                     [--aggregators A] [--timeout-s S] [--simulated-peers P]";
 
 struct Args {
     nodes: usize,
@@ -46,6 +51,9 @@ struct Args {
     slot_ms: u64,
     aggregators: usize,
     timeout: Duration,
+    /// 0: `nodes` real processes. P > 0: one real node, the other operators played by the
+    /// simulated-peer harness through P libp2p peers.
+    simulated_peers: usize,
 }
 
 impl Args {
@@ -69,9 +77,13 @@ impl Args {
             slot_ms: given.remove("slot-ms").unwrap_or(default_slot),
             aggregators: usize::try_from(given.remove("aggregators").unwrap_or(1))?,
             timeout: Duration::from_secs(given.remove("timeout-s").unwrap_or(600)),
+            simulated_peers: usize::try_from(given.remove("simulated-peers").unwrap_or(0))?,
         };
         if let Some(unknown) = given.keys().next() {
             bail!("unknown flag --{unknown}; usage: {USAGE}");
+        }
+        if args.simulated_peers > 0 && args.nodes > 1024 {
+            bail!("--simulated-peers plays at most 1024 operators");
         }
         if args.nodes < 4 || args.blocks == 0 || args.aggregators == 0 || args.slot_ms < 100 {
             bail!("need --nodes >= 4, --blocks >= 1, --aggregators >= 1, --slot-ms >= 100");
@@ -141,7 +153,11 @@ impl Floor {
 
         // BLS on a network of `nodes` operators, as the nodes run it.
         let keys: Vec<SecretKey> = (0..nodes)
-            .map(|i| SecretKey::from_seed(&[u8::try_from(i % 250).unwrap_or(0) + 1; 32]))
+            .map(|i| {
+                let mut seed = [0xbe; 32];
+                seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                SecretKey::from_seed(&seed)
+            })
             .collect::<Result<_, _>>()?;
         // Distinct addresses: a set that repeats one is inadmissible (docs/protocol.md, 3).
         let operators: Vec<Operator> = keys
@@ -359,6 +375,9 @@ fn main() -> anyhow::Result<()> {
         floor.fsync_us,
         floor.total_us() / 1000.0
     );
+    if args.simulated_peers > 0 {
+        return simulated(&args, &floor);
+    }
 
     let spec = ClusterSpec {
         nodes: args.nodes,
@@ -506,6 +525,111 @@ fn main() -> anyhow::Result<()> {
         peak_median as f64 / 1024.0,
         bytes_in / 1024.0,
         bytes_out / 1024.0
+    );
+    Ok(())
+}
+
+/// One real node against `nodes - 1` operators played by the simulated-peer harness
+/// (`avs_tests::peers`): the node's CPU, payload bytes and peak memory per finalized height, and
+/// its latency from the proposal leaving the leader (the harness, or the node itself) to the
+/// node's `finalized` line.
+fn simulated(args: &Args, floor: &Floor) -> anyhow::Result<()> {
+    let net = SimulatedNetwork::start(&PeersSpec {
+        operators: args.nodes,
+        peers: args.simulated_peers,
+        slot_ms: args.slot_ms,
+        certificates: true,
+        node_args: Vec::new(),
+    })?;
+    let target = args.warmup + args.blocks;
+    let hz = ticks_per_second();
+    let started = Instant::now();
+    let wait = |height: u64| -> anyhow::Result<()> {
+        loop {
+            if let Some(e) = net.report().error {
+                bail!("the harness stopped: {e}");
+            }
+            if finalized_times(&net.node.log()).contains_key(&height) {
+                return Ok(());
+            }
+            if started.elapsed() > args.timeout {
+                bail!("height {height} not finalized in {:?}", args.timeout);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    wait(args.warmup)?;
+    let at_warmup = spent(&net.node, hz);
+    let waited = wait(target);
+    let memory = net.node.pid().and_then(memory_kb);
+    let at_end = spent(&net.node, hz);
+    let report = net.report();
+    let log = net.node.log();
+    let finals = finalized_times(&log);
+    let own: BTreeMap<u64, u64> = proposals(&log).into_iter().map(|(t, _, h)| (h, t)).collect();
+    let mut latency: Vec<f64> = ((args.warmup + 1)..=target)
+        .filter_map(|h| {
+            let proposed = report.proposed_at_us.get(&h).or_else(|| own.get(&h))?;
+            Some(finals.get(&h)?.saturating_sub(*proposed) as f64 / 1000.0)
+        })
+        .collect();
+    latency.sort_by(f64::total_cmp);
+    let mut sending: Vec<f64> = ((args.warmup + 1)..=target)
+        .filter_map(|h| {
+            let from = report.proposed_at_us.get(&h)?;
+            Some(report.sent_at_us.get(&h)?.saturating_sub(*from) as f64 / 1000.0)
+        })
+        .collect();
+    sending.sort_by(f64::total_cmp);
+    let nullified = net.node.metric("avs_node_nullified_views_total").ok().flatten().unwrap_or(0.0);
+    let shed = net.node.metric("avs_node_validation_shed_total").ok().flatten().unwrap_or(0.0);
+    let dropped = net.node.metric("avs_p2p_dropped_events_total").ok().flatten().unwrap_or(0.0);
+    drop(net);
+    if let Err(e) = &waited {
+        println!("STALLED: {e}");
+    }
+    if latency.is_empty() {
+        bail!("no height could be measured");
+    }
+    let (p50, p99) = (percentile(&latency, 0.5), percentile(&latency, 0.99));
+    let floor_ms = floor.total_us() / 1000.0;
+    let cost = per_height(&[at_warmup], &[at_end]);
+    let (cpu, bytes_in, bytes_out) = cost.unwrap_or((f64::NAN, f64::NAN, f64::NAN));
+    let peak_mib = memory.map_or(f64::NAN, |(hwm, _)| hwm as f64 / 1024.0);
+    println!(
+        "harness: {} messages published ({} failed), node-led heights {:?}, views nullified by \
+         the harness {:?}, requests from the node {:?}; node: {nullified} views nullified, \
+         {shed} gossip messages shed by validation, {dropped} events dropped by the network task",
+        report.published,
+        report.publish_failures,
+        report.node_proposed,
+        report.nullified_views,
+        report.requests
+    );
+    if !sending.is_empty() {
+        println!(
+            "harness: from its proposal to its last FINALIZE vote sent, p50 {:.1} ms (the part of \
+             the latency spent in the harness's own publishing)",
+            percentile(&sending, 0.5)
+        );
+    }
+    println!();
+    println!(
+        "| operators | measured how | slot | heights | CPU per height | payload in / out per height | peak RSS | floor | p50 | p99 | p50 / floor |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | 1 real node, {} simulated through {} peers | {} ms | {} of {}{} | {cpu:.1} ms | {:.1} / {:.1} KiB | {peak_mib:.1} MiB | {floor_ms:.2} ms | {p50:.1} ms | {p99:.1} ms | {:.1} |",
+        args.nodes,
+        args.nodes - 1,
+        args.simulated_peers,
+        args.slot_ms,
+        latency.len(),
+        args.blocks,
+        if waited.is_err() { ", stalled" } else { "" },
+        bytes_in / 1024.0,
+        bytes_out / 1024.0,
+        p50 / floor_ms,
     );
     Ok(())
 }
