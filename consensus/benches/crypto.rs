@@ -34,8 +34,8 @@ use avs_consensus::bls::{self, DST_POP, DST_SIG};
 use avs_consensus::signing::{network_digest, vote_signing_root};
 use avs_consensus::task::TaskRegistry;
 use avs_consensus::types::{
-    Certificate, GenesisConfig, Operator, OperatorSet, SignedVote, Signers, VoteData, byte_list,
-    decode, encode,
+    Certificate, Epoch, GenesisConfig, Operator, OperatorIndex, OperatorSet, SignedVote, Signers,
+    View, VoteData, byte_list, decode, encode,
 };
 use avs_consensus::verify::{Incoming, verify_certificate, verify_votes_batch};
 use avs_consensus::{Action, Engine, EngineConfig, Input, KeyTable};
@@ -93,7 +93,7 @@ impl Network {
             task_definitions: Default::default(),
         };
         let digest = network_digest(&genesis).expect("genesis root");
-        let table = KeyTable::new(0, &genesis.operators, digest).expect("valid set");
+        let table = KeyTable::new(Epoch::ZERO, &genesis.operators, digest).expect("valid set");
         Self { keys, pks, genesis, table }
     }
 
@@ -105,7 +105,7 @@ impl Network {
         let sig = self.keys[i].sign(&self.signing_root(&data), DST_SIG, &[]);
         SignedVote {
             data,
-            operator_index: i as u64,
+            operator_index: OperatorIndex::at(i),
             signature: sig.compress().to_vec().try_into().expect("96 bytes"),
         }
     }
@@ -128,7 +128,7 @@ impl Network {
 
 fn cert_verify(net: &Network, signing: usize) -> Row {
     let n = net.keys.len();
-    let data = VoteData::finalize(0, 7, [0xab; 32]);
+    let data = VoteData::finalize(Epoch::ZERO, View::new(7), [0xab; 32]);
     let cert = net.certificate(data, signing);
     assert!(verify_certificate(&net.table, &cert).is_ok(), "the certificate must verify");
 
@@ -142,7 +142,7 @@ fn cert_verify(net: &Network, signing: usize) -> Row {
 
     // Where the difference goes: the two steps the baseline does not do per call.
     let table_keys: Vec<&bls::PublicKey> =
-        (0..signing as u64).map(|i| net.table.key(i).expect("member")).collect();
+        (0..signing).map(|i| net.table.key(OperatorIndex::at(i)).expect("member")).collect();
     let mut aggregation = Vec::new();
     let mut decompression = Vec::new();
     for _ in 0..9 {
@@ -188,7 +188,7 @@ fn cert_verify(net: &Network, signing: usize) -> Row {
 /// Baseline of the ingest rows: one blst single-signature verify (key validated beforehand,
 /// signature decompressed beforehand, subgroup check of the signature on).
 fn single_verify_sampler(net: &Network) -> impl FnMut() -> f64 + '_ {
-    let data = VoteData::notarize(0, 3, [0xcd; 32]);
+    let data = VoteData::notarize(Epoch::ZERO, View::new(3), [0xcd; 32]);
     let msg = net.signing_root(&data);
     let sig = net.keys[0].sign(&msg, DST_SIG, &[]);
     let pk = net.pks[0];
@@ -222,7 +222,7 @@ impl<'a> Aggregator<'a> {
 
     /// Encoded votes of every operator for the next round (signing is not timed).
     fn next_round(&self) -> (VoteData, Vec<Vec<u8>>) {
-        let data = VoteData::nullify(0, self.engine.view() + 1);
+        let data = VoteData::nullify(Epoch::ZERO, self.engine.view().next());
         let votes = (0..self.net.keys.len())
             .map(|i| encode(&self.net.vote(i, data)).expect("ssz"))
             .collect();
@@ -261,7 +261,7 @@ impl<'a> Aggregator<'a> {
         let n = self.net.keys.len();
         for (i, bytes) in votes.iter_mut().enumerate().take(forged) {
             let mut vote = self.net.vote((i + 1) % n, data);
-            vote.operator_index = i as u64;
+            vote.operator_index = OperatorIndex::at(i);
             *bytes = encode(&vote).expect("ssz");
         }
         let start = Instant::now();
@@ -296,7 +296,7 @@ impl<'a> Aggregator<'a> {
 /// Aggregate first: decode, decompress and add each signature, then one
 /// `fast_aggregate_verify` for the round (the quorum's keys), per vote, in nanoseconds.
 fn aggregate_first(net: &Network, view: u64) -> f64 {
-    let data = VoteData::nullify(0, view);
+    let data = VoteData::nullify(Epoch::ZERO, View::new(view));
     let votes: Vec<Vec<u8>> =
         (0..net.keys.len()).map(|i| encode(&net.vote(i, data)).expect("ssz")).collect();
     let start = Instant::now();

@@ -15,7 +15,7 @@ use blst::{Pairing, blst_p1_affine, blst_p2_affine};
 use sha2::{Digest, Sha256};
 
 use crate::error::ConsensusError;
-use crate::types::Root;
+use crate::types::{OperatorIndex, Root};
 
 /// Signature DST (hash-to-G2) of Ethereum's POP ciphersuite.
 pub const DST_SIG: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_";
@@ -179,7 +179,11 @@ pub fn verify(pk: &PublicKey, msg: &[u8], sig: &Signature) -> bool {
 }
 
 /// Check a proof of possession and return the validated key. A key whose PoP fails is refused.
-pub fn verify_pop(index: u64, pubkey: &[u8], pop: &[u8]) -> Result<PublicKey, ConsensusError> {
+pub fn verify_pop(
+    index: OperatorIndex,
+    pubkey: &[u8],
+    pop: &[u8],
+) -> Result<PublicKey, ConsensusError> {
     let pk = PublicKey::from_bytes(pubkey)
         .map_err(|e| ConsensusError::BadPublicKey { index, reason: e.to_string() })?;
     let sig =
@@ -289,16 +293,21 @@ mod tests {
         let a = key(1);
         let b = key(2);
         let pk = a.public_key().to_bytes();
-        assert!(verify_pop(0, &pk, &a.proof_of_possession().to_bytes()).is_ok());
-        assert!(verify_pop(0, &pk, &b.proof_of_possession().to_bytes()).is_err());
+        assert!(verify_pop(OperatorIndex::ZERO, &pk, &a.proof_of_possession().to_bytes()).is_ok());
+        assert!(verify_pop(OperatorIndex::ZERO, &pk, &b.proof_of_possession().to_bytes()).is_err());
         // A signature under the message DST is not a PoP (domain separation).
         let wrong_dst = Signature(a.0.sign(&pk, DST_SIG, &[]));
-        assert!(verify_pop(0, &pk, &wrong_dst.to_bytes()).is_err());
+        assert!(verify_pop(OperatorIndex::ZERO, &pk, &wrong_dst.to_bytes()).is_err());
         // Infinity / garbage keys are refused.
         let mut inf = [0u8; 48];
         inf[0] = 0xc0;
-        assert!(verify_pop(0, &inf, &a.proof_of_possession().to_bytes()).is_err());
-        assert!(verify_pop(0, &[1u8; 48], &a.proof_of_possession().to_bytes()).is_err());
+        assert!(
+            verify_pop(OperatorIndex::ZERO, &inf, &a.proof_of_possession().to_bytes()).is_err()
+        );
+        assert!(
+            verify_pop(OperatorIndex::ZERO, &[1u8; 48], &a.proof_of_possession().to_bytes())
+                .is_err()
+        );
     }
 
     #[test]

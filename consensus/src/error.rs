@@ -3,6 +3,8 @@
 
 use thiserror::Error;
 
+use crate::ids::{Epoch, OperatorIndex};
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConsensusError {
     #[error("SSZ encoding or decoding failed: {0}")]
@@ -10,29 +12,29 @@ pub enum ConsensusError {
     #[error("invalid BLS secret key material: need at least 32 bytes of seed")]
     BadKeyMaterial,
     #[error("invalid BLS public key for operator {index}: {reason}")]
-    BadPublicKey { index: u64, reason: String },
+    BadPublicKey { index: OperatorIndex, reason: String },
     #[error(
         "invalid BLS public key encoding ({0}): not on the curve, not in the subgroup, or infinity"
     )]
     BadPublicKeyEncoding(String),
     #[error("proof of possession of operator {index} does not verify; the key is refused")]
-    BadProofOfPossession { index: u64 },
+    BadProofOfPossession { index: OperatorIndex },
     #[error("malformed BLS signature")]
     BadSignatureEncoding,
     #[error("signature does not verify")]
     BadSignature,
     #[error("operator index {0} is not in the epoch's operator set")]
-    UnknownOperator(u64),
+    UnknownOperator(OperatorIndex),
     #[error("operator set is empty or has no voting power")]
     EmptyOperatorSet,
     #[error("operators {first} and {second} share {what}: each operator needs its own")]
-    DuplicateOperator { first: u64, second: u64, what: &'static str },
+    DuplicateOperator { first: OperatorIndex, second: OperatorIndex, what: &'static str },
     #[error("operator set too large: {0} operators")]
     TooManyOperators(usize),
     #[error("arithmetic overflow in {0}")]
     Overflow(&'static str),
     #[error("message is for epoch {got}, key table is for epoch {expected}")]
-    WrongEpoch { expected: u64, got: u64 },
+    WrongEpoch { expected: Epoch, got: Epoch },
     #[error("certificate signers bitlist has length {got}, operator set has {expected}")]
     SignersLength { expected: usize, got: usize },
     #[error("certificate has no quorum: signed power {signed} of total {total}")]

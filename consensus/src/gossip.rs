@@ -17,8 +17,8 @@ use crate::engine::{Engine, VIEW_WINDOW_AHEAD, VOTE_WINDOW_BEHIND, Verdict};
 use crate::error::ConsensusError;
 use crate::operators::KeyTable;
 use crate::types::{
-    Certificate, Epoch, SIGNED_PROPOSAL_FIXED_BYTES, SignedProposal, SignedVote, View, VoteData,
-    VoteKind, decode,
+    Certificate, Epoch, OperatorIndex, SIGNED_PROPOSAL_FIXED_BYTES, SignedProposal, SignedVote,
+    View, VoteData, VoteKind, decode,
 };
 use crate::verify::{Verified, verify_certificate, verify_proposal};
 
@@ -31,7 +31,7 @@ pub enum GossipError {
     #[error("malformed vote data (unknown kind, or a root that does not fit the kind)")]
     MalformedData,
     #[error("operator index {0} is not in the epoch's set")]
-    NotAMember(u64),
+    NotAMember(OperatorIndex),
     #[error("signature bytes are not a point on the curve")]
     BadSignatureEncoding,
     #[error("signature does not verify")]
@@ -263,7 +263,7 @@ impl GossipContext {
 pub fn peek_vote_data(bytes: &[u8]) -> Option<(Epoch, View)> {
     let view = u64::from_le_bytes(bytes.get(1..9)?.try_into().ok()?);
     let epoch = u64::from_le_bytes(bytes.get(9..17)?.try_into().ok()?);
-    Some((epoch, view))
+    Some((Epoch::new(epoch), View::new(view)))
 }
 
 /// The epoch and view of an encoded `SignedProposal`, read from their fixed offsets without
@@ -276,7 +276,7 @@ fn peek_proposal(bytes: &[u8]) -> Option<(Epoch, View)> {
     }
     let view = u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?);
     let epoch = u64::from_le_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?);
-    Some((epoch, view))
+    Some((Epoch::new(epoch), View::new(view)))
 }
 
 #[cfg(test)]
@@ -286,11 +286,11 @@ mod tests {
 
     #[test]
     fn votes_and_certificates_show_their_epoch_and_view_at_fixed_offsets() {
-        let data = VoteData::notarize(3, 41, [9; 32]);
+        let data = VoteData::notarize(Epoch::new(3), View::new(41), [9; 32]);
         let vote = encode(&SignedVote { data, ..SignedVote::default() }).unwrap();
         let cert = encode(&Certificate { data, ..Certificate::default() }).unwrap();
-        assert_eq!(peek_vote_data(&vote), Some((3, 41)));
-        assert_eq!(peek_vote_data(&cert), Some((3, 41)));
+        assert_eq!(peek_vote_data(&vote), Some((Epoch::new(3), View::new(41))));
+        assert_eq!(peek_vote_data(&cert), Some((Epoch::new(3), View::new(41))));
         assert_eq!(peek_vote_data(&vote[..16]), None);
     }
 }

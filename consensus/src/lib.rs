@@ -25,6 +25,7 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod gossip;
+pub mod ids;
 pub mod operators;
 pub mod pool;
 pub mod signing;

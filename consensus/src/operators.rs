@@ -28,7 +28,8 @@ pub fn is_quorum(signed: u128, total: u128) -> bool {
 /// Leader-rotation seed of an epoch: `u64_le(sha256(u64_le(epoch) ‖ hash_tree_root(set))[..8])`.
 /// It depends only on data every node holds when the epoch starts.
 pub fn epoch_seed(epoch: Epoch, set_root: &Root) -> u64 {
-    let digest = Sha256::new().chain_update(epoch.to_le_bytes()).chain_update(set_root).finalize();
+    let digest =
+        Sha256::new().chain_update(epoch.get().to_le_bytes()).chain_update(set_root).finalize();
     let mut le = [0u8; 8];
     for (dst, src) in le.iter_mut().zip(digest.iter()) {
         *dst = *src;
@@ -53,7 +54,7 @@ fn check_unique(set: &OperatorSet) -> Result<(), ConsensusError> {
     let mut addresses = std::collections::HashMap::new();
     let mut keys = std::collections::HashMap::new();
     for (i, op) in set.operators.iter().enumerate() {
-        let index = i as u64;
+        let index = OperatorIndex::at(i);
         if let Some(first) = addresses.insert(op.address, index) {
             return Err(ConsensusError::DuplicateOperator {
                 first,
@@ -109,7 +110,7 @@ impl KeyTable {
         let mut active = Vec::new();
         let mut total: u128 = 0;
         for (i, op) in set.operators.iter().enumerate() {
-            let index = i as u64;
+            let index = OperatorIndex::at(i);
             keys.push(bls::verify_pop(index, op.pubkey.as_ref(), op.pop.as_ref())?);
             powers.push(op.power);
             total = total
@@ -130,7 +131,7 @@ impl KeyTable {
             .enumerate()
             .map(|(i, key)| {
                 key.negate().ok_or_else(|| ConsensusError::BadPublicKey {
-                    index: i as u64,
+                    index: OperatorIndex::at(i),
                     reason: "its negation does not decode".into(),
                 })
             })
@@ -173,14 +174,14 @@ impl KeyTable {
         self.total
     }
     pub fn power(&self, index: OperatorIndex) -> Option<u64> {
-        usize::try_from(index).ok().and_then(|i| self.powers.get(i)).copied()
+        index.position().and_then(|i| self.powers.get(i)).copied()
     }
     pub fn key(&self, index: OperatorIndex) -> Option<&PublicKey> {
-        usize::try_from(index).ok().and_then(|i| self.keys.get(i))
+        index.position().and_then(|i| self.keys.get(i))
     }
     /// Index of the operator holding `pubkey`, if any.
     pub fn index_of(&self, pubkey: &[u8; 48]) -> Option<OperatorIndex> {
-        self.keys.iter().position(|k| &k.to_bytes() == pubkey).map(|i| i as u64)
+        self.keys.iter().position(|k| &k.to_bytes() == pubkey).map(OperatorIndex::at)
     }
     /// Quorum by this epoch's total power.
     pub fn has_quorum(&self, signed: u128) -> bool {
@@ -190,7 +191,7 @@ impl KeyTable {
     /// `leader(v) = active[(v + seed) mod len(active)]`, computed in u128 so it never wraps.
     pub fn leader(&self, view: View) -> Option<OperatorIndex> {
         let len = u128::try_from(self.active.len()).ok()?;
-        let pos = (u128::from(view).checked_add(u128::from(self.seed))?).checked_rem(len)?;
+        let pos = (u128::from(view.get()).checked_add(u128::from(self.seed))?).checked_rem(len)?;
         self.active.get(usize::try_from(pos).ok()?).copied()
     }
 
@@ -250,6 +251,7 @@ impl KeyTable {
 pub(crate) mod tests {
     use super::*;
     use crate::bls::SecretKey;
+    use crate::ids::{Epoch, OperatorIndex, View};
     use crate::types::Operator;
 
     pub(crate) fn make_set(powers: &[u64]) -> (Vec<SecretKey>, OperatorSet) {
@@ -276,7 +278,7 @@ pub(crate) mod tests {
     #[test]
     fn the_signers_aggregate_is_their_sum_by_either_route() {
         let (_, set) = make_set(&[1, 2, 3, 4, 5, 6]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         for mask in 0u32..64 {
             let bits: Vec<bool> = (0..6).map(|i| mask & (1 << i) != 0).collect();
             let signers = Signers::try_from(bits.as_slice()).unwrap();
@@ -284,7 +286,7 @@ pub(crate) mod tests {
             let got = table.signers_aggregate(&signers).unwrap();
             assert_eq!(got.map(|k| k.to_bytes()), direct.map(|k| k.to_bytes()), "mask {mask:06b}");
         }
-        let key = table.key(0).unwrap();
+        let key = table.key(OperatorIndex::ZERO).unwrap();
         assert_eq!(key.negate().unwrap().negate().unwrap(), *key, "negation is an involution");
         assert_ne!(key.negate().unwrap(), *key);
         assert!(
@@ -296,11 +298,11 @@ pub(crate) mod tests {
     #[test]
     fn duplicate_keys_negated_keys_and_duplicate_addresses_are_refused() {
         let (_, set) = make_set(&[1, 1, 1]);
-        assert!(KeyTable::new(0, &set, [0; 4]).is_ok());
+        assert!(KeyTable::new(Epoch::ZERO, &set, [0; 4]).is_ok());
         let with = |edit: &dyn Fn(&mut Vec<Operator>)| {
             let mut ops: Vec<Operator> = set.operators.iter().cloned().collect();
             edit(&mut ops);
-            KeyTable::new(0, &OperatorSet { operators: ops.try_into().unwrap() }, [0; 4])
+            KeyTable::new(Epoch::ZERO, &OperatorSet { operators: ops.try_into().unwrap() }, [0; 4])
                 .unwrap_err()
         };
         let duplicate_key = with(&|ops| {
@@ -311,8 +313,8 @@ pub(crate) mod tests {
         assert_eq!(
             duplicate_key,
             ConsensusError::DuplicateOperator {
-                first: 0,
-                second: 3,
+                first: OperatorIndex::ZERO,
+                second: OperatorIndex::new(3),
                 what: "a BLS key (or its negation)"
             }
         );
@@ -324,11 +326,16 @@ pub(crate) mod tests {
             copy.pubkey = key.try_into().unwrap();
             ops.push(copy);
         });
-        assert!(matches!(negated, ConsensusError::DuplicateOperator { first: 1, second: 3, .. }));
+        assert!(matches!(negated, ConsensusError::DuplicateOperator { first, second, .. }
+            if first == OperatorIndex::new(1) && second == OperatorIndex::new(3)));
         let same_address = with(&|ops| ops[2].address = ops[0].address);
         assert_eq!(
             same_address,
-            ConsensusError::DuplicateOperator { first: 0, second: 2, what: "an address" }
+            ConsensusError::DuplicateOperator {
+                first: OperatorIndex::ZERO,
+                second: OperatorIndex::new(2),
+                what: "an address"
+            }
         );
     }
 
@@ -351,40 +358,43 @@ pub(crate) mod tests {
     #[test]
     fn table_checks_pop_and_power() {
         let (_, set) = make_set(&[1, 2, 0, 3]);
-        let t = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let t = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         assert_eq!(t.total_power(), 6);
-        assert_eq!(t.power(3), Some(3));
-        assert_eq!(t.power(4), None);
+        assert_eq!(t.power(OperatorIndex::new(3)), Some(3));
+        assert_eq!(t.power(OperatorIndex::new(4)), None);
         // Zero-power operator never leads.
         for v in 0..50 {
-            assert_ne!(t.leader(v), Some(2));
-            assert!(t.leader(v).is_some());
+            assert_ne!(t.leader(View::new(v)), Some(OperatorIndex::new(2)));
+            assert!(t.leader(View::new(v)).is_some());
         }
         let mut bad = set.clone();
         bad.operators[1].pop = set.operators[0].pop.clone();
         assert_eq!(
-            KeyTable::new(0, &bad, [0; 4]).unwrap_err(),
-            ConsensusError::BadProofOfPossession { index: 1 }
+            KeyTable::new(Epoch::ZERO, &bad, [0; 4]).unwrap_err(),
+            ConsensusError::BadProofOfPossession { index: OperatorIndex::new(1) }
         );
         let (_, zero) = make_set(&[0, 0]);
-        assert_eq!(KeyTable::new(0, &zero, [0; 4]).unwrap_err(), ConsensusError::EmptyOperatorSet);
+        assert_eq!(
+            KeyTable::new(Epoch::ZERO, &zero, [0; 4]).unwrap_err(),
+            ConsensusError::EmptyOperatorSet
+        );
     }
 
     #[test]
     fn leader_rotates_over_active() {
         let (_, set) = make_set(&[1, 1, 1, 1]);
-        let t = KeyTable::new(0, &set, [0; 4]).unwrap();
-        let leaders: Vec<_> = (0..4).map(|v| t.leader(v).unwrap()).collect();
+        let t = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
+        let leaders: Vec<_> = (0..4).map(|v| t.leader(View::new(v)).unwrap().get()).collect();
         let mut sorted = leaders.clone();
         sorted.sort();
         assert_eq!(sorted, vec![0, 1, 2, 3]);
-        assert_eq!(t.leader(u64::MAX), t.leader(u64::MAX)); // no overflow
+        assert_eq!(t.leader(View::new(u64::MAX)), t.leader(View::new(u64::MAX))); // no overflow
     }
 
     #[test]
     fn signed_power_requires_exact_length() {
         let (_, set) = make_set(&[5, 5, 5]);
-        let t = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let t = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut s = Signers::try_from(&[true, false, true][..]).unwrap();
         assert_eq!(t.signed_power(&s).unwrap(), 10);
         s.push(true);

@@ -297,7 +297,7 @@ impl Pool {
         let mut bits = vec![false; table.len()];
         let mut sigs = Vec::with_capacity(entry.verified.len());
         for (index, (_, sig)) in &entry.verified {
-            let slot = usize::try_from(*index).ok().and_then(|i| bits.get_mut(i))?;
+            let slot = index.position().and_then(|i| bits.get_mut(i))?;
             *slot = true;
             sigs.push(*sig);
         }
@@ -409,6 +409,7 @@ fn check_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Epoch, OperatorIndex, View};
     use crate::operators::tests::make_set;
     use crate::verify::verify_certificate;
 
@@ -417,7 +418,7 @@ mod tests {
         (
             SignedVote {
                 data,
-                operator_index: i as u64,
+                operator_index: OperatorIndex::at(i),
                 signature: sig.to_bytes().to_vec().try_into().unwrap(),
             },
             sig,
@@ -434,7 +435,7 @@ mod tests {
         (
             SignedVote {
                 data,
-                operator_index: i as u64,
+                operator_index: OperatorIndex::at(i),
                 signature: sig.to_bytes().to_vec().try_into().unwrap(),
             },
             sig,
@@ -444,9 +445,9 @@ mod tests {
     #[test]
     fn certificate_at_quorum_by_power() {
         let (keys, set) = make_set(&[10, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut pool = Pool::default();
-        let data = VoteData::notarize(0, 1, [4; 32]);
+        let data = VoteData::notarize(Epoch::ZERO, View::new(1), [4; 32]);
         for i in 1..4 {
             let (v, s) = vote(&keys, i, data);
             pool.add_verified(&table, &v, s);
@@ -463,9 +464,9 @@ mod tests {
     #[test]
     fn pending_votes_are_checked_once_a_quorum_could_form() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut pool = Pool::default();
-        let data = VoteData::nullify(0, 3);
+        let data = VoteData::nullify(Epoch::ZERO, View::new(3));
         let (a, sa) = vote(&keys, 0, data);
         let (b, sb) = vote(&keys, 1, data);
         let (c, sc) = vote(&keys, 2, data);
@@ -482,9 +483,9 @@ mod tests {
     #[test]
     fn bisection_keeps_good_votes_and_names_the_bad_one() {
         let (keys, set) = make_set(&[1; 8]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut pool = Pool::default();
-        let data = VoteData::notarize(0, 2, [7; 32]);
+        let data = VoteData::notarize(Epoch::ZERO, View::new(2), [7; 32]);
         for i in 0..8 {
             let (v, s) = if i == 5 { garbage(&keys, i, data) } else { vote(&keys, i, data) };
             pool.offer(&table, &v, s, 0);
@@ -492,7 +493,7 @@ mod tests {
         let checked = pool.check(&table, &data);
         assert_eq!(checked.valid.len(), 7);
         assert_eq!(checked.invalid.len(), 1);
-        assert_eq!(checked.invalid[0].operator_index, 5);
+        assert_eq!(checked.invalid[0].operator_index, OperatorIndex::new(5));
         // 1 (all) + 2 (halves) + 2 (quarters of the bad half) + 2 (pair) = 7 < 8 single checks.
         assert!(checked.pairings <= 7, "{} pairings", checked.pairings);
         assert!(pool.ready(&table, &data), "7 of 8 is a quorum");
@@ -501,14 +502,14 @@ mod tests {
     #[test]
     fn garbage_in_an_operators_name_cannot_keep_its_vote_out() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut pool = Pool::default();
-        let data = VoteData::nullify(0, 1);
+        let data = VoteData::nullify(Epoch::ZERO, View::new(1));
         for n in 0..MAX_PENDING_PER_OPERATOR {
             let sig = keys[0].sign(&[n as u8; 32]);
             let v = SignedVote {
                 data,
-                operator_index: 0,
+                operator_index: OperatorIndex::ZERO,
                 signature: sig.to_bytes().to_vec().try_into().unwrap(),
             };
             assert_eq!(pool.offer(&table, &v, sig, 0), Admission::Pending);
@@ -519,15 +520,15 @@ mod tests {
         assert_eq!(checked.valid, vec![real.clone()]);
         // The garbage is still pending, and is dropped unchecked: the operator is verified.
         assert_eq!(pool.pending_len(), 0);
-        assert_eq!(pool.verified_votes_of(1), vec![real]);
+        assert_eq!(pool.verified_votes_of(View::new(1)), vec![real]);
     }
 
     #[test]
     fn votes_of_a_certified_vote_data_are_not_checked() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut pool = Pool::default();
-        let data = VoteData::finalize(0, 4, [1; 32]);
+        let data = VoteData::finalize(Epoch::ZERO, View::new(4), [1; 32]);
         let (a, sa) = vote(&keys, 0, data);
         assert_eq!(pool.offer(&table, &a, sa, 0), Admission::Pending);
         assert_eq!(pool.mark_certified(&data), vec![a.clone()]);
@@ -538,41 +539,41 @@ mod tests {
     #[test]
     fn overdue_pending_votes_are_found() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut pool = Pool::default();
-        let data = VoteData::nullify(0, 9);
+        let data = VoteData::nullify(Epoch::ZERO, View::new(9));
         let (a, sa) = vote(&keys, 2, data);
         pool.offer(&table, &a, sa, 1_000);
         assert_eq!(pool.next_overdue(200), Some(1_200));
         assert!(pool.overdue(1_199, 200).is_empty());
         assert_eq!(pool.overdue(1_200, 200), vec![data]);
-        assert_eq!(pool.prune_below(10), vec![a]);
+        assert_eq!(pool.prune_below(View::new(10)), vec![a]);
         assert_eq!(pool.next_overdue(200), None);
     }
 
     #[test]
     fn double_votes_become_evidence_and_do_not_count() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut pool = Pool::default();
-        let (a, sa) = vote(&keys, 1, VoteData::notarize(0, 2, [1; 32]));
-        let (b, sb) = vote(&keys, 1, VoteData::notarize(0, 2, [2; 32]));
+        let (a, sa) = vote(&keys, 1, VoteData::notarize(Epoch::ZERO, View::new(2), [1; 32]));
+        let (b, sb) = vote(&keys, 1, VoteData::notarize(Epoch::ZERO, View::new(2), [2; 32]));
         assert!(pool.add_verified(&table, &a, sa).is_none());
         assert!(pool.add_verified(&table, &a, sa).is_none());
         let ev = pool.add_verified(&table, &b, sb).unwrap();
-        assert_eq!((ev.operator_index, ev.view), (1, 2));
+        assert_eq!((ev.operator_index, ev.view), (OperatorIndex::new(1), View::new(2)));
         assert_eq!(ev.first, a);
         assert_eq!(ev.second, b);
         assert_eq!(pool.verified_len(), 1);
 
-        let (n, sn) = vote(&keys, 2, VoteData::nullify(0, 3));
-        let (f, sf) = vote(&keys, 2, VoteData::finalize(0, 3, [1; 32]));
+        let (n, sn) = vote(&keys, 2, VoteData::nullify(Epoch::ZERO, View::new(3)));
+        let (f, sf) = vote(&keys, 2, VoteData::finalize(Epoch::ZERO, View::new(3), [1; 32]));
         assert!(pool.add_verified(&table, &n, sn).is_none());
         assert!(pool.add_verified(&table, &f, sf).is_some());
         // Notarize + nullify in one view is allowed in Simplex (a timeout after voting).
-        let (n1, sn1) = vote(&keys, 1, VoteData::nullify(0, 2));
+        let (n1, sn1) = vote(&keys, 1, VoteData::nullify(Epoch::ZERO, View::new(2)));
         assert!(pool.add_verified(&table, &n1, sn1).is_none());
-        pool.prune_below(3);
+        pool.prune_below(View::new(3));
         assert_eq!(pool.verified_len(), 2);
     }
 
@@ -582,12 +583,12 @@ mod tests {
     #[test]
     fn an_equivocating_operator_costs_two_pairings_not_a_thousand() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [0; 4]).unwrap();
+        let table = KeyTable::new(Epoch::ZERO, &set, [0; 4]).unwrap();
         let mut pool = Pool::default();
         let variant = |n: u16| {
             let mut root = [1u8; 32];
             root[..2].copy_from_slice(&n.to_be_bytes());
-            vote(&keys, 3, VoteData::notarize(0, 5, root))
+            vote(&keys, 3, VoteData::notarize(Epoch::ZERO, View::new(5), root))
         };
         let data: Vec<VoteData> = (0..1000u16)
             .map(|n| {
@@ -609,9 +610,9 @@ mod tests {
         assert_eq!(pool.offer(&table, &late, sig, 0), Admission::Ignored);
         assert_eq!(pool.pending_len(), 0);
         // Its other kinds, and other operators, are untouched.
-        let (n, sn) = vote(&keys, 3, VoteData::nullify(0, 5));
+        let (n, sn) = vote(&keys, 3, VoteData::nullify(Epoch::ZERO, View::new(5)));
         assert_eq!(pool.offer(&table, &n, sn, 0), Admission::Pending);
-        let (other, so) = vote(&keys, 2, VoteData::notarize(0, 5, [9; 32]));
+        let (other, so) = vote(&keys, 2, VoteData::notarize(Epoch::ZERO, View::new(5), [9; 32]));
         assert_eq!(pool.offer(&table, &other, so, 0), Admission::Pending);
     }
 }

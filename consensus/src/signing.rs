@@ -69,6 +69,7 @@ pub fn task_signing_root(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Epoch, View};
     use crate::types::byte_list;
 
     #[test]
@@ -91,7 +92,7 @@ mod tests {
 
     #[test]
     fn roots_separate_kind_and_network() {
-        let data = VoteData::notarize(0, 1, [3; 32]);
+        let data = VoteData::notarize(Epoch::ZERO, View::new(1), [3; 32]);
         let r1 = vote_signing_root(&data, [1, 2, 3, 4]).unwrap();
         let r2 = vote_signing_root(&data, [1, 2, 3, 5]).unwrap();
         assert_ne!(r1, r2);

@@ -291,6 +291,7 @@ impl SszShape for TaskState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Epoch, Height, OperatorIndex, View};
     use crate::types::encode;
 
     #[test]
@@ -324,13 +325,13 @@ mod tests {
     fn sample() -> Vec<u8> {
         let task = TaskResult {
             task_definition_id: 1,
-            performer_index: 2,
+            performer_index: OperatorIndex::new(2),
             proof_of_task: vec![1, 2, 3].try_into().unwrap(),
             data: vec![4; 40].try_into().unwrap(),
             signature: Default::default(),
         };
         let block = Block {
-            height: 5,
+            height: Height::new(5),
             body: BlockBody { tasks: vec![task.clone(), task].try_into().unwrap() },
             ..Default::default()
         };
@@ -339,7 +340,7 @@ mod tests {
             ..Default::default()
         };
         let sp = SignedProposal {
-            message: Proposal { view: 3, epoch: 1, block },
+            message: Proposal { view: View::new(3), epoch: Epoch::new(1), block },
             justification: vec![cert.clone(), cert].try_into().unwrap(),
             ..Default::default()
         };

@@ -11,13 +11,15 @@ use crate::error::ConsensusError;
 use crate::operators::KeyTable;
 use crate::signing::NetworkDigest;
 use crate::task::TaskRegistry;
-use crate::types::{Block, BlockBody, ChainState, Epoch, GenesisConfig, Root, root_of};
+use crate::types::{
+    Block, BlockBody, ChainState, Epoch, GenesisConfig, Height, OperatorIndex, Root, root_of,
+};
 
 /// State at genesis: epoch 0, height 0, the genesis operator set.
 pub fn genesis_state(genesis: &GenesisConfig) -> ChainState {
     ChainState {
-        epoch: 0,
-        height: 0,
+        epoch: Epoch::ZERO,
+        height: Height::ZERO,
         parent_root: [0; 32],
         operators: genesis.operators.clone(),
         next_operators: genesis.operators.clone(),
@@ -28,9 +30,9 @@ pub fn genesis_state(genesis: &GenesisConfig) -> ChainState {
 /// The genesis block: height 0, zero parent, empty body, committing to the genesis state.
 pub fn genesis_block(genesis: &GenesisConfig) -> Result<Block, ConsensusError> {
     Ok(Block {
-        height: 0,
+        height: Height::ZERO,
         parent_root: [0; 32],
-        proposer_index: 0,
+        proposer_index: OperatorIndex::ZERO,
         state_root: root_of(&genesis_state(genesis))?,
         body: BlockBody::default(),
     })

@@ -41,8 +41,11 @@ pub trait TaskDefinition: Send + Sync {
     /// Effect, applied by the state transition; may change `state.next_operators`, which ends
     /// the epoch once the block is finalized. An error makes the block invalid.
     fn apply(&self, state: &mut ChainState, result: &TaskResult) -> Result<(), String>;
-    /// Performer side: the results due in a block built on `parent` by `proposer`.
-    fn perform(&self, parent: &ChainState, proposer: OperatorIndex) -> Vec<TaskResult>;
+    /// Performer side: the results due in a block built on `parent` by `proposer`, at
+    /// `now_ms` (unix ms: the engine's time for the input being handled, never a clock read
+    /// by the task, so the engine's output depends only on its inputs).
+    fn perform(&self, parent: &ChainState, proposer: OperatorIndex, now_ms: u64)
+    -> Vec<TaskResult>;
 }
 
 /// The task definitions a node runs, by id.
@@ -152,11 +155,16 @@ impl TaskRegistry {
     /// Results due in a block on `parent`, at most `MAX_TASKS_PER_BLOCK`: the internal tasks
     /// first (the network's own upkeep, such as the operator set, is never crowded out by AVS
     /// results), then the AVS tasks, each in task-id order.
-    pub fn perform(&self, parent: &ChainState, proposer: OperatorIndex) -> Vec<TaskResult> {
+    pub fn perform(
+        &self,
+        parent: &ChainState,
+        proposer: OperatorIndex,
+        now_ms: u64,
+    ) -> Vec<TaskResult> {
         let internal = self.tasks.range(FIRST_INTERNAL_TASK_ID..).map(|(_, t)| t);
         let avs = self.tasks.range(..FIRST_INTERNAL_TASK_ID).map(|(_, t)| t);
         let mut out: Vec<TaskResult> =
-            internal.chain(avs).flat_map(|t| t.perform(parent, proposer)).collect();
+            internal.chain(avs).flat_map(|t| t.perform(parent, proposer, now_ms)).collect();
         out.truncate(MAX_TASKS_PER_BLOCK);
         out
     }
@@ -196,8 +204,7 @@ pub fn ancestor_task_ids<'a>(
         if result.task_definition_id >= FIRST_INTERNAL_TASK_ID {
             continue;
         }
-        let performer =
-            usize::try_from(result.performer_index).ok().and_then(|i| set.operators.get(i));
+        let performer = result.performer_index.position().and_then(|i| set.operators.get(i));
         if let Some(op) = performer
             && let Ok(id) = task_id(&task_message(result, op.pubkey.clone()))
         {
@@ -269,8 +276,9 @@ impl TaskRegistry {
             }
             return crate::types::root_of(result).map_err(|e| e.to_string());
         }
-        let operator = usize::try_from(result.performer_index)
-            .ok()
+        let operator = result
+            .performer_index
+            .position()
             .and_then(|i| base.operators.operators.get(i))
             .ok_or_else(|| {
                 format!("performer {} is not in the operator set", result.performer_index)
@@ -303,6 +311,7 @@ impl TaskRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Height, OperatorIndex};
     use crate::signing::network_digest;
     use crate::state::genesis_state;
     use crate::testkit::{self, avs_result, note};
@@ -312,7 +321,7 @@ mod tests {
 
     fn block(proposer: OperatorIndex, tasks: Vec<TaskResult>) -> Block {
         Block {
-            height: 1,
+            height: Height::new(1),
             proposer_index: proposer,
             body: BlockBody { tasks: tasks.try_into().unwrap() },
             ..Default::default()
@@ -334,66 +343,87 @@ mod tests {
         let mut reg = testkit::registry(Vec::new());
         reg.register(Arc::new(testkit::AcceptAvs(AVS_ID))).unwrap();
         let signed = |i: usize, data: &[u8]| {
-            avs_result(&keys[i], i as u64, AVS_ID, b"proof", data, digest).unwrap()
+            avs_result(&keys[i], OperatorIndex::at(i), AVS_ID, b"proof", data, digest).unwrap()
         };
 
         // Signed by its performer, in a block led by someone else: valid.
         let good = signed(2, b"a");
         assert_eq!(
-            check(&reg, digest, &parent, &block(0, vec![good.clone()])),
+            check(&reg, digest, &parent, &block(OperatorIndex::ZERO, vec![good.clone()])),
             TaskValidity::Valid
         );
 
         // Another operator's index on operator 2's signature, data changed after signing, a
         // missing signature, another network's signature, an index outside the set.
         let mut reindexed = good.clone();
-        reindexed.performer_index = 1;
+        reindexed.performer_index = OperatorIndex::new(1);
         let mut tampered = good.clone();
         tampered.data = crate::types::byte_list(b"b").unwrap();
         let mut unsigned = good.clone();
         unsigned.signature = Default::default();
-        let foreign = avs_result(&keys[2], 2, AVS_ID, b"proof", b"a", [9, 9, 9, 9]).unwrap();
+        let foreign =
+            avs_result(&keys[2], OperatorIndex::new(2), AVS_ID, b"proof", b"a", [9, 9, 9, 9])
+                .unwrap();
         let mut outside = good.clone();
-        outside.performer_index = 4;
+        outside.performer_index = OperatorIndex::new(4);
         for bad in [reindexed, tampered, unsigned, foreign] {
-            let reason = invalid(check(&reg, digest, &parent, &block(0, vec![bad])));
+            let reason =
+                invalid(check(&reg, digest, &parent, &block(OperatorIndex::ZERO, vec![bad])));
             assert!(reason.contains("signature"), "{reason}");
         }
-        let reason = invalid(check(&reg, digest, &parent, &block(0, vec![outside])));
+        let reason =
+            invalid(check(&reg, digest, &parent, &block(OperatorIndex::ZERO, vec![outside])));
         // Each good signature is verified once; a refused one is never remembered, so the same
         // task with another (wrong) signature is refused again after the good one was seen.
         assert_eq!(reg.verified_signatures(), 1);
         assert_eq!(
-            check(&reg, digest, &parent, &block(0, vec![good.clone()])),
+            check(&reg, digest, &parent, &block(OperatorIndex::ZERO, vec![good.clone()])),
             TaskValidity::Valid
         );
         assert_eq!(reg.verified_signatures(), 1);
         let mut other_sig = good.clone();
         other_sig.signature =
-            avs_result(&keys[1], 2, AVS_ID, b"proof", b"a", digest).unwrap().signature;
-        let refused = invalid(check(&reg, digest, &parent, &block(0, vec![other_sig])));
+            avs_result(&keys[1], OperatorIndex::new(2), AVS_ID, b"proof", b"a", digest)
+                .unwrap()
+                .signature;
+        let refused =
+            invalid(check(&reg, digest, &parent, &block(OperatorIndex::ZERO, vec![other_sig])));
         assert!(refused.contains("signature"), "{refused}");
         assert_eq!(reg.verified_signatures(), 1);
         assert!(reason.contains("not in the operator set"), "{reason}");
 
         // The same task twice in one block.
-        let reason = invalid(check(&reg, digest, &parent, &block(0, vec![good.clone(), good])));
+        let reason = invalid(check(
+            &reg,
+            digest,
+            &parent,
+            &block(OperatorIndex::ZERO, vec![good.clone(), good]),
+        ));
         assert!(reason.contains("twice"), "{reason}");
         let two = vec![signed(1, b"x"), signed(2, b"x")];
         assert_eq!(
-            check(&reg, digest, &parent, &block(0, two)),
+            check(&reg, digest, &parent, &block(OperatorIndex::ZERO, two)),
             TaskValidity::Valid,
             "two performers"
         );
 
         // Internal tasks: performed by the proposer, with no signature.
-        let own = note(3, b"n").unwrap();
-        assert_eq!(check(&reg, digest, &parent, &block(3, vec![own.clone()])), TaskValidity::Valid);
-        let reason = invalid(check(&reg, digest, &parent, &block(0, vec![own.clone()])));
+        let own = note(OperatorIndex::new(3), b"n").unwrap();
+        assert_eq!(
+            check(&reg, digest, &parent, &block(OperatorIndex::new(3), vec![own.clone()])),
+            TaskValidity::Valid
+        );
+        let reason =
+            invalid(check(&reg, digest, &parent, &block(OperatorIndex::ZERO, vec![own.clone()])));
         assert!(reason.contains("proposer"), "{reason}");
         let mut with_signature = own;
         with_signature.signature = good_signature(&keys[3]);
-        let reason = invalid(check(&reg, digest, &parent, &block(3, vec![with_signature])));
+        let reason = invalid(check(
+            &reg,
+            digest,
+            &parent,
+            &block(OperatorIndex::new(3), vec![with_signature]),
+        ));
         assert!(reason.contains("no signature"), "{reason}");
     }
 
@@ -440,7 +470,7 @@ mod tests {
         fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
             Ok(())
         }
-        fn perform(&self, _: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
+        fn perform(&self, _: &ChainState, _: OperatorIndex, _: u64) -> Vec<TaskResult> {
             vec![TaskResult { task_definition_id: AVS_ID + 1, ..Default::default() }; 16]
         }
     }
@@ -457,7 +487,7 @@ mod tests {
         fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
             Ok(())
         }
-        fn perform(&self, _: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
+        fn perform(&self, _: &ChainState, _: OperatorIndex, _: u64) -> Vec<TaskResult> {
             let id = FIRST_INTERNAL_TASK_ID + 500;
             vec![TaskResult { task_definition_id: id, ..Default::default() }]
         }
@@ -470,8 +500,8 @@ mod tests {
         let parent = genesis_state(&genesis);
         let mut reg = testkit::registry(Vec::new());
         reg.register(Arc::new(testkit::AcceptAvs(AVS_ID))).unwrap();
-        let task = avs_result(&keys[1], 1, AVS_ID, b"p", b"d", digest).unwrap();
-        let b = block(0, vec![task]);
+        let task = avs_result(&keys[1], OperatorIndex::new(1), AVS_ID, b"p", b"d", digest).unwrap();
+        let b = block(OperatorIndex::ZERO, vec![task]);
         let earlier = ancestor_task_ids(&genesis.operators, [&b]);
         assert_eq!(earlier.len(), 1);
         let reason = invalid(reg.validate_block(digest, &parent, &b, &earlier));
@@ -481,7 +511,7 @@ mod tests {
         let mut crowded = TaskRegistry::new();
         crowded.register(Arc::new(Flood)).unwrap();
         crowded.register(Arc::new(Upkeep)).unwrap();
-        let performed = crowded.perform(&parent, 0);
+        let performed = crowded.perform(&parent, OperatorIndex::ZERO, 0);
         assert_eq!(performed.len(), MAX_TASKS_PER_BLOCK);
         assert_eq!(performed[0].task_definition_id, FIRST_INTERNAL_TASK_ID + 500, "upkeep first");
     }

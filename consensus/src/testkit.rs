@@ -17,8 +17,8 @@ use crate::error::ConsensusError;
 use crate::signing::NetworkDigest;
 use crate::task::{TaskDefinition, TaskRegistry, TaskValidity};
 use crate::types::{
-    ChainState, GenesisConfig, Operator, OperatorIndex, OperatorSet, TaskMessage, TaskResult,
-    byte_list,
+    ChainState, GenesisConfig, Height, Operator, OperatorIndex, OperatorSet, TaskMessage,
+    TaskResult, byte_list,
 };
 
 pub const NOTE_ID: u16 = 10_901;
@@ -102,7 +102,7 @@ impl TaskDefinition for NoteTask {
     fn apply(&self, _state: &mut ChainState, _r: &TaskResult) -> Result<(), String> {
         Ok(())
     }
-    fn perform(&self, _parent: &ChainState, _proposer: OperatorIndex) -> Vec<TaskResult> {
+    fn perform(&self, _: &ChainState, _: OperatorIndex, _: u64) -> Vec<TaskResult> {
         Vec::new()
     }
 }
@@ -120,7 +120,7 @@ pub enum Change {
 
 /// Task 2: applies a script of `(from_height, Change)`, each once, in order.
 pub struct MembershipTask {
-    pub script: Vec<(u64, Change)>,
+    pub script: Vec<(Height, Change)>,
 }
 
 fn encode_change(change: &Change) -> Vec<u8> {
@@ -203,8 +203,8 @@ impl TaskDefinition for MembershipTask {
         let change = decode_change(r.data.as_ref()).ok_or("bad membership change")?;
         apply_change(&mut state.next_operators, &change)
     }
-    fn perform(&self, parent: &ChainState, proposer: OperatorIndex) -> Vec<TaskResult> {
-        let next_height = parent.height.saturating_add(1);
+    fn perform(&self, parent: &ChainState, proposer: OperatorIndex, _: u64) -> Vec<TaskResult> {
+        let next_height = parent.height.next();
         let Some((_, change)) = self
             .script
             .iter()
@@ -265,13 +265,13 @@ impl TaskDefinition for AcceptAvs {
     fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
         Ok(())
     }
-    fn perform(&self, _: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
+    fn perform(&self, _: &ChainState, _: OperatorIndex, _: u64) -> Vec<TaskResult> {
         Vec::new()
     }
 }
 
 /// A registry with `NoteTask` and, if given, a membership script.
-pub fn registry(script: Vec<(u64, Change)>) -> TaskRegistry {
+pub fn registry(script: Vec<(Height, Change)>) -> TaskRegistry {
     let mut r = TaskRegistry::new();
     let _ = r.register(Arc::new(NoteTask));
     if !script.is_empty() {

@@ -16,12 +16,7 @@ use crate::ssz_check::{OFFSET, SszShape};
 
 /// A 32-byte SSZ root (block root, state root, signing root).
 pub type Root = [u8; 32];
-/// View number inside one epoch (views restart at 0 in every epoch).
-pub type View = u64;
-/// Epoch number: one Simplex instance with one operator set.
-pub type Epoch = u64;
-/// Index of an operator in its epoch's operator set (position in `OperatorSet::operators`).
-pub type OperatorIndex = u64;
+pub use crate::ids::{Epoch, Height, OperatorIndex, View};
 
 /// Upper bound on the operator set size (also the signers bitlist limit).
 pub const MAX_OPERATORS: usize = 1024;
@@ -102,7 +97,7 @@ impl VoteKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct TaskResult {
     pub task_definition_id: u16,
-    pub performer_index: u64,
+    pub performer_index: OperatorIndex,
     pub proof_of_task: List<u8, MAX_PROOF_BYTES>,
     pub data: List<u8, MAX_TASK_DATA_BYTES>,
     /// The performer's signature over the result's `TaskMessage` (AVS tasks); all zero for
@@ -183,9 +178,9 @@ pub struct BlockBody {
 /// A block. Its root does not include the view, so the same block can be re-proposed later.
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct Block {
-    pub height: u64,
+    pub height: Height,
     pub parent_root: Root,
-    pub proposer_index: u64,
+    pub proposer_index: OperatorIndex,
     /// `hash_tree_root` of the `ChainState` after applying this block to its parent's state.
     pub state_root: Root,
     pub body: BlockBody,
@@ -193,8 +188,8 @@ pub struct Block {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct Proposal {
-    pub view: u64,
-    pub epoch: u64,
+    pub view: View,
+    pub epoch: Epoch,
     pub block: Block,
 }
 
@@ -209,8 +204,8 @@ pub struct SignedProposal {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, SimpleSerialize)]
 pub struct VoteData {
     pub kind: u8,
-    pub view: u64,
-    pub epoch: u64,
+    pub view: View,
+    pub epoch: Epoch,
     /// Zero for NULLIFY.
     pub block_root: Root,
 }
@@ -242,7 +237,7 @@ impl VoteData {
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct SignedVote {
     pub data: VoteData,
-    pub operator_index: u64,
+    pub operator_index: OperatorIndex,
     pub signature: SignatureBytes,
 }
 
@@ -288,9 +283,9 @@ pub struct GenesisConfig {
 pub struct ChainState {
     /// Epoch whose operator set is `operators`: blocks built on this state belong to it
     /// unless `next_operators` differs (then the next block belongs to `epoch + 1`).
-    pub epoch: u64,
+    pub epoch: Epoch,
     /// Height of the block this state follows.
-    pub height: u64,
+    pub height: Height,
     /// Parent root of the block this state follows (zero for the genesis state). A block's
     /// own root cannot be in its state: the block commits to the state root.
     pub parent_root: Root,
@@ -396,7 +391,11 @@ mod tests {
 
     fn full_certificate() -> Certificate {
         let signers = Signers::try_from(vec![true; MAX_OPERATORS].as_slice()).unwrap();
-        Certificate { data: VoteData::nullify(1, 2), signers, ..Default::default() }
+        Certificate {
+            data: VoteData::nullify(Epoch::new(1), View::new(2)),
+            signers,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -405,14 +404,18 @@ mod tests {
         assert_eq!(encode(&full_certificate()).unwrap().len(), MAX_CERTIFICATE_BYTES);
         let task = TaskResult {
             task_definition_id: 1,
-            performer_index: 2,
+            performer_index: OperatorIndex::new(2),
             proof_of_task: List::try_from(vec![1u8; MAX_PROOF_BYTES]).unwrap(),
             data: List::try_from(vec![2u8; MAX_TASK_DATA_BYTES]).unwrap(),
             signature: Default::default(),
         };
         let body = BlockBody { tasks: List::try_from(vec![task; MAX_TASKS_PER_BLOCK]).unwrap() };
         let proposal = SignedProposal {
-            message: Proposal { view: 1, epoch: 2, block: Block { body, ..Default::default() } },
+            message: Proposal {
+                view: View::new(1),
+                epoch: Epoch::new(2),
+                block: Block { body, ..Default::default() },
+            },
             justification: List::try_from(vec![full_certificate(); MAX_JUSTIFICATION]).unwrap(),
             ..Default::default()
         };
@@ -427,13 +430,17 @@ mod tests {
 
     #[test]
     fn block_roundtrip_and_root_excludes_view() {
-        let block =
-            Block { height: 3, parent_root: [7; 32], proposer_index: 1, ..Default::default() };
+        let block = Block {
+            height: Height::new(3),
+            parent_root: [7; 32],
+            proposer_index: OperatorIndex::new(1),
+            ..Default::default()
+        };
         let bytes = encode(&block).unwrap();
         let back: Block = decode(&bytes).unwrap();
         assert_eq!(back, block);
-        let p1 = Proposal { view: 1, epoch: 0, block: block.clone() };
-        let p2 = Proposal { view: 9, epoch: 0, block: block.clone() };
+        let p1 = Proposal { view: View::new(1), epoch: Epoch::ZERO, block: block.clone() };
+        let p2 = Proposal { view: View::new(9), epoch: Epoch::ZERO, block: block.clone() };
         assert_ne!(root_of(&p1).unwrap(), root_of(&p2).unwrap());
         assert_eq!(root_of(&p1.block).unwrap(), root_of(&p2.block).unwrap());
     }
@@ -449,11 +456,17 @@ mod tests {
 
     #[test]
     fn vote_data_well_formed() {
-        assert!(VoteData::nullify(0, 1).is_well_formed());
-        assert!(VoteData::notarize(0, 1, [1; 32]).is_well_formed());
-        assert!(!VoteData::notarize(0, 1, [0; 32]).is_well_formed());
-        assert!(!VoteData { kind: 7, ..VoteData::nullify(0, 1) }.is_well_formed());
-        assert!(!VoteData { block_root: [1; 32], ..VoteData::nullify(0, 1) }.is_well_formed());
+        assert!(VoteData::nullify(Epoch::new(0), View::new(1)).is_well_formed());
+        assert!(VoteData::notarize(Epoch::new(0), View::new(1), [1; 32]).is_well_formed());
+        assert!(!VoteData::notarize(Epoch::new(0), View::new(1), [0; 32]).is_well_formed());
+        assert!(
+            !VoteData { kind: 7, ..VoteData::nullify(Epoch::new(0), View::new(1)) }
+                .is_well_formed()
+        );
+        assert!(
+            !VoteData { block_root: [1; 32], ..VoteData::nullify(Epoch::new(0), View::new(1)) }
+                .is_well_formed()
+        );
     }
 
     proptest::proptest! {
@@ -479,7 +492,7 @@ mod tests {
 
         #[test]
         fn vote_roundtrip(kind in 0u8..3, view in proptest::prelude::any::<u64>(), epoch in proptest::prelude::any::<u64>(), root in proptest::prelude::any::<[u8; 32]>(), op in proptest::prelude::any::<u64>()) {
-            let vote = SignedVote { data: VoteData { kind, view, epoch, block_root: root }, operator_index: op, signature: Default::default() };
+            let vote = SignedVote { data: VoteData { kind, view: View::new(view), epoch: Epoch::new(epoch), block_root: root }, operator_index: OperatorIndex::new(op), signature: Default::default() };
             let back: SignedVote = decode(&encode(&vote).unwrap()).unwrap();
             proptest::prop_assert_eq!(back, vote);
         }

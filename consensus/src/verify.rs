@@ -178,6 +178,7 @@ pub fn verify_proposal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Epoch, OperatorIndex, View};
     use crate::operators::tests::make_set;
     use crate::types::{Proposal, VoteData};
 
@@ -190,7 +191,7 @@ mod tests {
         let root = vote_signing_root(&data, digest).unwrap();
         SignedVote {
             data,
-            operator_index: i as u64,
+            operator_index: OperatorIndex::at(i),
             signature: keys[i].sign(&root).to_bytes().to_vec().try_into().unwrap(),
         }
     }
@@ -198,23 +199,23 @@ mod tests {
     #[test]
     fn vote_checks() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [9; 4]).unwrap();
-        let data = VoteData::notarize(0, 3, [1; 32]);
+        let table = KeyTable::new(Epoch::ZERO, &set, [9; 4]).unwrap();
+        let data = VoteData::notarize(Epoch::ZERO, View::new(3), [1; 32]);
         let good = sign_vote(&keys, 2, data, [9; 4]);
         assert!(verify_vote(&table, &good).unwrap().checked_by(&table));
         let mut wrong_op = good.clone();
-        wrong_op.operator_index = 1;
+        wrong_op.operator_index = OperatorIndex::new(1);
         assert_eq!(verify_vote(&table, &wrong_op).unwrap_err(), ConsensusError::BadSignature);
         let mut non_member = good.clone();
-        non_member.operator_index = 4;
+        non_member.operator_index = OperatorIndex::new(4);
         assert_eq!(
             verify_vote(&table, &non_member).unwrap_err(),
-            ConsensusError::UnknownOperator(4)
+            ConsensusError::UnknownOperator(OperatorIndex::new(4))
         );
         let other_net = sign_vote(&keys, 2, data, [8; 4]);
         assert_eq!(verify_vote(&table, &other_net).unwrap_err(), ConsensusError::BadSignature);
         let mut wrong_epoch = good.clone();
-        wrong_epoch.data.epoch = 1;
+        wrong_epoch.data.epoch = Epoch::new(1);
         assert!(matches!(
             verify_vote(&table, &wrong_epoch),
             Err(ConsensusError::WrongEpoch { .. })
@@ -253,8 +254,8 @@ mod tests {
     #[test]
     fn certificate_checks() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [9; 4]).unwrap();
-        let data = VoteData::nullify(0, 5);
+        let table = KeyTable::new(Epoch::ZERO, &set, [9; 4]).unwrap();
+        let data = VoteData::nullify(Epoch::ZERO, View::new(5));
         assert!(
             verify_certificate(&table, &make_cert(&keys, &[true, true, true, false], data)).is_ok()
         );
@@ -279,10 +280,11 @@ mod tests {
     #[test]
     fn proposal_must_be_signed_by_leader() {
         let (keys, set) = make_set(&[1, 1, 1, 1]);
-        let table = KeyTable::new(0, &set, [9; 4]).unwrap();
-        let message = Proposal { view: 2, epoch: 0, block: Default::default() };
+        let table = KeyTable::new(Epoch::ZERO, &set, [9; 4]).unwrap();
+        let message =
+            Proposal { view: View::new(2), epoch: Epoch::ZERO, block: Default::default() };
         let root = proposal_signing_root(&message, [9; 4]).unwrap();
-        let leader = table.leader(2).unwrap() as usize;
+        let leader = table.leader(View::new(2)).unwrap().position().unwrap();
         let sign = |i: usize| SignedProposal {
             message: message.clone(),
             signature: keys[i].sign(&root).to_bytes().to_vec().try_into().unwrap(),

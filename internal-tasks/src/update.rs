@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use avs_consensus::operators::key_up_to_sign;
 use avs_consensus::ssz_check::{Shape, SszShape};
 use avs_consensus::types::{
-    MAX_OPERATORS, Operator, OperatorSet, PublicKeyBytes, Root, SignatureBytes,
+    Epoch, MAX_OPERATORS, Operator, OperatorIndex, OperatorSet, PublicKeyBytes, Root,
+    SignatureBytes,
 };
 use ssz_rs::prelude::*;
 
@@ -60,7 +61,7 @@ pub struct NewOperator {
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct VotingPowerUpdate {
     /// Epoch of the set the update was computed against (the block's own epoch).
-    pub base_epoch: u64,
+    pub base_epoch: Epoch,
     pub l1_block: ChainBlock,
     pub l2_block: ChainBlock,
     /// Sorted by address, strictly.
@@ -169,7 +170,7 @@ pub enum UpdateError {
 
 /// Computes the update that brings `set` in line with L1 at `l1.block`.
 pub fn compute_update(
-    base_epoch: u64,
+    base_epoch: Epoch,
     set: &OperatorSet,
     l1: &ChainSnapshot,
     l2: &ChainSnapshot,
@@ -228,7 +229,7 @@ pub fn compute_update(
 
 /// A registration carries a BLS key and a proof of possession that verifies.
 pub fn registration_is_valid(reg: &RegisteredOperator) -> bool {
-    avs_consensus::bls::verify_pop(0, &reg.pubkey, &reg.pop).is_ok()
+    avs_consensus::bls::verify_pop(OperatorIndex::ZERO, &reg.pubkey, &reg.pop).is_ok()
 }
 
 /// Applies `update` to `set`: changed powers, removals at zero, new operators appended in
@@ -318,7 +319,7 @@ mod tests {
         let base = set(&[(3, 100), (1, 100), (2, 100)]);
         let l1 = snapshot(10, &[(1, 300), (2, 50), (5, 70)]);
         let l2 = snapshot(20, &[(1, 100), (2, 100), (3, 100)]);
-        let update = compute_update(0, &base, &l1, &l2).unwrap();
+        let update = compute_update(Epoch::ZERO, &base, &l1, &l2).unwrap();
         let addresses: Vec<u8> = update.changes.iter().map(|c| c.address[0]).collect();
         assert_eq!(addresses, vec![1, 2, 3], "sorted by address");
         assert_eq!(
@@ -339,7 +340,7 @@ mod tests {
             next.operators.iter().map(|o| (o.address[0], o.power)).collect();
         assert_eq!(powers, vec![(1, 300), (2, 50), (5, 70)], "3 dropped, 5 appended");
         // Applied to the new set, the same chain data proposes nothing more.
-        assert!(compute_update(1, &next, &l1, &l2).unwrap().is_empty());
+        assert!(compute_update(Epoch::new(1), &next, &l1, &l2).unwrap().is_empty());
     }
 
     #[test]
@@ -349,7 +350,7 @@ mod tests {
         let mut bad = registered(7, 50);
         bad.pop = registered(8, 50).pop;
         l1.operators.insert(bad.address, bad);
-        let update = compute_update(0, &base, &l1, &snapshot(1, &[])).unwrap();
+        let update = compute_update(Epoch::ZERO, &base, &l1, &snapshot(1, &[])).unwrap();
         assert!(update.is_empty(), "{update:?}");
     }
 
@@ -362,12 +363,12 @@ mod tests {
         let mut copy = registered(1, 50);
         copy.address = [9; 20];
         l1.operators.insert(copy.address, copy.clone());
-        let update = compute_update(0, &base, &l1, &snapshot(1, &[])).unwrap();
+        let update = compute_update(Epoch::ZERO, &base, &l1, &snapshot(1, &[])).unwrap();
         assert!(update.is_empty(), "{update:?}");
         // An operator leaving frees its key for a newcomer in the same update.
         let mut leaving = l1.clone();
         leaving.operators.get_mut(&registered(1, 0).address).unwrap().power = 0;
-        let update = compute_update(0, &base, &leaving, &snapshot(1, &[])).unwrap();
+        let update = compute_update(Epoch::ZERO, &base, &leaving, &snapshot(1, &[])).unwrap();
         assert_eq!(update.new_operators.len(), 1);
         // A leader that proposes the duplicate anyway proposes an invalid update.
         let forged = VotingPowerUpdate {
@@ -379,7 +380,7 @@ mod tests {
                 l2_power: 0,
             }])
             .unwrap(),
-            ..compute_update(0, &base, &l1, &snapshot(1, &[])).unwrap()
+            ..compute_update(Epoch::ZERO, &base, &l1, &snapshot(1, &[])).unwrap()
         };
         assert_eq!(
             apply_update(&base, &forged),
@@ -390,16 +391,24 @@ mod tests {
     #[test]
     fn apply_refuses_updates_computed_against_another_set() {
         let base = set(&[(1, 100), (2, 100)]);
-        let update =
-            compute_update(0, &base, &snapshot(1, &[(1, 200), (2, 100)]), &snapshot(1, &[]))
-                .unwrap();
+        let update = compute_update(
+            Epoch::ZERO,
+            &base,
+            &snapshot(1, &[(1, 200), (2, 100)]),
+            &snapshot(1, &[]),
+        )
+        .unwrap();
         let other = set(&[(1, 150), (2, 100)]);
         assert!(matches!(apply_update(&other, &update), Err(UpdateError::StalePower { .. })));
         let missing = set(&[(2, 100)]);
         assert!(matches!(apply_update(&missing, &update), Err(UpdateError::NotInSet(_))));
-        let mut unsorted =
-            compute_update(0, &base, &snapshot(1, &[(1, 200), (2, 300)]), &snapshot(1, &[]))
-                .unwrap();
+        let mut unsorted = compute_update(
+            Epoch::ZERO,
+            &base,
+            &snapshot(1, &[(1, 200), (2, 300)]),
+            &snapshot(1, &[]),
+        )
+        .unwrap();
         let mut swapped: Vec<PowerChange> = unsorted.changes.iter().cloned().collect();
         swapped.swap(0, 1);
         unsorted.changes = List::try_from(swapped).unwrap();
@@ -409,8 +418,13 @@ mod tests {
     #[test]
     fn update_round_trips_through_strict_ssz_and_bad_bytes_are_refused() {
         let base = set(&[(1, 100)]);
-        let update =
-            compute_update(3, &base, &snapshot(9, &[(1, 5), (4, 6)]), &snapshot(2, &[])).unwrap();
+        let update = compute_update(
+            Epoch::new(3),
+            &base,
+            &snapshot(9, &[(1, 5), (4, 6)]),
+            &snapshot(2, &[]),
+        )
+        .unwrap();
         let bytes = encode(&update).unwrap();
         assert_eq!(decode::<VotingPowerUpdate>(&bytes).unwrap(), update);
         assert!(decode::<VotingPowerUpdate>(&bytes[..bytes.len() - 1]).is_err());

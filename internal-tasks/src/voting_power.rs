@@ -19,11 +19,10 @@ use std::sync::{Arc, Mutex};
 use avs_consensus::state::child_epoch;
 use avs_consensus::task::{TaskDefinition, TaskValidity};
 use avs_consensus::types::{
-    ChainState, OperatorIndex, Root, TaskResult, byte_list, decode, encode, root_of,
+    ChainState, Height, OperatorIndex, Root, TaskResult, byte_list, decode, encode, root_of,
 };
 
 use crate::VOTING_POWER_SYNC_TASK_ID;
-use crate::embedded::Clock;
 use crate::source::{Chain, ChainSnapshot, Lookup, SourceCache};
 use crate::update::{SyncState, VotingPowerUpdate, apply_update, compute_update};
 
@@ -42,9 +41,9 @@ pub const MAX_LAG_BLOCKS: u64 = 256;
 /// Receives what the task did, for logs and metrics (the node implements it).
 pub trait TaskObserver: Send + Sync {
     /// The performer put an update into a block it builds at `height`.
-    fn performed(&self, task_id: u16, height: u64, summary: &str);
+    fn performed(&self, task_id: u16, height: Height, summary: &str);
     /// A result was judged for a block at `height`; `data_root` identifies the result.
-    fn validated(&self, task_id: u16, height: u64, data_root: Root, verdict: &TaskValidity);
+    fn validated(&self, task_id: u16, height: Height, data_root: Root, verdict: &TaskValidity);
 }
 
 /// An observer that ignores everything.
@@ -52,22 +51,21 @@ pub trait TaskObserver: Send + Sync {
 pub struct NoObserver;
 
 impl TaskObserver for NoObserver {
-    fn performed(&self, _: u16, _: u64, _: &str) {}
-    fn validated(&self, _: u16, _: u64, _: Root, _: &TaskValidity) {}
+    fn performed(&self, _: u16, _: Height, _: &str) {}
+    fn validated(&self, _: u16, _: Height, _: Root, _: &TaskValidity) {}
 }
 
-/// The performer's period.
+/// The performer's period, counted on the time the engine hands to `perform`.
 pub struct Performer {
     pub interval_ms: u64,
-    pub clock: Clock,
     /// The first check happens at this time (unix ms); later ones one interval after a check
     /// that found nothing to change.
     next_due_ms: Mutex<u64>,
 }
 
 impl Performer {
-    pub fn new(interval_ms: u64, first_due_ms: u64, clock: Clock) -> Self {
-        Self { interval_ms, clock, next_due_ms: Mutex::new(first_due_ms) }
+    pub fn new(interval_ms: u64, first_due_ms: u64) -> Self {
+        Self { interval_ms, next_due_ms: Mutex::new(first_due_ms) }
     }
 }
 
@@ -207,9 +205,8 @@ impl VotingPowerSyncTask {
         Ok(snapshot)
     }
 
-    fn build(&self, parent: &ChainState, proposer: OperatorIndex) -> Option<TaskResult> {
+    fn build(&self, parent: &ChainState, proposer: OperatorIndex, now: u64) -> Option<TaskResult> {
         let performer = self.performer.as_ref()?;
-        let now = (performer.clock)();
         let mut next_due = performer.next_due_ms.lock().unwrap_or_else(|e| e.into_inner());
         if now < *next_due {
             return None;
@@ -257,7 +254,7 @@ impl VotingPowerSyncTask {
         };
         self.observer.performed(
             VOTING_POWER_SYNC_TASK_ID,
-            parent.height.saturating_add(1),
+            parent.height.next(),
             &summarize(&update),
         );
         Some(result)
@@ -274,7 +271,7 @@ impl TaskDefinition for VotingPowerSyncTask {
         let data_root = root_of(&result.data).unwrap_or_default();
         self.observer.validated(
             VOTING_POWER_SYNC_TASK_ID,
-            parent.height.saturating_add(1),
+            parent.height.next(),
             data_root,
             &verdict,
         );
@@ -296,8 +293,13 @@ impl TaskDefinition for VotingPowerSyncTask {
         state.set_task_state(VOTING_POWER_SYNC_TASK_ID, &recorded).map_err(|e| e.to_string())
     }
 
-    fn perform(&self, parent: &ChainState, proposer: OperatorIndex) -> Vec<TaskResult> {
-        self.build(parent, proposer).into_iter().collect()
+    fn perform(
+        &self,
+        parent: &ChainState,
+        proposer: OperatorIndex,
+        now_ms: u64,
+    ) -> Vec<TaskResult> {
+        self.build(parent, proposer, now_ms).into_iter().collect()
     }
 }
 
@@ -306,6 +308,7 @@ mod tests {
     use super::*;
     use crate::source::Heads;
     use crate::test_support::{operator, snapshot};
+    use avs_consensus::types::Epoch;
     use avs_consensus::types::OperatorSet;
     use ssz_rs::prelude::List;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -316,8 +319,8 @@ mod tests {
                 .unwrap(),
         };
         ChainState {
-            epoch: 0,
-            height: 4,
+            epoch: Epoch::ZERO,
+            height: Height::new(4),
             parent_root: [1; 32],
             operators: set.clone(),
             next_operators: set,
@@ -337,13 +340,17 @@ mod tests {
         cache.insert(Chain::L1, snapshot(10, l1));
         cache.insert(Chain::L2, snapshot(10, &[(1, 100), (2, 100)]));
         let now = Arc::new(AtomicU64::new(1_000));
-        let clock: Clock = {
-            let now = now.clone();
-            Arc::new(move || now.load(Ordering::Relaxed))
-        };
-        let performer = performs.then(|| Performer::new(10_000, 1_000, clock));
+        let performer = performs.then(|| Performer::new(10_000, 1_000));
         let task = VotingPowerSyncTask::new(cache.clone(), performer, Arc::new(NoObserver));
         Node { task, cache, now }
+    }
+
+    impl Node {
+        /// `perform` at the node's current time.
+        fn perform(&self, parent: &ChainState, proposer: u64) -> Vec<TaskResult> {
+            let now = self.now.load(Ordering::Relaxed);
+            self.task.perform(parent, OperatorIndex::new(proposer), now)
+        }
     }
 
     #[test]
@@ -351,7 +358,7 @@ mod tests {
     {
         let parent = state(&[(1, 100), (2, 100)]);
         let leader = node(&[(1, 300), (2, 100), (3, 50)], true);
-        let results = leader.task.perform(&parent, 1);
+        let results = leader.perform(&parent, 1);
         assert_eq!(results.len(), 1);
         let result = &results[0];
         assert_eq!(result.task_definition_id, VOTING_POWER_SYNC_TASK_ID);
@@ -359,7 +366,7 @@ mod tests {
 
         let attester = node(&[(1, 300), (2, 100), (3, 50)], false);
         assert_eq!(attester.task.validate(&parent, result), TaskValidity::Valid);
-        assert!(attester.task.perform(&parent, 0).is_empty(), "no --internal-tasks");
+        assert!(attester.perform(&parent, 0).is_empty(), "no --internal-tasks");
 
         let mut next = avs_consensus::state::child_base(&parent).unwrap();
         attester.task.apply(&mut next, result).unwrap();
@@ -371,8 +378,8 @@ mod tests {
         // In the next epoch nothing is left to propose.
         let mut after = next.clone();
         after.operators = after.next_operators.clone();
-        after.epoch = 1;
-        assert!(leader.task.perform(&after, 0).is_empty());
+        after.epoch = Epoch::new(1);
+        assert!(leader.perform(&after, 0).is_empty());
     }
 
     /// Review M6: once an update at L1 block 10 is applied, an update at block 10 or earlier
@@ -382,7 +389,7 @@ mod tests {
     fn an_update_may_not_move_the_l1_block_backwards() {
         let mut parent = state(&[(1, 100), (2, 100)]);
         let leader = node(&[(1, 300), (2, 100)], true);
-        let at_ten = leader.task.perform(&parent, 1).remove(0);
+        let at_ten = leader.perform(&parent, 1).remove(0);
         assert_eq!(leader.task.validate(&parent, &at_ten), TaskValidity::Valid);
 
         let record = |parent: &mut ChainState, l1_block, l2_block| {
@@ -397,7 +404,7 @@ mod tests {
             "{verdict:?}"
         );
         leader.now.store(1_000_000, Ordering::Relaxed);
-        assert!(leader.task.perform(&parent, 1).is_empty(), "the head has not passed block 10");
+        assert!(leader.perform(&parent, 1).is_empty(), "the head has not passed block 10");
         // An L2 block older than the last one is refused too; the same L2 block is fine.
         record(&mut parent, 9, 11);
         let verdict = leader.task.validate(&parent, &at_ten);
@@ -415,7 +422,7 @@ mod tests {
     fn attesters_refuse_mismatches_and_wait_for_blocks_they_have_not_reached() {
         let parent = state(&[(1, 100), (2, 100)]);
         let leader = node(&[(1, 300), (2, 100)], true);
-        let result = leader.task.perform(&parent, 1).remove(0);
+        let result = leader.perform(&parent, 1).remove(0);
 
         let disagrees = node(&[(1, 200), (2, 100)], false);
         assert!(
@@ -453,7 +460,7 @@ mod tests {
         );
 
         let mut later = parent.clone();
-        later.epoch = 1;
+        later.epoch = Epoch::new(1);
         later.operators = later.next_operators.clone();
         assert!(
             matches!(leader.task.validate(&later, &result), TaskValidity::Invalid(r) if r.contains("epoch"))
@@ -470,15 +477,15 @@ mod tests {
     fn nothing_to_change_waits_one_interval_and_a_change_is_retried_until_applied() {
         let parent = state(&[(1, 100), (2, 100)]);
         let leader = node(&[(1, 100), (2, 100)], true);
-        assert!(leader.task.perform(&parent, 0).is_empty());
+        assert!(leader.perform(&parent, 0).is_empty());
         // A change appears, but the next check is one interval later.
         leader.cache.insert(Chain::L1, snapshot(11, &[(1, 100), (2, 400)]));
         leader.cache.set_heads(Heads { l1: 11, l2: 10 });
         leader.now.store(5_000, Ordering::Relaxed);
-        assert!(leader.task.perform(&parent, 0).is_empty());
+        assert!(leader.perform(&parent, 0).is_empty());
         leader.now.store(11_000, Ordering::Relaxed);
-        assert_eq!(leader.task.perform(&parent, 0).len(), 1);
+        assert_eq!(leader.perform(&parent, 0).len(), 1);
         // Not included yet (say the view was nullified): proposed again next time.
-        assert_eq!(leader.task.perform(&parent, 0).len(), 1);
+        assert_eq!(leader.perform(&parent, 0).len(), 1);
     }
 }

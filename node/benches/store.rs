@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use avs_consensus::types::{SignedVote, VoteData, encode};
+use avs_consensus::types::{Epoch, OperatorIndex, SignedVote, View, VoteData, encode};
 use avs_node::chain_store::ChainStore;
 use avs_node::store::{Column, Durability, RocksStore, Store};
 use common::{compare, per_op, print_table};
@@ -39,8 +39,8 @@ fn main() -> anyhow::Result<()> {
     let mut vote = move || {
         view += 1;
         SignedVote {
-            data: VoteData::notarize(0, view, [0x42; 32]),
-            operator_index: 3,
+            data: VoteData::notarize(Epoch::ZERO, View::new(view), [0x42; 32]),
+            operator_index: OperatorIndex::new(3),
             signature: vec![0x99; 96].try_into().expect("96 bytes"),
         }
     };

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use avs_consensus::ssz_check::{Shape, SszShape};
 use avs_consensus::types::{
-    Block, Certificate, ChainState, Epoch, Root, SignedVote, View, VoteData, decode, encode,
+    Block, Certificate, ChainState, Epoch, Height, Root, SignedVote, View, VoteData, decode, encode,
 };
 use avs_consensus::{Anchor, Evidence, Persisted};
 use ssz_rs::prelude::*;
@@ -79,35 +79,38 @@ fn vote_key(data: &VoteData) -> Vec<u8> {
 
 fn view_key(epoch: Epoch, view: View, kind: u8) -> Vec<u8> {
     let mut key = Vec::with_capacity(17);
-    key.extend_from_slice(&epoch.to_be_bytes());
-    key.extend_from_slice(&view.to_be_bytes());
+    key.extend_from_slice(&epoch.get().to_be_bytes());
+    key.extend_from_slice(&view.get().to_be_bytes());
     key.push(kind);
     key
 }
 
-fn final_key(height: u64) -> Vec<u8> {
-    [FINAL_PREFIX, &height.to_be_bytes()].concat()
+fn final_key(height: Height) -> Vec<u8> {
+    [FINAL_PREFIX, &height.get().to_be_bytes()].concat()
 }
 
-fn unfinal_key(height: u64, root: &Root) -> Vec<u8> {
-    [UNFINAL_PREFIX, &height.to_be_bytes(), root].concat()
+fn unfinal_key(height: Height, root: &Root) -> Vec<u8> {
+    [UNFINAL_PREFIX, &height.get().to_be_bytes(), root].concat()
 }
 
 /// Height and root of an `unfinal/` key.
-fn parse_unfinal_key(key: &[u8]) -> anyhow::Result<(u64, Root)> {
+fn parse_unfinal_key(key: &[u8]) -> anyhow::Result<(Height, Root)> {
     let rest = key.strip_prefix(UNFINAL_PREFIX).context("not a block index key")?;
     let (height, root) = rest.split_first_chunk::<8>().context("stored block index key")?;
-    Ok((u64::from_be_bytes(*height), root.try_into().context("stored block index key")?))
+    Ok((
+        Height::new(u64::from_be_bytes(*height)),
+        root.try_into().context("stored block index key")?,
+    ))
 }
 
 /// Height of a `final/` key.
-fn parse_final_key(key: &[u8]) -> anyhow::Result<u64> {
+fn parse_final_key(key: &[u8]) -> anyhow::Result<Height> {
     let rest = key.strip_prefix(FINAL_PREFIX).context("not a finalized index key")?;
-    Ok(u64::from_be_bytes(rest.try_into().context("stored finalized index key")?))
+    Ok(Height::new(u64::from_be_bytes(rest.try_into().context("stored finalized index key")?)))
 }
 
 fn epoch_end_key(epoch: Epoch) -> Vec<u8> {
-    [EPOCH_END_PREFIX, &epoch.to_be_bytes()].concat()
+    [EPOCH_END_PREFIX, &epoch.get().to_be_bytes()].concat()
 }
 
 /// Reads `column` from `start` while keys start with `prefix`; fails if there are more than
@@ -207,9 +210,9 @@ impl ChainStore {
     pub fn put_evidence(&self, batch: &mut WriteBatch, evidence: &Evidence) -> anyhow::Result<()> {
         let key = [
             EVIDENCE_PREFIX,
-            &evidence.epoch.to_be_bytes(),
-            &evidence.view.to_be_bytes(),
-            &evidence.operator_index.to_be_bytes(),
+            &evidence.epoch.get().to_be_bytes(),
+            &evidence.view.get().to_be_bytes(),
+            &evidence.operator_index.get().to_be_bytes(),
         ]
         .concat();
         let record =
@@ -248,7 +251,7 @@ impl ChainStore {
     }
 
     /// The block pruning of a finality at `height` (see the module's text).
-    fn prune_blocks(&self, batch: &mut WriteBatch, height: u64) -> anyhow::Result<()> {
+    fn prune_blocks(&self, batch: &mut WriteBatch, height: Height) -> anyhow::Result<()> {
         let unfinal = self.store.range(Column::ChainState, UNFINAL_PREFIX, PRUNE_READ_LIMIT)?;
         for (key, _) in unfinal.iter().take_while(|(k, _)| k.starts_with(UNFINAL_PREFIX)) {
             let (at, root) = parse_unfinal_key(key)?;
@@ -270,7 +273,7 @@ impl ChainStore {
         let cutoff = height.saturating_sub(keep);
         // Usually one height falls behind per finality: read only what lies below the cutoff.
         let Some(lowest) = self.lowest_finalized()? else { return Ok(()) };
-        let behind = usize::try_from(cutoff.saturating_sub(lowest)).unwrap_or(usize::MAX);
+        let behind = usize::try_from(cutoff.since(lowest)).unwrap_or(usize::MAX);
         if behind == 0 {
             return Ok(());
         }
@@ -284,16 +287,16 @@ impl ChainStore {
             }
             batch.delete(Column::Blocks, root.clone());
             batch.delete(Column::ChainState, key.clone());
-            floor = Some(at.saturating_add(1));
+            floor = Some(at.next());
         }
         if let Some(floor) = floor {
-            batch.put(Column::ChainState, HISTORY_FLOOR, floor.to_be_bytes().to_vec());
+            batch.put(Column::ChainState, HISTORY_FLOOR, floor.get().to_be_bytes().to_vec());
         }
         Ok(())
     }
 
     /// The lowest height of the finalized index, if it holds any.
-    fn lowest_finalized(&self) -> anyhow::Result<Option<u64>> {
+    fn lowest_finalized(&self) -> anyhow::Result<Option<Height>> {
         let first = self.store.range(Column::ChainState, FINAL_PREFIX, 1)?;
         match first.first() {
             Some((key, _)) if key.starts_with(FINAL_PREFIX) => Ok(Some(parse_final_key(key)?)),
@@ -303,11 +306,11 @@ impl ChainStore {
 
     /// The lowest finalized height still held once a history limit pruned below it; `None`
     /// while every finalized block is held.
-    pub fn history_floor(&self) -> anyhow::Result<Option<u64>> {
+    pub fn history_floor(&self) -> anyhow::Result<Option<Height>> {
         match self.store.get(Column::ChainState, HISTORY_FLOOR)? {
-            Some(raw) => Ok(Some(u64::from_be_bytes(
+            Some(raw) => Ok(Some(Height::new(u64::from_be_bytes(
                 raw.as_slice().try_into().context("stored history floor")?,
-            ))),
+            )))),
             None => Ok(None),
         }
     }
@@ -326,7 +329,7 @@ impl ChainStore {
             .transpose()
     }
 
-    pub fn finalized_root(&self, height: u64) -> anyhow::Result<Option<Root>> {
+    pub fn finalized_root(&self, height: Height) -> anyhow::Result<Option<Root>> {
         match self.store.get(Column::ChainState, &final_key(height))? {
             Some(raw) => Ok(Some(raw.as_slice().try_into().context("stored finalized root")?)),
             None => Ok(None),
@@ -334,10 +337,10 @@ impl ChainStore {
     }
 
     /// Finalized blocks at heights `start..start + count`, stopping at the first gap.
-    pub fn finalized_range(&self, start: u64, count: u64) -> anyhow::Result<Vec<Block>> {
+    pub fn finalized_range(&self, start: Height, count: u64) -> anyhow::Result<Vec<Block>> {
         let mut blocks = Vec::new();
-        for height in start..start.saturating_add(count) {
-            let Some(root) = self.finalized_root(height)? else { break };
+        for height in start.get()..start.get().saturating_add(count) {
+            let Some(root) = self.finalized_root(Height::new(height))? else { break };
             let Some(block) = self.block(&root)? else { break };
             blocks.push(block);
         }
@@ -352,7 +355,7 @@ impl ChainStore {
         from_view: View,
         max: usize,
     ) -> anyhow::Result<Vec<Certificate>> {
-        let prefix = epoch.to_be_bytes();
+        let prefix = epoch.get().to_be_bytes();
         let entries = self.store.range(
             Column::Certificates,
             &view_key(epoch, from_view, 0),
@@ -407,7 +410,7 @@ impl ChainStore {
                 .into_iter()
                 .map(|(_, v)| decode::<Certificate>(&v).context("stored certificate"))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-        let index_from = unfinal_key(anchor.block.height.saturating_add(1), &[0; 32]);
+        let index_from = unfinal_key(anchor.block.height.next(), &[0; 32]);
         let mut blocks = Vec::new();
         for (key, _) in read_all(
             &*self.store,
@@ -433,7 +436,8 @@ mod tests {
     use avs_consensus::types::VoteData;
 
     fn vote(epoch: u64, view: u64) -> SignedVote {
-        SignedVote { data: VoteData::nullify(epoch, view), ..Default::default() }
+        let data = VoteData::nullify(Epoch::new(epoch), View::new(view));
+        SignedVote { data, ..Default::default() }
     }
 
     /// S1 of the consensus review: a restart used to read own votes from the start of the
@@ -453,20 +457,22 @@ mod tests {
         let (_, persisted) = chain.load_restart().unwrap().unwrap();
         assert_eq!(persisted.own_votes.len(), 50);
         // An anchor finalized at view 40 (mid-epoch): votes below 40 are pruned with it.
-        anchor.block.height = 7;
-        anchor.certificate =
-            Some(Certificate { data: VoteData::finalize(0, 40, [1; 32]), ..Default::default() });
+        anchor.block.height = Height::new(7);
+        anchor.certificate = Some(Certificate {
+            data: VoteData::finalize(Epoch::ZERO, View::new(40), [1; 32]),
+            ..Default::default()
+        });
         let mut batch = WriteBatch::new();
         chain.put_anchor(&mut batch, &anchor).unwrap();
         chain.write(batch).unwrap();
         let (_, persisted) = chain.load_restart().unwrap().unwrap();
-        let views: Vec<u64> = persisted.own_votes.iter().map(|v| v.data.view).collect();
+        let views: Vec<u64> = persisted.own_votes.iter().map(|v| v.data.view.get()).collect();
         assert_eq!(views, (40..50).collect::<Vec<_>>());
         assert_eq!(chain.store.range(Column::Votes, &[0], 100).unwrap().len(), 10);
         // Later epochs are read too.
         chain.persist_vote(&vote(1, 0)).unwrap();
         let (_, persisted) = chain.load_restart().unwrap().unwrap();
-        assert_eq!(persisted.own_votes.last().unwrap().data.epoch, 1);
+        assert_eq!(persisted.own_votes.last().unwrap().data.epoch, Epoch::new(1));
         // More than the limit: an error, not a silent cut.
         let err = read_all(&*chain.store, Column::Votes, &[0], &[], 5).unwrap_err();
         assert!(err.to_string().contains("refusing to start"), "{err}");
@@ -476,17 +482,28 @@ mod tests {
     fn an_ended_epoch_always_answers_with_its_ending_finalization() {
         let chain = ChainStore::new(Arc::new(MemoryStore::new()));
         let mut batch = WriteBatch::new();
-        let end = Certificate { data: VoteData::finalize(0, 9, [2; 32]), ..Default::default() };
-        chain.put_certificate(&mut batch, &VoteData::notarize(0, 9, [2; 32]).into_cert()).unwrap();
+        let end = Certificate {
+            data: VoteData::finalize(Epoch::ZERO, View::new(9), [2; 32]),
+            ..Default::default()
+        };
+        chain
+            .put_certificate(
+                &mut batch,
+                &VoteData::notarize(Epoch::ZERO, View::new(9), [2; 32]).into_cert(),
+            )
+            .unwrap();
         chain.put_certificate(&mut batch, &end).unwrap();
         chain.put_epoch_end(&mut batch, &end).unwrap();
         chain.write(batch).unwrap();
         // Asked from view 10 (a node that holds the notarization of 9 but not its finality).
-        assert_eq!(chain.certificates_from(0, 10, 256).unwrap(), vec![end.clone()]);
-        let all = chain.certificates_from(0, 0, 256).unwrap();
+        assert_eq!(
+            chain.certificates_from(Epoch::ZERO, View::new(10), 256).unwrap(),
+            vec![end.clone()]
+        );
+        let all = chain.certificates_from(Epoch::ZERO, View::ZERO, 256).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all.last(), Some(&end));
-        assert!(chain.certificates_from(1, 0, 256).unwrap().is_empty());
+        assert!(chain.certificates_from(Epoch::new(1), View::ZERO, 256).unwrap().is_empty());
     }
 
     /// Finalizes heights `1..=top`, each with a losing sibling stored before the finality, the
@@ -496,6 +513,7 @@ mod tests {
         let mut anchor = Anchor::genesis(&genesis).unwrap();
         let mut roots = vec![([0; 32], [0; 32])];
         for height in 1..=top {
+            let height = Height::new(height);
             let block = |salt| Block { height, state_root: [salt; 32], ..Default::default() };
             let (winner, loser) = (block(1), block(2));
             let (win, lose) = (winner.root().unwrap(), loser.root().unwrap());
@@ -532,7 +550,7 @@ mod tests {
             ChainStore::new(Arc::new(MemoryStore::new())).with_history(Some(MIN_HISTORY_BLOCKS));
         let roots = finalize_with_losers(&pruned, top);
         let oldest = top - MIN_HISTORY_BLOCKS;
-        assert_eq!(pruned.history_floor().unwrap(), Some(oldest));
+        assert_eq!(pruned.history_floor().unwrap(), Some(Height::new(oldest)));
         for (height, &(win, lose)) in roots.iter().enumerate().skip(1) {
             let kept = u64::try_from(height).unwrap() >= oldest;
             assert_eq!(pruned.block(&win).unwrap().is_some(), kept, "height {height}");
@@ -540,11 +558,11 @@ mod tests {
         }
         let blocks = pruned.store.range(Column::Blocks, &[0], 1000).unwrap();
         assert_eq!(blocks.len(), usize::try_from(MIN_HISTORY_BLOCKS + 1).unwrap());
-        assert!(pruned.finalized_range(1, 10).unwrap().is_empty());
-        assert_eq!(pruned.finalized_range(oldest, 1000).unwrap().len(), blocks.len());
+        assert!(pruned.finalized_range(Height::new(1), 10).unwrap().is_empty());
+        assert_eq!(pruned.finalized_range(Height::new(oldest), 1000).unwrap().len(), blocks.len());
         // A restart still finds its anchor and nothing above it.
         let (anchor, persisted) = pruned.load_restart().unwrap().unwrap();
-        assert_eq!(anchor.block.height, top);
+        assert_eq!(anchor.block.height, Height::new(top));
         assert!(persisted.blocks.is_empty());
     }
 

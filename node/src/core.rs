@@ -20,7 +20,8 @@ use anyhow::Context;
 use avs_consensus::bls::SecretKey;
 use avs_consensus::gossip::GossipContext;
 use avs_consensus::types::{
-    Block, Certificate, ChainState, OperatorSet, Root, SignedProposal, SignedVote, VoteKind, encode,
+    Block, Certificate, ChainState, Epoch, Height, OperatorIndex, OperatorSet, Root,
+    SignedProposal, SignedVote, View, VoteKind, encode,
 };
 use avs_consensus::verify::{Incoming, Verified, verify_certificate};
 use avs_consensus::{
@@ -143,7 +144,7 @@ pub struct Core {
     /// When this node voted NOTARIZE in its most recent views, `(epoch, view, at_ms)`, newest
     /// last: a finalization's latency is measured from this node accepting the block (not from
     /// entering the view, which includes the leader's wait for its slot).
-    notarized: VecDeque<(u64, u64, u64)>,
+    notarized: VecDeque<(Epoch, View, u64)>,
     last_finality_latency_ms: Option<u64>,
     halted: Option<String>,
     /// The AVS tasks, whose finalized records are written in the finality's own batch.
@@ -173,7 +174,7 @@ impl Core {
         let engine = match chain.load_restart()? {
             Some((anchor, persisted)) => {
                 tracing::info!(
-                    height = anchor.block.height,
+                    height = %anchor.block.height,
                     own_votes = persisted.own_votes.len(),
                     certificates = persisted.certificates.len(),
                     blocks = persisted.blocks.len(),
@@ -236,13 +237,13 @@ impl Core {
     pub fn status(&self, is_aggregator: bool) -> NodeStatus {
         let (root, height) = self.engine.finalized();
         NodeStatus {
-            epoch: self.engine.epoch(),
-            view: self.engine.view(),
-            finalized_height: height,
+            epoch: self.engine.epoch().get(),
+            view: self.engine.view().get(),
+            finalized_height: height.get(),
             finalized_root: format!("0x{}", hex::encode(root)),
             peers: u64::try_from(self.sync.peer_count()).unwrap_or(u64::MAX),
             is_aggregator,
-            operator_index: self.engine.operator_index(),
+            operator_index: self.engine.operator_index().map(OperatorIndex::get),
             last_certificate_ms: self.last_certificate_ms,
             last_finalized_ms: self.last_finalized_ms,
             nullified_views: self.metrics.nullified_views.get(),
@@ -352,10 +353,10 @@ impl Core {
                     if ahead {
                         tracing::debug!(
                             %peer,
-                            our_view = ours.view,
-                            their_view = theirs.view,
-                            their_epoch = theirs.epoch,
-                            their_finalized = theirs.finalized_height,
+                            our_view = %ours.view,
+                            their_view = %theirs.view,
+                            their_epoch = %theirs.epoch,
+                            their_finalized = %theirs.finalized_height,
                             "peer is ahead; asking for certificates"
                         );
                         self.request_certificates(peer);
@@ -401,8 +402,8 @@ impl Core {
         &mut self,
         now_ms: u64,
         peer: PeerId,
-        epoch: u64,
-        from_view: u64,
+        epoch: Epoch,
+        from_view: View,
         certs: Vec<Certificate>,
     ) -> anyhow::Result<()> {
         if let Err(reason) = check_certificates_answer(epoch, from_view, &certs) {
@@ -504,15 +505,15 @@ impl Core {
                 Action::BroadcastProposal(proposal) => {
                     let data = encode(&proposal)?;
                     tracing::debug!(
-                        view = proposal.message.view,
-                        height = proposal.message.block.height,
+                        view = %proposal.message.view,
+                        height = %proposal.message.block.height,
                         "proposed"
                     );
                     self.effects.push(Effect::Publish { kind: TopicKind::Block, data });
                     self.effects.push(Effect::Proposed(Arc::new(proposal)));
                 }
                 Action::BroadcastVote(vote) => {
-                    let subnet = vote_subnet(vote.operator_index, self.vote_subnets);
+                    let subnet = vote_subnet(vote.operator_index.get(), self.vote_subnets);
                     self.effects.push(Effect::Publish {
                         kind: TopicKind::Vote { subnet },
                         data: encode(&vote)?,
@@ -558,10 +559,10 @@ impl Core {
                     let operators = Arc::clone(&self.epoch_operators);
                     self.metrics
                         .finalized_height
-                        .set(i64::try_from(block.height).unwrap_or(i64::MAX));
+                        .set(i64::try_from(block.height.get()).unwrap_or(i64::MAX));
                     tracing::info!(
-                        height = block.height,
-                        view = certificate.data.view,
+                        height = %block.height,
+                        view = %certificate.data.view,
                         root = %hex::encode(&root[..4]),
                         tasks = block.body.tasks.len(),
                         "finalized"
@@ -582,8 +583,8 @@ impl Core {
                     if let Some(end) = &last_finalization {
                         self.chain.put_epoch_end(&mut batch, end)?;
                     }
-                    tracing::info!(epoch, operators = operators.operators.len(), "epoch changed");
-                    self.metrics.epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
+                    tracing::info!(%epoch, operators = operators.operators.len(), "epoch changed");
+                    self.metrics.epoch.set(i64::try_from(epoch.get()).unwrap_or(i64::MAX));
                     self.effects.push(Effect::EpochChanged(self.engine.key_table()));
                 }
                 Action::StoreBlock { root, block } => {
@@ -593,18 +594,18 @@ impl Core {
                 Action::Evidence(evidence) => {
                     self.metrics.evidence.inc();
                     tracing::warn!(
-                        epoch = evidence.epoch,
-                        view = evidence.view,
-                        operator = evidence.operator_index,
+                        epoch = %evidence.epoch,
+                        view = %evidence.view,
+                        operator = %evidence.operator_index,
                         "equivocation: an operator signed two votes an honest one never signs together"
                     );
                     self.chain.put_evidence(&mut batch, &evidence)?;
                 }
                 Action::EnteredView { epoch, view, cause } => {
                     moved = true;
-                    self.metrics.view.set(i64::try_from(view).unwrap_or(i64::MAX));
+                    self.metrics.view.set(i64::try_from(view.get()).unwrap_or(i64::MAX));
                     self.metrics.view_entered(cause);
-                    tracing::debug!(epoch, view, cause = ?cause, at_ms = now_ms, "entered view");
+                    tracing::debug!(%epoch, %view, cause = ?cause, at_ms = now_ms, "entered view");
                     if cause == EntryCause::Nullified {
                         self.metrics.nullified_views.inc();
                     }
@@ -674,7 +675,7 @@ impl Core {
         );
     }
 
-    fn fetch_range(&mut self, start_height: u64, count: u64, tried: Vec<PeerId>) {
+    fn fetch_range(&mut self, start_height: Height, count: u64, tried: Vec<PeerId>) {
         let Some(peer) = self.sync.pick(1, &tried).pop() else { return };
         let mut tried = tried;
         tried.push(peer);
@@ -749,8 +750,8 @@ impl NodeMetrics {
 
 /// The shape rules of a `certificates` answer (see [`Core::take_certificates`]).
 fn check_certificates_answer(
-    epoch: u64,
-    from_view: u64,
+    epoch: Epoch,
+    from_view: View,
     certs: &[Certificate],
 ) -> Result<(), String> {
     if certs.len() > MAX_CERTIFICATES_PER_RESPONSE {
@@ -771,7 +772,7 @@ fn check_certificates_answer(
         }
         _ => certs,
     };
-    let mut previous: Option<(u64, u8)> = None;
+    let mut previous: Option<(View, u8)> = None;
     for cert in body {
         let at = (cert.data.view, cert.data.kind);
         if cert.data.epoch != epoch || cert.data.view < from_view {
@@ -819,7 +820,7 @@ mod tests {
     fn garbage(keys: &[SecretKey], view: u64) -> Certificate {
         let signers = Signers::try_from(&[true; 4][..]).unwrap();
         let signature = keys[0].sign(&[7; 32]).to_bytes().to_vec().try_into().unwrap();
-        Certificate { data: VoteData::nullify(0, view), signers, signature }
+        Certificate { data: VoteData::nullify(Epoch::ZERO, View::new(view)), signers, signature }
     }
 
     fn chunks(certs: &[Certificate]) -> Vec<ResponseChunk> {
@@ -835,8 +836,12 @@ mod tests {
         let peer = PeerId::random();
         let effects = core.peer_connected(peer);
         let status = request_id(&effects, ReqRespProtocol::Status);
-        let lie =
-            StatusMessage { epoch: 0, view: 1_000, finalized_height: 900, ..Default::default() };
+        let lie = StatusMessage {
+            epoch: Epoch::ZERO,
+            view: View::new(1_000),
+            finalized_height: Height::new(900),
+            ..Default::default()
+        };
         let effects = core
             .on_response(1, status, Ok(vec![ResponseChunk::success(encode(&lie).unwrap())]), false)
             .unwrap();
@@ -854,20 +859,23 @@ mod tests {
     #[test]
     fn certificates_answers_must_match_what_was_asked() {
         let (_, keys) = core();
-        let at = |view, kind: fn(u64, u64) -> VoteData| Certificate {
-            data: kind(0, view),
+        let at = |view, kind: fn(Epoch, View) -> VoteData| Certificate {
+            data: kind(Epoch::ZERO, View::new(view)),
             ..garbage(&keys, 0)
         };
         let nullify = |e, v| VoteData::nullify(e, v);
         let finalize = |e, v| VoteData::finalize(e, v, [1; 32]);
-        assert!(check_certificates_answer(0, 3, &[at(3, nullify), at(4, nullify)]).is_ok());
-        assert!(check_certificates_answer(0, 3, &[at(2, nullify)]).is_err(), "before from_view");
-        assert!(check_certificates_answer(0, 3, &[at(4, nullify), at(3, nullify)]).is_err());
-        assert!(check_certificates_answer(0, 3, &[at(4, nullify), at(4, nullify)]).is_err());
-        assert!(check_certificates_answer(1, 3, &[at(4, nullify)]).is_err(), "other epoch");
+        let check = |epoch, from_view, certs: &[Certificate]| {
+            check_certificates_answer(Epoch::new(epoch), View::new(from_view), certs)
+        };
+        assert!(check(0, 3, &[at(3, nullify), at(4, nullify)]).is_ok());
+        assert!(check(0, 3, &[at(2, nullify)]).is_err(), "before from_view");
+        assert!(check(0, 3, &[at(4, nullify), at(3, nullify)]).is_err());
+        assert!(check(0, 3, &[at(4, nullify), at(4, nullify)]).is_err());
+        assert!(check(1, 3, &[at(4, nullify)]).is_err(), "other epoch");
         // The epoch's ending finalization comes last, whatever its view.
-        assert!(check_certificates_answer(0, 3, &[at(5, nullify), at(2, finalize)]).is_ok());
+        assert!(check(0, 3, &[at(5, nullify), at(2, finalize)]).is_ok());
         let too_many: Vec<_> = (0..=256).map(|v| at(v, nullify)).collect();
-        assert!(check_certificates_answer(0, 0, &too_many).is_err());
+        assert!(check(0, 0, &too_many).is_err());
     }
 }

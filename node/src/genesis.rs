@@ -190,8 +190,12 @@ impl GenesisFile {
             let address: [u8; 20] = parse_hex_array(&field("address"), &op.address)?;
             let pubkey: [u8; 48] = parse_hex_array(&field("bls_pubkey"), &op.bls_pubkey)?;
             let pop: [u8; 96] = parse_hex_array(&field("pop"), &op.pop)?;
-            avs_consensus::bls::verify_pop(index as u64, &pubkey, &pop)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", field("pop")))?;
+            avs_consensus::bls::verify_pop(
+                avs_consensus::types::OperatorIndex::at(index),
+                &pubkey,
+                &pop,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", field("pop")))?;
             if !addresses.insert(address) {
                 bail!("{} {} appears twice", field("address"), op.address);
             }

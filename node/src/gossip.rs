@@ -236,14 +236,14 @@ mod tests {
         };
         let vote_topic = TopicKind::Vote { subnet: 0 };
         let current = vote(epoch, view);
-        let stale = vote(epoch, view + 5);
+        let stale = vote(epoch, view.saturating_add(5));
         let certificate =
             encode(&Certificate { data: VoteData::nullify(epoch, view), ..Default::default() })
                 .unwrap();
         assert!(is_urgent(&context, vote_topic, &current));
         assert!(is_urgent(&context, TopicKind::Certificate, &certificate));
         assert!(!is_urgent(&context, vote_topic, &stale));
-        assert!(!is_urgent(&context, vote_topic, &vote(epoch + 1, view)));
+        assert!(!is_urgent(&context, vote_topic, &vote(epoch.next(), view)));
         assert!(!is_urgent(&context, TopicKind::Checkin, &current), "only votes and certificates");
         assert!(!is_urgent(&context, vote_topic, &[0; 4]), "garbage is not urgent");
 

@@ -459,7 +459,8 @@ mod tests {
 
         let pubkey: [u8; 48] = parse_hex_array("bls_pubkey", &public.bls_pubkey).unwrap();
         let pop: [u8; 96] = parse_hex_array("pop", &public.pop).unwrap();
-        avs_consensus::bls::verify_pop(0, &pubkey, &pop).unwrap();
+        avs_consensus::bls::verify_pop(avs_consensus::types::OperatorIndex::ZERO, &pubkey, &pop)
+            .unwrap();
 
         let file = password_file(dir.path(), "operator password");
         let loaded = load(&keys, &unlock(Some(file))).unwrap();

@@ -107,7 +107,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let me = engine.operator_index();
     if me.is_none() {
         tracing::warn!(
-            epoch = engine.epoch(),
+            epoch = %engine.epoch(),
             "this node's BLS key is not in the operator set: following the chain without \
              voting until an epoch's set includes it (check --keys-dir and the genesis file if \
              it should be a member)"
@@ -137,8 +137,8 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     avs.set_operators(engine.key_table());
     tracing::info!(
         operator = ?me,
-        epoch = engine.epoch(),
-        view = engine.view(),
+        epoch = %engine.epoch(),
+        view = %engine.view(),
         aggregator = config.roles.is_aggregator,
         "consensus core ready"
     );

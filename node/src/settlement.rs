@@ -81,16 +81,16 @@ pub fn settle_call(
     let signers = encode(&certificate.signers)?;
     Ok(SettleCall {
         certificate: AttestationCenter::Certificate {
-            viewNumber: certificate.data.view,
-            epoch: certificate.data.epoch,
+            viewNumber: certificate.data.view.get(),
+            epoch: certificate.data.epoch.get(),
             signers: Bytes::from(signers),
             signature: Bytes::from(signature.to_eip2537().to_vec()),
         },
         set: operator_keys(set)?,
         header: AttestationCenter::BlockHeader {
-            height: block.height,
+            height: block.height.get(),
             parentRoot: B256::from(block.parent_root),
-            proposerIndex: block.proposer_index,
+            proposerIndex: block.proposer_index.get(),
             stateRoot: B256::from(block.state_root),
         },
         tasks: block
@@ -99,7 +99,7 @@ pub fn settle_call(
             .iter()
             .map(|t| AttestationCenter::TaskResult {
                 taskDefinitionId: t.task_definition_id,
-                performerIndex: t.performer_index,
+                performerIndex: t.performer_index.get(),
                 proofOfTask: Bytes::from(t.proof_of_task.to_vec()),
                 data: Bytes::from(t.data.to_vec()),
                 signature: Bytes::from(t.signature.to_vec()),
@@ -217,7 +217,7 @@ impl Settler {
         if event.certificate.data.block_root != event.root {
             self.metrics.skipped.inc();
             tracing::warn!(
-                height = event.block.height,
+                height = %event.block.height,
                 "finalized through a descendant's certificate: not settleable on chain"
             );
             return;
@@ -225,7 +225,7 @@ impl Settler {
         if self.tx.try_send(Arc::clone(event)).is_err() {
             self.metrics.failed.inc();
             tracing::warn!(
-                height = event.block.height,
+                height = %event.block.height,
                 "settlement queue full: block not submitted"
             );
         }
@@ -253,7 +253,7 @@ async fn run(
         if data > MAX_SETTLED_TASK_BYTES {
             metrics.skipped.inc();
             tracing::warn!(
-                height,
+                %height,
                 bytes = data,
                 "block's task data too large for one settlement transaction"
             );
@@ -263,7 +263,7 @@ async fn run(
         // A chain or RPC hiccup is retried with back-off before the block is given up.
         for attempt in 1..=RETRIES {
             let Err(e) = &outcome else { break };
-            tracing::debug!(height, attempt, error = %format!("{e:#}"), "settlement failed; retrying");
+            tracing::debug!(%height, attempt, error = %format!("{e:#}"), "settlement failed; retrying");
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt)) => {}
@@ -275,7 +275,7 @@ async fn run(
                 metrics.settled.inc();
                 metrics.gas.observe(gas as f64);
                 tracing::info!(
-                    height,
+                    %height,
                     tasks = job.block.body.tasks.len(),
                     gas,
                     "block settled on chain"
@@ -283,11 +283,11 @@ async fn run(
             }
             Ok(None) => {
                 metrics.skipped.inc();
-                tracing::debug!(height, "block already settled on chain");
+                tracing::debug!(%height, "block already settled on chain");
             }
             Err(e) => {
                 metrics.failed.inc();
-                tracing::warn!(height, error = %format!("{e:#}"), "settling a block failed");
+                tracing::warn!(%height, error = %format!("{e:#}"), "settling a block failed");
             }
         }
     }
@@ -300,10 +300,10 @@ async fn settle(
     job: &FinalizedEvent,
 ) -> anyhow::Result<Option<u64>> {
     let block = &job.block;
-    let epoch = job.certificate.data.epoch;
+    let epoch = job.certificate.data.epoch.get();
     let current = center.currentEpoch().call().await?;
     let hand_over = job.epoch_end.as_deref().filter(|_| current == epoch);
-    if hand_over.is_none() && center.settledRoot(block.height).call().await? != B256::ZERO {
+    if hand_over.is_none() && center.settledRoot(block.height.get()).call().await? != B256::ZERO {
         return Ok(None);
     }
     anyhow::ensure!(
@@ -338,7 +338,7 @@ async fn settle(
         Ok(pending) => pending,
         Err(e) => {
             // Another aggregator's transaction may have landed between the check and ours.
-            let settled = center.settledRoot(block.height).call().await? != B256::ZERO;
+            let settled = center.settledRoot(block.height.get()).call().await? != B256::ZERO;
             let handed_over = center.currentEpoch().call().await? > epoch;
             if settled && (hand_over.is_none() || handed_over) {
                 tracing::debug!(error = %e, "refused: settled meanwhile by another aggregator");
@@ -356,7 +356,8 @@ async fn settle(
 mod tests {
     use super::*;
     use avs_consensus::types::{
-        BlockBody, Operator, Signers, TaskResult, VoteData, byte_list, root_of,
+        BlockBody, Epoch, Height, Operator, OperatorIndex, Signers, TaskResult, View, VoteData,
+        byte_list, root_of,
     };
     use serde_json::Value;
 
@@ -396,16 +397,16 @@ mod tests {
                 .iter()
                 .map(|t| TaskResult {
                     task_definition_id: t["taskDefinitionId"].as_u64().unwrap() as u16,
-                    performer_index: t["performerIndex"].as_u64().unwrap(),
+                    performer_index: OperatorIndex::new(t["performerIndex"].as_u64().unwrap()),
                     proof_of_task: byte_list(&hex(&t["proofOfTask"])).unwrap(),
                     data: byte_list(&hex(&t["data"])).unwrap(),
                     signature: hex(&t["signature"]).try_into().unwrap(),
                 })
                 .collect();
             let block = Block {
-                height: b["height"].as_u64().unwrap(),
+                height: Height::new(b["height"].as_u64().unwrap()),
                 parent_root: hex(&b["parentRoot"]).try_into().unwrap(),
-                proposer_index: b["proposerIndex"].as_u64().unwrap(),
+                proposer_index: OperatorIndex::new(b["proposerIndex"].as_u64().unwrap()),
                 state_root: hex(&b["stateRoot"]).try_into().unwrap(),
                 body: BlockBody { tasks: tasks.try_into().unwrap() },
             };
@@ -416,8 +417,8 @@ mod tests {
             let certificate = Certificate {
                 data: VoteData {
                     kind: 2,
-                    view: c["view"].as_u64().unwrap(),
-                    epoch: c["epoch"].as_u64().unwrap(),
+                    view: View::new(c["view"].as_u64().unwrap()),
+                    epoch: Epoch::new(c["epoch"].as_u64().unwrap()),
                     block_root: root,
                 },
                 signers,
@@ -437,7 +438,8 @@ mod tests {
             let ids: Vec<Vec<u8>> =
                 step["expected"]["taskIds"].as_array().unwrap().iter().map(hex).collect();
             for (task, id) in block.body.tasks.iter().zip(ids) {
-                let performer = set.operators[task.performer_index as usize].pubkey.clone();
+                let performer =
+                    set.operators[task.performer_index.position().unwrap()].pubkey.clone();
                 let message = avs_consensus::task::task_message(task, performer);
                 assert_eq!(
                     avs_consensus::signing::task_id(&message).unwrap().to_vec(),

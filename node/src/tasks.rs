@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use avs_consensus::task::{TaskRegistry, TaskValidity};
-use avs_consensus::types::{Block, GenesisConfig, Root, SignedProposal};
+use avs_consensus::types::{Block, GenesisConfig, Height, Root, SignedProposal};
 use avs_internal_tasks::VOTING_POWER_SYNC_TASK_ID;
 use avs_internal_tasks::embedded::{EmbeddedSource, StakeSchedule};
 use avs_internal_tasks::rpc::{RpcConfig, RpcSource};
@@ -263,7 +263,7 @@ struct TaskMetrics {
 struct NodeObserver {
     metrics: TaskMetrics,
     view: Arc<AtomicU64>,
-    seen: Mutex<VecDeque<(u16, u64, Root, &'static str)>>,
+    seen: Mutex<VecDeque<(u16, Height, Root, &'static str)>>,
 }
 
 fn verdict_label(verdict: &TaskValidity) -> (&'static str, &str) {
@@ -275,18 +275,18 @@ fn verdict_label(verdict: &TaskValidity) -> (&'static str, &str) {
 }
 
 impl TaskObserver for NodeObserver {
-    fn performed(&self, task_id: u16, height: u64, summary: &str) {
+    fn performed(&self, task_id: u16, height: Height, summary: &str) {
         self.metrics.performed.get_or_create(&TaskLabels { task_id }).inc();
         tracing::info!(
             task_id,
             view = self.view.load(Ordering::Relaxed),
-            height,
+            %height,
             update = summary,
             "task performed: proposing its result"
         );
     }
 
-    fn validated(&self, task_id: u16, height: u64, data_root: Root, verdict: &TaskValidity) {
+    fn validated(&self, task_id: u16, height: Height, data_root: Root, verdict: &TaskValidity) {
         let (label, reason) = verdict_label(verdict);
         {
             let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -303,16 +303,16 @@ impl TaskObserver for NodeObserver {
         let view = self.view.load(Ordering::Relaxed);
         match verdict {
             TaskValidity::Valid => {
-                tracing::info!(task_id, view, height, verdict = label, "task validated")
+                tracing::info!(task_id, view, %height, verdict = label, "task validated")
             }
             TaskValidity::Invalid(_) => {
-                tracing::warn!(task_id, view, height, verdict = label, reason, "task refused")
+                tracing::warn!(task_id, view, %height, verdict = label, reason, "task refused")
             }
             TaskValidity::NotYet(_) => {
                 tracing::info!(
                     task_id,
                     view,
-                    height,
+                    %height,
                     verdict = label,
                     reason,
                     "task cannot be judged yet"
@@ -378,7 +378,7 @@ impl NodeTasks {
                 .genesis_time
                 .saturating_mul(1000)
                 .saturating_add(config.roles.sync_interval_ms);
-            Performer::new(config.roles.sync_interval_ms, first_due, Arc::new(now_ms))
+            Performer::new(config.roles.sync_interval_ms, first_due)
         });
         let sync = VotingPowerSyncTask::new(cache.clone(), performer, observer);
         let registry = avs_internal_tasks::internal_registry(vec![Arc::new(sync)])
@@ -457,9 +457,9 @@ impl NodeTasks {
         for result in proposal.message.block.body.tasks.iter() {
             tracing::info!(
                 task_id = result.task_definition_id,
-                view = proposal.message.view,
-                epoch = proposal.message.epoch,
-                height = proposal.message.block.height,
+                view = %proposal.message.view,
+                epoch = %proposal.message.epoch,
+                height = %proposal.message.block.height,
                 "task scheduled: result in this node's proposal"
             );
         }
@@ -478,7 +478,7 @@ impl NodeTasks {
             tracing::info!(
                 task_id,
                 view = self.view.load(Ordering::Relaxed),
-                height = block.height,
+                height = %block.height,
                 update,
                 "task applied: its block is final"
             );

@@ -10,7 +10,9 @@
 
 use std::time::Duration;
 
-use avs_consensus::types::{Certificate, SignedVote, Signers, VoteData, encode};
+use avs_consensus::types::{
+    Certificate, Epoch, Height, OperatorIndex, SignedVote, Signers, View, VoteData, encode,
+};
 use avs_p2p::CancellationToken;
 use avs_p2p::{
     GossipTopic, NetworkConfig, NetworkEvent, NetworkService, NodeKeySource, ReqRespProtocol,
@@ -192,8 +194,8 @@ fn garbage_and_oversized_gossip_cost_the_attacker_its_connection_not_a_height() 
         let mut root = [7u8; 32];
         root[..4].copy_from_slice(&n.to_be_bytes());
         let vote = SignedVote {
-            data: VoteData::notarize(0, view + 1, root),
-            operator_index: u64::from(n % 4),
+            data: VoteData::notarize(Epoch::ZERO, View::new(view + 1), root),
+            operator_index: OperatorIndex::new(u64::from(n % 4)),
             signature: signature.clone().try_into().unwrap(),
         };
         if !publish(&runtime, &junk, votes, encode(&vote).unwrap()) {
@@ -235,7 +237,9 @@ fn a_request_flood_is_answered_unavailable_beyond_the_peers_quota() {
     let (flooder, cancel) = attacker(&runtime, digest(&cluster));
     connect(&runtime, &flooder, victim);
     let peer = peer_id(victim);
-    let request = encode(&avs_node::sync::CertificatesRequest { epoch: 0, from_view: 0 }).unwrap();
+    let request =
+        encode(&avs_node::sync::CertificatesRequest { epoch: Epoch::ZERO, from_view: View::ZERO })
+            .unwrap();
     let (mut answered, mut refused) = (0u32, 0u32);
     runtime.block_on(async {
         for _ in 0..200 {
@@ -275,11 +279,11 @@ fn a_lying_catch_up_peer_is_banned_and_costs_the_network_nothing() {
     let (mut liar, cancel) = attacker(&runtime, digest(&cluster));
     connect(&runtime, &liar, victim);
     // Well-formed certificates for exactly what was asked, with a forged aggregate signature.
-    let garbage = |from_view: u64| -> Vec<ResponseChunk> {
-        (from_view..from_view + 256)
+    let garbage = |from_view: View| -> Vec<ResponseChunk> {
+        (from_view.get()..from_view.get() + 256)
             .map(|view| {
                 let cert = Certificate {
-                    data: VoteData::nullify(0, view),
+                    data: VoteData::nullify(Epoch::ZERO, View::new(view)),
                     signers: Signers::try_from(&[true; 4][..]).unwrap(),
                     signature: forged_signature().try_into().unwrap(),
                 };
@@ -288,9 +292,9 @@ fn a_lying_catch_up_peer_is_banned_and_costs_the_network_nothing() {
             .collect()
     };
     let lie = avs_node::sync::StatusMessage {
-        epoch: 0,
-        view: 1_000_000,
-        finalized_height: 999_999,
+        epoch: Epoch::ZERO,
+        view: View::new(1_000_000),
+        finalized_height: Height::new(999_999),
         ..Default::default()
     };
     let mut lies_told = 0u32;
@@ -405,7 +409,8 @@ fn recombined_certificates_are_neither_verified_nor_forwarded() {
     let status = victim.status().unwrap();
     let mut chunks = Vec::new();
     for view in status.view.saturating_sub(6)..status.view.saturating_sub(1) {
-        let asked = encode(&avs_node::sync::VotesRequest { epoch: status.epoch, view }).unwrap();
+        let (epoch, view) = (Epoch::new(status.epoch), View::new(view));
+        let asked = encode(&avs_node::sync::VotesRequest { epoch, view }).unwrap();
         for node in &cluster.nodes {
             let answer = runtime.block_on(recombiner.handle.request(
                 peer_id(node),
@@ -436,7 +441,7 @@ fn recombined_certificates_are_neither_verified_nor_forwarded() {
             let mut bits = [false; 4];
             let mut signatures = Vec::new();
             for vote in &subset {
-                bits[usize::try_from(vote.operator_index).unwrap()] = true;
+                bits[vote.operator_index.position().unwrap()] = true;
                 signatures
                     .push(avs_consensus::bls::Signature::from_bytes(&vote.signature[..]).unwrap());
             }

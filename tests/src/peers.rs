@@ -35,8 +35,8 @@ use avs_consensus::state::{
     apply_block, check_state_root, child_base, genesis_block, genesis_state,
 };
 use avs_consensus::types::{
-    Block, BlockBody, Certificate, ChainState, Proposal, Root, SignedProposal, SignedVote, Signers,
-    VoteData, VoteKind, decode, encode, root_of,
+    Block, BlockBody, Certificate, ChainState, Epoch, Height, OperatorIndex, Proposal, Root,
+    SignedProposal, SignedVote, Signers, View, VoteData, VoteKind, decode, encode, root_of,
 };
 use avs_consensus::verify::verify_proposal;
 use avs_node::genesis::{GenesisFile, GenesisOperator};
@@ -250,8 +250,8 @@ struct Play {
     table: Arc<KeyTable>,
     registry: TaskRegistry,
     /// `(operator index, key)` of every simulated operator.
-    keys: Vec<(u64, SecretKey)>,
-    node_index: u64,
+    keys: Vec<(OperatorIndex, SecretKey)>,
+    node_index: OperatorIndex,
     genesis_time_ms: u64,
     slot: Duration,
     certificates: bool,
@@ -267,7 +267,7 @@ impl Play {
     ) -> anyhow::Result<Self> {
         let digest = network_digest(config)?;
         let state = genesis_state(config);
-        let table = Arc::new(KeyTable::new(0, &child_base(&state)?.operators, digest)?);
+        let table = Arc::new(KeyTable::new(Epoch::ZERO, &child_base(&state)?.operators, digest)?);
         let index_of = |pubkey: [u8; 48]| table.index_of(&pubkey).context("key not in the set");
         let node_index = index_of(avs_node::keys::parse_hex_array("bls_pubkey", node_pubkey)?)?;
         let keys = keys
@@ -289,7 +289,7 @@ impl Play {
     }
 
     /// The leader's block on the tip, with its post-state.
-    fn build(&self, leader: u64) -> anyhow::Result<(Block, ChainState)> {
+    fn build(&self, leader: OperatorIndex) -> anyhow::Result<(Block, ChainState)> {
         let (parent_root, parent) = &self.tip;
         let mut block = Block {
             height: parent.height.checked_add(1).context("height")?,
@@ -303,7 +303,7 @@ impl Play {
         Ok((block, state))
     }
 
-    fn key(&self, index: u64) -> anyhow::Result<&SecretKey> {
+    fn key(&self, index: OperatorIndex) -> anyhow::Result<&SecretKey> {
         self.keys.iter().find(|(i, _)| *i == index).map(|(_, k)| k).context("not simulated")
     }
 
@@ -321,7 +321,7 @@ impl Play {
                 signature: sig.to_bytes().to_vec().try_into().map_err(|_| anyhow::anyhow!("96"))?,
             });
             sigs.push(sig);
-            if let Some(bit) = usize::try_from(*index).ok().and_then(|i| signers.get_mut(i)) {
+            if let Some(bit) = index.position().and_then(|i| signers.get_mut(i)) {
                 *bit = true;
             }
         }
@@ -344,18 +344,18 @@ impl Play {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct NodeProgress {
     /// Highest view the node voted FINALIZE or NULLIFY in (so it has left it), plus one.
-    left_view: u64,
+    left_view: View,
 }
 
 /// What the request handlers answer from.
 #[derive(Default)]
 struct Served {
-    view: u64,
+    view: View,
     blocks: BTreeMap<Root, Block>,
     /// Finalized blocks by height.
-    chain: BTreeMap<u64, Root>,
+    chain: BTreeMap<Height, Root>,
     /// Certificates by view (notarizations, finalizations, nullifications).
-    certificates: BTreeMap<u64, Vec<Certificate>>,
+    certificates: BTreeMap<View, Vec<Certificate>>,
 }
 
 async fn run(
@@ -411,13 +411,14 @@ async fn run(
     let mut nulls: Vec<Certificate> = Vec::new();
     let mut parent_certificate: Option<Certificate> = None;
     let mut pace = Instant::now();
-    for view in 0u64.. {
+    for number in 0u64.. {
+        let view = View::new(number);
         if cancel.is_cancelled() {
             return Ok(());
         }
         lock(&served).view = view;
         // The node has left the previous view (or is too slow to wait for).
-        if view > 0 {
+        if view > View::ZERO {
             let _ = tokio::time::timeout(
                 NODE_VOTE_PATIENCE,
                 progress.wait_for(|p| p.left_view >= view),
@@ -429,7 +430,7 @@ async fn run(
             match wait_for_proposal(&mut proposals, &play, view, &cancel).await? {
                 Some((block, state)) => (block, state, None),
                 None => {
-                    let data = VoteData::nullify(0, view);
+                    let data = VoteData::nullify(Epoch::ZERO, view);
                     let (votes, certificate) = play.votes(data)?;
                     publish_votes(&handles, &play, &votes, &report).await;
                     publish(
@@ -442,14 +443,14 @@ async fn run(
                     )
                     .await;
                     lock(&served).certificates.entry(view).or_default().push(certificate.clone());
-                    lock(&report).nullified_views.push(view);
+                    lock(&report).nullified_views.push(view.get());
                     nulls.push(certificate);
                     continue;
                 }
             }
         } else {
             let (block, state) = play.build(leader)?;
-            let message = Proposal { view, epoch: 0, block: block.clone() };
+            let message = Proposal { view, epoch: Epoch::ZERO, block: block.clone() };
             let signature = play.key(leader)?.sign(&proposal_signing_root(&message, play.digest)?);
             let mut justification: Vec<Certificate> = parent_certificate.iter().cloned().collect();
             justification.extend(nulls.iter().cloned());
@@ -473,8 +474,8 @@ async fn run(
             let p = Arc::clone(&sign_play);
             tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 Ok((
-                    p.votes(VoteData::notarize(0, view, root))?,
-                    p.votes(VoteData::finalize(0, view, root))?,
+                    p.votes(VoteData::notarize(Epoch::ZERO, view, root))?,
+                    p.votes(VoteData::finalize(Epoch::ZERO, view, root))?,
                 ))
             })
             .await??
@@ -491,13 +492,13 @@ async fn run(
                 () = cancel.cancelled() => return Ok(()),
             }
             pace = Instant::now();
-            let peer = usize::try_from(leader).unwrap_or(0) % handles.len();
+            let peer = leader.position().unwrap_or(0) % handles.len();
             publish(&handles, play.digest, peer, TopicKind::Block, encode(&proposal)?, &report)
                 .await;
-            lock(&report).proposed_at_us.insert(block.height, unix_us());
+            lock(&report).proposed_at_us.insert(block.height.get(), unix_us());
         } else {
             pace = Instant::now();
-            lock(&report).node_proposed.push(block.height);
+            lock(&report).node_proposed.push(block.height.get());
         }
         publish_votes(&handles, &play, &notarize.0, &report).await;
         if play.certificates {
@@ -533,8 +534,8 @@ async fn run(
         }
         {
             let mut r = lock(&report);
-            r.finalized_height = block.height;
-            r.sent_at_us.insert(block.height, unix_us());
+            r.finalized_height = block.height.get();
+            r.sent_at_us.insert(block.height.get(), unix_us());
         }
         parent_certificate = Some(notarize.1);
         nulls.clear();
@@ -556,7 +557,7 @@ async fn sleep_until_unix_ms(at_ms: u64, cancel: &CancellationToken) {
 async fn wait_for_proposal(
     proposals: &mut mpsc::Receiver<SignedProposal>,
     play: &Play,
-    view: u64,
+    view: View,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Option<(Block, ChainState)>> {
     let deadline = tokio::time::Instant::now() + NODE_PROPOSAL_PATIENCE;
@@ -566,7 +567,7 @@ async fn wait_for_proposal(
             () = tokio::time::sleep_until(deadline) => return Ok(None),
             () = cancel.cancelled() => return Ok(None),
         };
-        if proposal.message.view != view || proposal.message.epoch != 0 {
+        if proposal.message.view != view || proposal.message.epoch != Epoch::ZERO {
             continue;
         }
         if verify_proposal(&play.table, &proposal).is_err() {
@@ -590,7 +591,7 @@ async fn publish_votes(
 ) {
     let mut per_peer: Vec<Vec<Vec<u8>>> = vec![Vec::new(); handles.len()];
     for vote in votes {
-        let peer = usize::try_from(vote.operator_index).unwrap_or(0) % handles.len();
+        let peer = vote.operator_index.position().unwrap_or(0) % handles.len();
         if let (Some(out), Ok(bytes)) = (per_peer.get_mut(peer), encode(vote)) {
             out.push(bytes);
         }
@@ -648,7 +649,7 @@ async fn publish_one(handle: &NetworkHandle, topic: GossipTopic, data: Vec<u8>) 
 async fn serve(
     handle: NetworkHandle,
     mut events: mpsc::Receiver<NetworkEvent>,
-    node_index: u64,
+    node_index: OperatorIndex,
     served: Arc<Mutex<Served>>,
     progress: watch::Sender<NodeProgress>,
     proposals: mpsc::Sender<SignedProposal>,
@@ -678,7 +679,7 @@ async fn serve(
                                 Some(VoteKind::Finalize | VoteKind::Nullify)
                             )
                         {
-                            let left = vote.data.view.saturating_add(1);
+                            let left = vote.data.view.next();
                             progress.send_if_modified(|p| {
                                 let newer = left > p.left_view;
                                 if newer {
@@ -708,8 +709,13 @@ fn answer(served: &Mutex<Served>, protocol: ReqRespProtocol, request: &[u8]) -> 
     match protocol {
         ReqRespProtocol::Status => {
             let (finalized_height, finalized_root) =
-                s.chain.iter().next_back().map_or((0, [0; 32]), |(h, r)| (*h, *r));
-            let status = StatusMessage { epoch: 0, view: s.view, finalized_height, finalized_root };
+                s.chain.iter().next_back().map_or((Height::ZERO, [0; 32]), |(h, r)| (*h, *r));
+            let status = StatusMessage {
+                epoch: Epoch::ZERO,
+                view: s.view,
+                finalized_height,
+                finalized_root,
+            };
             encoded(encode(&status).into_iter().collect())
         }
         ReqRespProtocol::BlocksByRoot => {
@@ -726,15 +732,15 @@ fn answer(served: &Mutex<Served>, protocol: ReqRespProtocol, request: &[u8]) -> 
             let Ok(req) = decode::<BlocksByRangeRequest>(request) else { return Vec::new() };
             let count = req.count.min(MAX_BLOCKS_PER_RESPONSE);
             encoded(
-                (req.start_height..req.start_height.saturating_add(count))
-                    .map_while(|h| s.chain.get(&h).and_then(|r| s.blocks.get(r)))
+                (req.start_height.get()..req.start_height.get().saturating_add(count))
+                    .map_while(|h| s.chain.get(&Height::new(h)).and_then(|r| s.blocks.get(r)))
                     .filter_map(|b| encode(b).ok())
                     .collect(),
             )
         }
         ReqRespProtocol::Certificates => {
             let Ok(req) = decode::<CertificatesRequest>(request) else { return Vec::new() };
-            if req.epoch != 0 {
+            if req.epoch != Epoch::ZERO {
                 return Vec::new();
             }
             encoded(

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::operators::KeyTable;
 use crate::state::{apply_block, child_base};
-use crate::types::{Block, Certificate, ChainState, Root, VoteData, VoteKind};
+use crate::types::{Block, Certificate, ChainState, Height, Root, View, VoteData, VoteKind};
 use crate::verify::{Incoming, verify_certificate};
 
 /// Result of looking up (or computing) the state after a block.
@@ -260,25 +260,25 @@ impl Engine {
 
     /// The blocks between the finalized tip and a missing ancestor (the parent of a block at
     /// `child_height`): ask for up to `RANGE_BATCH` of them at once.
-    fn want_range(&mut self, child_height: u64, out: &mut Vec<Action>) {
-        let Some(missing) = child_height.checked_sub(1) else { return };
-        let first = self.finalized_height.saturating_add(1);
+    fn want_range(&mut self, child_height: Height, out: &mut Vec<Action>) {
+        let Some(missing) = child_height.previous() else { return };
+        let first = self.finalized_height.next();
         if missing <= first {
             return;
         }
-        let start = missing.saturating_add(1).saturating_sub(RANGE_BATCH).max(first);
-        let end = missing.saturating_add(1);
+        let end = missing.next();
+        let start = end.saturating_sub(RANGE_BATCH).max(first);
         if self.range_wanted == Some((start, end)) {
             return;
         }
         self.range_wanted = Some((start, end));
         if !self.replaying {
-            let count = end.saturating_sub(start);
+            let count = end.since(start);
             out.push(Action::Request(Request::BlocksByRange { start_height: start, count }));
         }
     }
 
-    fn prune_finalized(&mut self, final_view: u64) {
+    fn prune_finalized(&mut self, final_view: View) {
         let (froot, fheight) = (self.finalized_root, self.finalized_height);
         self.blocks.retain(|r, b| b.height > fheight || *r == froot);
         let blocks = &self.blocks;
@@ -329,7 +329,7 @@ impl Engine {
             self.restore_own_vote(vote);
         }
         if !self.replaying && self.now_ms >= self.timing.genesis_ms {
-            self.enter_view(0, EntryCause::EpochStart, out);
+            self.enter_view(View::ZERO, EntryCause::EpochStart, out);
         }
     }
 }

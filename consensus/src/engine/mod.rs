@@ -32,7 +32,7 @@ use crate::state::{child_base, genesis_block, genesis_state};
 use crate::task::TaskRegistry;
 use crate::timing::Timing;
 use crate::types::{
-    Block, Certificate, ChainState, Epoch, GenesisConfig, OperatorIndex, OperatorSet, Root,
+    Block, Certificate, ChainState, Epoch, GenesisConfig, Height, OperatorIndex, OperatorSet, Root,
     SignedProposal, SignedVote, View, VoteData, VoteKind,
 };
 use crate::verify::Incoming;
@@ -114,7 +114,7 @@ pub enum Request {
     /// Blocks by root (answer with `Input::Blocks`).
     BlocksByRoot(Vec<Root>),
     /// Finalized blocks by height (answer with `Input::Blocks`).
-    BlocksByRange { start_height: u64, count: u64 },
+    BlocksByRange { start_height: Height, count: u64 },
 }
 
 /// Why a view was entered (for logs and metrics).
@@ -210,10 +210,10 @@ impl Anchor {
     /// The view below which nothing of the anchor's epoch is needed any more: the view of the
     /// anchor's certificate when it sits inside its epoch, 0 when it starts one.
     pub fn floor_view(&self) -> View {
-        if self.block.height == 0 || self.state.ends_epoch() {
-            0
+        if self.block.height == Height::ZERO || self.state.ends_epoch() {
+            View::ZERO
         } else {
-            self.certificate.as_ref().map_or(0, |c| c.data.view)
+            self.certificate.as_ref().map_or(View::ZERO, |c| c.data.view)
         }
     }
 
@@ -305,13 +305,13 @@ impl EpochState {
             me: table.index_of(pubkey),
             table: Arc::new(table),
             genesis_root,
-            view: 0,
+            view: View::ZERO,
             entered_at_ms: None,
             pace_ms: None,
             nullified_streak: 0,
             last_pull_ms: None,
             views: BTreeMap::new(),
-            floor: 0,
+            floor: View::ZERO,
             start_certificate,
             unpublished: BTreeMap::new(),
         }
@@ -342,7 +342,7 @@ pub struct Engine {
     /// Post-states of blocks whose parent chain is known.
     pub(crate) states: BTreeMap<Root, ChainState>,
     pub(crate) finalized_root: Root,
-    pub(crate) finalized_height: u64,
+    pub(crate) finalized_height: Height,
     /// Certificate proving `finalized_root` final (None at genesis).
     pub(crate) finalized_certificate: Option<Certificate>,
     pub(crate) pending_finality: Option<PendingFinality>,
@@ -351,7 +351,7 @@ pub struct Engine {
     /// Block roots requested and not yet received.
     pub(crate) wanted: BTreeSet<Root>,
     /// Heights below which a range request is outstanding (`blocks_by_range` answers accepted).
-    pub(crate) range_wanted: Option<(u64, u64)>,
+    pub(crate) range_wanted: Option<(Height, Height)>,
     pub(crate) pool: Pool,
     /// Own votes of epochs after the current one (restored when the epoch starts).
     pub(crate) future_own_votes: Vec<SignedVote>,
@@ -405,7 +405,7 @@ impl Engine {
         let pubkey = key.public_key().to_bytes();
         // The anchor either starts the epoch (genesis, or it ended the previous epoch) or sits
         // inside it, finalized at the view its certificate names.
-        let starts_epoch = anchor.block.height == 0 || anchor.state.ends_epoch();
+        let starts_epoch = anchor.block.height == Height::ZERO || anchor.state.ends_epoch();
         let base = child_base(&anchor.state)?;
         let epoch = base.epoch;
         let table = KeyTable::new(epoch, &base.operators, digest)?;
@@ -535,7 +535,7 @@ impl Engine {
     pub fn operator_index(&self) -> Option<OperatorIndex> {
         self.ep.me
     }
-    pub fn finalized(&self) -> (Root, u64) {
+    pub fn finalized(&self) -> (Root, Height) {
         (self.finalized_root, self.finalized_height)
     }
     /// The last finalized block with its state and certificate: what the node stores to

@@ -9,8 +9,8 @@ use crate::signing::proposal_signing_root;
 use crate::state::{apply_block, check_state_root, child_epoch};
 use crate::task::{TaskValidity, ancestor_task_ids};
 use crate::types::{
-    Block, BlockBody, Certificate, ChainState, MAX_JUSTIFICATION, Proposal, Root, SignedProposal,
-    View, VoteData,
+    Block, BlockBody, Certificate, ChainState, MAX_JUSTIFICATION, OperatorIndex, Proposal, Root,
+    SignedProposal, View, VoteData,
 };
 use crate::verify::{Incoming, verify_proposal};
 
@@ -36,8 +36,8 @@ impl Engine {
     pub(crate) fn link(&self, v: View, target: &Root) -> Link {
         let mut w = v;
         loop {
-            let Some(prev) = w.checked_sub(1) else {
-                return if target == &self.ep.genesis_root && self.ep.floor == 0 {
+            let Some(prev) = w.previous() else {
+                return if target == &self.ep.genesis_root && self.ep.floor == View::ZERO {
                     Link::Found(None)
                 } else {
                     Link::Missing
@@ -59,8 +59,12 @@ impl Engine {
     fn select_parent(&self, v: View) -> Result<(Root, Option<View>), View> {
         let mut w = v;
         loop {
-            let Some(prev) = w.checked_sub(1) else {
-                return if self.ep.floor == 0 { Ok((self.ep.genesis_root, None)) } else { Err(0) };
+            let Some(prev) = w.previous() else {
+                return if self.ep.floor == View::ZERO {
+                    Ok((self.ep.genesis_root, None))
+                } else {
+                    Err(View::ZERO)
+                };
             };
             w = prev;
             let Some(vs) = self.ep.views.get(&w) else { return Err(w) };
@@ -89,7 +93,7 @@ impl Engine {
             }
             None => certs.extend(self.ep.start_certificate.clone()),
         }
-        let first = parent_view.map_or(0, |p| p.saturating_add(1));
+        let first = parent_view.map_or(View::ZERO, View::next);
         let room = MAX_JUSTIFICATION.saturating_sub(certs.len());
         // Keep the most recent nullifications if there are more than fit; voters hold the
         // older ones from gossip (docs/protocol.md, "Proposal").
@@ -188,7 +192,7 @@ impl Engine {
 
     fn build_block(
         &self,
-        me: u64,
+        me: OperatorIndex,
         parent_root: Root,
         parent: &ChainState,
     ) -> Option<(Block, ChainState)> {
@@ -199,7 +203,7 @@ impl Engine {
         let mut earlier = self.ancestor_tasks(parent_root);
         let tasks: Vec<_> = self
             .registry
-            .perform(parent, me)
+            .perform(parent, me, self.now_ms)
             .into_iter()
             .filter(|t| {
                 let probe = Block {

@@ -24,7 +24,7 @@ use avs_consensus::signing::{NetworkDigest, task_id};
 use avs_consensus::state::child_base;
 use avs_consensus::task::{TaskDefinition, TaskRegistry, task_message, verify_task_signature};
 use avs_consensus::types::{
-    AvsTaskDefinition, ChainState, GenesisConfig, OperatorIndex, Root, SignedTaskMessage,
+    AvsTaskDefinition, ChainState, GenesisConfig, Height, OperatorIndex, Root, SignedTaskMessage,
     TaskResult, Validation, decode, encode,
 };
 use avs_consensus::{TaskValidity, Verdict};
@@ -77,9 +77,9 @@ pub enum TaskStatus {
     /// Accepted, not in a block this node accepted.
     Pending,
     /// In a block this node accepted at `height`, not finalized yet.
-    Included { height: u64 },
+    Included { height: Height },
     /// In the finalized block `block_root` at `height`; `certificate` (SSZ, hex) proves it.
-    Finalized { height: u64, block_root: String, certificate: String },
+    Finalized { height: Height, block_root: String, certificate: String },
     /// This node's validation refused it.
     Rejected { reason: String },
 }
@@ -268,7 +268,7 @@ struct Inner {
     per_performer: HashMap<[u8; 48], usize>,
     judged: HashMap<TaskId, Judged>,
     /// Tasks in flight, by the height of the block that holds them.
-    in_flight: BTreeMap<u64, Vec<TaskId>>,
+    in_flight: BTreeMap<Height, Vec<TaskId>>,
 }
 
 struct Request {
@@ -473,7 +473,11 @@ impl AvsTasks {
                     entry.signed.message.performer.as_ref().try_into().unwrap_or([0; 48]);
                 match table.index_of(&key) {
                     Some(index) => {
-                        if let Some(op) = table.operator_set().operators.get(index as usize) {
+                        if let Some(op) = table
+                            .operator_set()
+                            .operators
+                            .get(index.position().unwrap_or(usize::MAX))
+                        {
                             entry.address = op.address;
                         }
                     }
@@ -520,7 +524,7 @@ impl AvsTasks {
             let address = table
                 .operator_set()
                 .operators
-                .get(index as usize)
+                .get(index.position().unwrap_or(usize::MAX))
                 .map(|op| op.address)
                 .ok_or(SubmitError::NotMember)?;
             room(&inner, &performer)?;
@@ -800,7 +804,7 @@ impl AvsTasks {
         self.expire(crate::node::now_ms());
         self.republish(crate::node::now_ms());
         let mut inner = self.lock();
-        let stale: Vec<u64> = inner.in_flight.range(..=block.height).map(|(h, _)| *h).collect();
+        let stale: Vec<Height> = inner.in_flight.range(..=block.height).map(|(h, _)| *h).collect();
         for height in stale {
             for id in inner.in_flight.remove(&height).unwrap_or_default() {
                 if let Some(entry) = inner.entries.get_mut(&id)
@@ -908,7 +912,7 @@ impl AvsTasks {
             .iter()
             .filter(|r| self.definitions.contains_key(&r.task_definition_id))
             .filter_map(|result| {
-                let op = set.operators.get(usize::try_from(result.performer_index).ok()?)?;
+                let op = set.operators.get(result.performer_index.position()?)?;
                 let message = task_message(result, op.pubkey.clone());
                 let id = task_id(&message).ok()?;
                 Some((
@@ -973,7 +977,7 @@ impl AvsTasks {
         match &status {
             TaskStatus::Finalized { height, .. } => {
                 self.metrics.finalized.inc();
-                tracing::info!(task_id = %view.task_id, definition = view.task_definition_id, height, "AVS task finalized");
+                tracing::info!(task_id = %view.task_id, definition = view.task_definition_id, %height, "AVS task finalized");
                 let _ = self.feed.send(Arc::new(view));
             }
             TaskStatus::Rejected { reason } => {
@@ -1094,7 +1098,9 @@ impl AvsTasks {
         let Ok(base) = child_base(parent) else {
             return TaskValidity::Invalid("epoch overflow".into());
         };
-        let Some(op) = base.operators.operators.get(result.performer_index as usize) else {
+        let Some(op) =
+            result.performer_index.position().and_then(|i| base.operators.operators.get(i))
+        else {
             return TaskValidity::Invalid("performer not in the set".into());
         };
         let message = task_message(result, op.pubkey.clone());
@@ -1110,7 +1116,7 @@ impl AvsTasks {
         let signed = SignedTaskMessage { message, signature: result.signature.clone() };
         let validity = self.judge(task, definition, &signed, op.address);
         if validity == TaskValidity::Valid {
-            let height = parent.height.saturating_add(1);
+            let height = parent.height.next();
             let mut inner = self.lock();
             if !inner.entries.contains_key(&task) {
                 // Seen first in a proposal: held like a submission from now on.
@@ -1166,7 +1172,7 @@ impl AvsTasks {
             }
             out.push(TaskResult {
                 task_definition_id: id,
-                performer_index: index as OperatorIndex,
+                performer_index: OperatorIndex::at(index),
                 proof_of_task: signed.message.proof_of_task,
                 data: signed.message.data,
                 signature: signed.signature,
@@ -1204,7 +1210,7 @@ impl TaskDefinition for AvsTask {
         // No effect on the state (docs/protocol.md, 7.3): the block root commits to it.
         Ok(())
     }
-    fn perform(&self, parent: &ChainState, _: OperatorIndex) -> Vec<TaskResult> {
+    fn perform(&self, parent: &ChainState, _: OperatorIndex, _: u64) -> Vec<TaskResult> {
         self.tasks.perform_for(self.id, parent)
     }
 }

@@ -5,7 +5,7 @@ use avs_consensus::signing::network_digest;
 use avs_consensus::state::genesis_state;
 use avs_consensus::task::sign_task;
 use avs_consensus::testkit;
-use avs_consensus::types::{Block, BlockBody, Certificate, byte_list};
+use avs_consensus::types::{Block, BlockBody, Certificate, Epoch, byte_list};
 
 use super::*;
 use crate::store::{MemoryDb, MemoryStore};
@@ -29,7 +29,7 @@ fn net() -> Net {
     .try_into()
     .unwrap();
     let digest = network_digest(&genesis).unwrap();
-    let table = Arc::new(KeyTable::new(0, &genesis.operators, digest).unwrap());
+    let table = Arc::new(KeyTable::new(Epoch::ZERO, &genesis.operators, digest).unwrap());
     Net { keys, genesis, digest, table }
 }
 
@@ -152,8 +152,8 @@ fn registry(tasks: &Arc<AvsTasks>) -> TaskRegistry {
 
 fn block_with(results: Vec<TaskResult>, proposer: u64) -> Block {
     Block {
-        height: 1,
-        proposer_index: proposer,
+        height: Height::new(1),
+        proposer_index: OperatorIndex::new(proposer),
         body: BlockBody { tasks: results.try_into().unwrap() },
         ..Default::default()
     }
@@ -181,22 +181,25 @@ fn a_task_is_included_once_finalized_once_and_then_refused() {
     let b = tasks.submit(n.hashed(2, b"b"), Origin::Client, 2).unwrap().task_id;
 
     // The leader takes both, oldest first, with their performers' indices.
-    let performed = registry.perform(&parent, 0);
-    assert_eq!(performed.iter().map(|r| r.performer_index).collect::<Vec<_>>(), vec![1, 2]);
+    let performed = registry.perform(&parent, OperatorIndex::ZERO, 0);
+    assert_eq!(performed.iter().map(|r| r.performer_index.get()).collect::<Vec<_>>(), vec![1, 2]);
     let block = block_with(performed.clone(), 0);
     assert_eq!(
         registry.validate_block(n.digest, &parent, &block, &Default::default()),
         TaskValidity::Valid
     );
-    assert_eq!(tasks.get(&a).unwrap().status, TaskStatus::Included { height: 1 });
-    assert!(registry.perform(&parent, 0).is_empty(), "in flight: not proposed again");
+    assert_eq!(tasks.get(&a).unwrap().status, TaskStatus::Included { height: Height::new(1) });
+    assert!(
+        registry.perform(&parent, OperatorIndex::ZERO, 0).is_empty(),
+        "in flight: not proposed again"
+    );
 
     // Finalized: recorded with its certificate, out of the pending store.
     tasks.finalized(&finalized(block.clone()));
     let TaskStatus::Finalized { height, block_root, .. } = tasks.get(&a).unwrap().status else {
         panic!("not finalized")
     };
-    assert_eq!((height, block_root), (1, format!("0x{}", "07".repeat(32))));
+    assert_eq!((height, block_root), (Height::new(1), format!("0x{}", "07".repeat(32))));
     assert_eq!(tasks.get(&b).unwrap().status.name(), "finalized");
     assert_eq!(pending_keys(&db), 0);
     // A block carrying it again is invalid.
@@ -220,7 +223,7 @@ fn a_task_in_a_block_that_lost_its_height_is_pending_again() {
     let registry = registry(&tasks);
     let parent = genesis_state(&n.genesis);
     let id = tasks.submit(n.hashed(3, b"c"), Origin::Client, 1).unwrap().task_id;
-    let block = block_with(registry.perform(&parent, 0), 0);
+    let block = block_with(registry.perform(&parent, OperatorIndex::ZERO, 0), 0);
     assert_eq!(
         registry.validate_block(n.digest, &parent, &block, &Default::default()),
         TaskValidity::Valid
@@ -228,7 +231,7 @@ fn a_task_in_a_block_that_lost_its_height_is_pending_again() {
     // Another block (without it) is finalized at that height.
     tasks.finalized(&finalized(block_with(Vec::new(), 1)));
     assert_eq!(tasks.get(&id).unwrap().status, TaskStatus::Pending);
-    assert_eq!(registry.perform(&parent, 0).len(), 1, "proposed again");
+    assert_eq!(registry.perform(&parent, OperatorIndex::ZERO, 0).len(), 1, "proposed again");
 }
 
 #[test]
@@ -269,7 +272,7 @@ fn a_performer_that_leaves_the_set_has_its_pending_tasks_rejected() {
     let mut smaller = n.genesis.operators.clone();
     smaller.operators =
         smaller.operators.iter().take(3).cloned().collect::<Vec<_>>().try_into().unwrap();
-    tasks.set_operators(Arc::new(KeyTable::new(1, &smaller, n.digest).unwrap()));
+    tasks.set_operators(Arc::new(KeyTable::new(Epoch::new(1), &smaller, n.digest).unwrap()));
     let TaskStatus::Rejected { reason } = tasks.get(&id).unwrap().status else { panic!() };
     assert!(reason.contains("left the operator set"), "{reason}");
 }
@@ -364,7 +367,8 @@ async fn a_service_task_waits_for_its_service_and_is_retried_until_it_answers() 
     // Until the service said valid, the leader does not propose it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let performed = loop {
-        let performed = tokio::task::block_in_place(|| registry.perform(&parent, 0));
+        let performed =
+            tokio::task::block_in_place(|| registry.perform(&parent, OperatorIndex::ZERO, 0));
         if !performed.is_empty() || std::time::Instant::now() > deadline {
             break performed;
         }
@@ -401,13 +405,16 @@ async fn a_task_its_service_refuses_is_rejected_and_never_proposed() {
         assert!(reason.contains("not a price"), "{reason}");
         TaskResult {
             task_definition_id: SERVICE,
-            performer_index: 1,
+            performer_index: OperatorIndex::new(1),
             proof_of_task: signed.message.proof_of_task,
             data: signed.message.data,
             signature: signed.signature,
         }
     };
-    assert!(tokio::task::block_in_place(|| registry.perform(&parent, 0)).is_empty());
+    assert!(
+        tokio::task::block_in_place(|| registry.perform(&parent, OperatorIndex::ZERO, 0))
+            .is_empty()
+    );
     // Another leader's block carrying it is invalid here.
     let verdict = tokio::task::block_in_place(|| {
         registry.validate_block(
@@ -429,10 +436,10 @@ fn without_a_configured_service_a_service_task_is_never_valid() {
     let parent = genesis_state(&n.genesis);
     let signed = n.signed(1, SERVICE, b"p", b"d");
     tasks.submit(signed.clone(), Origin::Client, 1).unwrap();
-    assert!(registry.perform(&parent, 0).is_empty());
+    assert!(registry.perform(&parent, OperatorIndex::ZERO, 0).is_empty());
     let result = TaskResult {
         task_definition_id: SERVICE,
-        performer_index: 1,
+        performer_index: OperatorIndex::new(1),
         proof_of_task: signed.message.proof_of_task,
         data: signed.message.data,
         signature: signed.signature,
@@ -541,7 +548,7 @@ fn a_finalized_task_is_recorded_in_the_finalitys_batch() {
     let registry = registry(&tasks);
     let parent = genesis_state(&n.genesis);
     let id = tasks.submit(n.hashed(1, b"kept"), Origin::Client, 1).unwrap().task_id;
-    let block = block_with(registry.perform(&parent, 0), 0);
+    let block = block_with(registry.perform(&parent, OperatorIndex::ZERO, 0), 0);
     let mut batch = WriteBatch::new();
     tasks.record_finality(
         &block,
@@ -557,7 +564,7 @@ fn a_finalized_task_is_recorded_in_the_finalitys_batch() {
     let TaskStatus::Finalized { height, block_root, .. } = reopened.get(&id).unwrap().status else {
         panic!("a finalized task came back pending")
     };
-    assert_eq!((height, block_root), (1, format!("0x{}", "09".repeat(32))));
+    assert_eq!((height, block_root), (Height::new(1), format!("0x{}", "09".repeat(32))));
     assert_eq!(reopened.open_counts(), (0, 0));
     assert_eq!(reopened.get(&id).unwrap().data, hex0x(b"kept"), "the record keeps the payload");
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use avs_consensus::types::{
-    Block, MAX_PROOF_BYTES, MAX_TASK_DATA_BYTES, MAX_TASKS_PER_BLOCK, Root, encode,
+    Block, Height, MAX_PROOF_BYTES, MAX_TASK_DATA_BYTES, MAX_TASKS_PER_BLOCK, Root, encode,
 };
 use avs_proto::v1 as pb;
 use avs_proto::v1::node_service_server::{NodeService, NodeServiceServer};
@@ -300,9 +300,9 @@ fn refusal(e: PoolError) -> Status {
 fn finalized_to_proto(event: &FinalizedEvent) -> Result<pb::FinalizedBlock, Status> {
     let direct = event.certificate.data.block_root == event.root;
     Ok(pb::FinalizedBlock {
-        height: event.block.height,
-        epoch: event.certificate.data.epoch,
-        view: if direct { event.certificate.data.view } else { 0 },
+        height: event.block.height.get(),
+        epoch: event.certificate.data.epoch.get(),
+        view: if direct { event.certificate.data.view.get() } else { 0 },
         root: event.root.to_vec(),
         parent_root: event.block.parent_root.to_vec(),
         block_ssz: encode(&event.block).map_err(|e| Status::internal(e.to_string()))?,
@@ -314,7 +314,7 @@ fn stored_to_proto(root: Root, block: &Block) -> anyhow::Result<pb::FinalizedBlo
     // Replayed from the store: the proving certificate is not indexed by height, so only the
     // block is sent (its finality is this node's word; live blocks carry the certificate).
     Ok(pb::FinalizedBlock {
-        height: block.height,
+        height: block.height.get(),
         epoch: 0,
         view: 0,
         root: root.to_vec(),
@@ -414,7 +414,7 @@ impl NodeService for Service {
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(|e| Status::internal(format!("cannot read the history floor: {e:#}")))?;
-            if let Some(floor) = floor.filter(|&floor| from < floor) {
+            if let Some(floor) = floor.filter(|&floor| from < floor.get()) {
                 return Err(Status::out_of_range(format!(
                     "blocks below height {floor} are pruned on this node (--history-blocks); \
                      subscribe from {floor} or ask a node that keeps every block"
@@ -552,10 +552,10 @@ fn read_page(chain: &ChainStore, from: u64, head: u64) -> anyhow::Result<Vec<pb:
     let mut page = Vec::new();
     let mut bytes = 0usize;
     for height in from..=last {
-        let Some(root) = chain.finalized_root(height)? else { break };
+        let Some(root) = chain.finalized_root(Height::new(height))? else { break };
         let Some(block) = chain.block(&root)? else { break };
         anyhow::ensure!(
-            block.height == height,
+            block.height.get() == height,
             "the finalized index at height {height} names a block of height {}",
             block.height
         );
@@ -582,7 +582,7 @@ async fn follow(
             event = live.recv() => event,
         };
         match event {
-            Ok(event) if event.block.height >= next => {
+            Ok(event) if event.block.height.get() >= next => {
                 let block = match finalized_to_proto(&event) {
                     Ok(block) => block,
                     Err(status) => return End::Failed(status),
@@ -590,7 +590,7 @@ async fn follow(
                 if let Err(end) = sink.send(block).await {
                     return end;
                 }
-                next = event.block.height.saturating_add(1);
+                next = event.block.height.next().get();
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(missed)) => {

@@ -79,9 +79,9 @@ fn unhex(text: &str) -> Vec<u8> {
 pub fn task_to_proto(view: &TaskView) -> pb::Task {
     let (reason, height, block_root, certificate_ssz) = match &view.status {
         TaskStatus::Pending => (String::new(), 0, Vec::new(), Vec::new()),
-        TaskStatus::Included { height } => (String::new(), *height, Vec::new(), Vec::new()),
+        TaskStatus::Included { height } => (String::new(), height.get(), Vec::new(), Vec::new()),
         TaskStatus::Finalized { height, block_root, certificate } => {
-            (String::new(), *height, unhex(block_root), unhex(certificate))
+            (String::new(), height.get(), unhex(block_root), unhex(certificate))
         }
         TaskStatus::Rejected { reason } => (reason.clone(), 0, Vec::new(), Vec::new()),
     };

@@ -3,7 +3,7 @@
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use avs_consensus::types::{BlockBody, Certificate, TaskResult, byte_list};
+use avs_consensus::types::{BlockBody, Certificate, Height, OperatorIndex, TaskResult, byte_list};
 use avs_proto::v1::node_service_client::NodeServiceClient;
 use tonic::Code;
 use tonic::codegen::tokio_stream;
@@ -78,7 +78,11 @@ fn block(height: u64, data_bytes: usize) -> Block {
     let task =
         TaskResult { data: byte_list(&vec![7; data_bytes]).unwrap(), ..TaskResult::default() };
     let tasks = if data_bytes == 0 { Vec::new() } else { vec![task] };
-    Block { height, body: BlockBody { tasks: tasks.try_into().unwrap() }, ..Block::default() }
+    Block {
+        height: Height::new(height),
+        body: BlockBody { tasks: tasks.try_into().unwrap() },
+        ..Block::default()
+    }
 }
 
 /// Stores finalized blocks at `heights`; returns their roots.
@@ -373,7 +377,7 @@ async fn a_subscription_below_the_pruned_history_is_refused_not_silently_skipped
     let mut batch = WriteBatch::new();
     chain.put_anchor(&mut batch, &anchor).unwrap();
     chain.write(batch).unwrap();
-    assert_eq!(chain.history_floor().unwrap(), Some(4));
+    assert_eq!(chain.history_floor().unwrap(), Some(Height::new(4)));
     let server = start_with(local().await, &[0], Limits::default(), chain, 6).await;
     let mut client = server.client().await;
     let request = pb::SubscribeFinalizedRequest { from_height: Some(2) };
@@ -463,7 +467,7 @@ fn a_replay_page_is_bounded_in_bytes_and_stops_at_the_head_and_at_gaps() {
 fn the_largest_finalized_block_fits_the_response_limit() {
     let task = TaskResult {
         task_definition_id: 1,
-        performer_index: 2,
+        performer_index: OperatorIndex::new(2),
         proof_of_task: byte_list(&vec![1; avs_consensus::types::MAX_PROOF_BYTES]).unwrap(),
         data: byte_list(&vec![2; avs_consensus::types::MAX_TASK_DATA_BYTES]).unwrap(),
         signature: Default::default(),

@@ -17,7 +17,7 @@ use avs_consensus::bls::{self, SecretKey, Signature};
 use avs_consensus::operators::KeyTable;
 use avs_consensus::signing::{DOMAIN_CHECKIN, NetworkDigest, domain, signing_root};
 use avs_consensus::ssz_check::{Shape, SszShape};
-use avs_consensus::types::{Root, SignatureBytes, decode, root_of};
+use avs_consensus::types::{OperatorIndex, Root, SignatureBytes, decode, root_of};
 use ssz_rs::prelude::*;
 use thiserror::Error;
 
@@ -153,7 +153,11 @@ pub fn verify(
 
 /// The cheap checks, no pairing: the version is UTF-8, the timestamp is fresh at `now_ms`, and
 /// the address is a member of `table`. Returns the operator's index in `table`.
-pub fn precheck(table: &KeyTable, checkin: &Checkin, now_ms: u64) -> Result<u64, CheckinError> {
+pub fn precheck(
+    table: &KeyTable,
+    checkin: &Checkin,
+    now_ms: u64,
+) -> Result<OperatorIndex, CheckinError> {
     if std::str::from_utf8(checkin.version.as_ref()).is_err() {
         return Err(CheckinError::Malformed("version is not UTF-8".into()));
     }
@@ -165,13 +169,13 @@ pub fn precheck(table: &KeyTable, checkin: &Checkin, now_ms: u64) -> Result<u64,
         return Err(CheckinError::Future { ahead_ms: ts.saturating_sub(now_ms) });
     }
     let unknown = || CheckinError::UnknownOperator(hex::encode(checkin.address));
-    let index = table
+    table
         .operator_set()
         .operators
         .iter()
         .position(|op| op.address == checkin.address)
-        .ok_or_else(unknown)?;
-    u64::try_from(index).map_err(|_| unknown())
+        .map(OperatorIndex::at)
+        .ok_or_else(unknown)
 }
 
 /// The expensive check, one pairing: the signature against the key of operator `index` of
@@ -179,7 +183,7 @@ pub fn precheck(table: &KeyTable, checkin: &Checkin, now_ms: u64) -> Result<u64,
 pub fn verify_signature(
     table: &KeyTable,
     signed: &SignedCheckin,
-    index: u64,
+    index: OperatorIndex,
 ) -> Result<VerifiedCheckin, CheckinError> {
     let checkin = &signed.message;
     let address = hex::encode(checkin.address);
@@ -192,8 +196,8 @@ pub fn verify_signature(
     }
     Ok(VerifiedCheckin {
         checkin: checkin.clone(),
-        operator_index: index,
+        operator_index: index.get(),
         voting_power: table.power(index).unwrap_or(0),
-        epoch: table.epoch(),
+        epoch: table.epoch().get(),
     })
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use avs_consensus::Verdict;
 use avs_consensus::operators::KeyTable;
+use avs_consensus::types::OperatorIndex;
 use serde::{Deserialize, Serialize};
 
 pub use checkin::{Checkin, CheckinError, SignedCheckin, VerifiedCheckin};
@@ -326,7 +327,7 @@ impl OperatorPool {
         self.store.write(batch, Durability::Buffered)?;
         let expired = inner.rows.len().saturating_sub(updated.len());
         if expired > 0 {
-            tracing::info!(expired, epoch = table.epoch(), "expired operator pool rows");
+            tracing::info!(expired, epoch = %table.epoch(), "expired operator pool rows");
         }
         inner.rows = updated;
         inner.table = Some(table.clone());
@@ -344,9 +345,9 @@ impl OperatorPool {
     ) -> Result<PoolRow, PoolError> {
         let mut inner = self.lock();
         if let Some(current) = inner.table.as_ref().map(|t| t.epoch())
-            && current != verified.epoch
+            && current.get() != verified.epoch
         {
-            return Err(PoolError::EpochMoved { checked: verified.epoch, current });
+            return Err(PoolError::EpochMoved { checked: verified.epoch, current: current.get() });
         }
         let c = &verified.checkin;
         // Again under the lock: two copies may both have passed the precheck.
@@ -400,7 +401,7 @@ impl OperatorPool {
         &self,
         signed: &SignedCheckin,
         now_ms: u64,
-    ) -> Result<(Arc<KeyTable>, u64), PoolError> {
+    ) -> Result<(Arc<KeyTable>, OperatorIndex), PoolError> {
         let table = self.table().ok_or(PoolError::NoOperatorSet)?;
         let index = checkin::precheck(&table, &signed.message, now_ms)?;
         check_newer(&self.lock().rows, &signed.message)?;

@@ -5,7 +5,7 @@ use super::checkin::{MAX_AGE_MS, MAX_FUTURE_MS, decode_signed, sign, verify};
 use super::*;
 use crate::store::MemoryStore;
 use avs_consensus::bls::SecretKey;
-use avs_consensus::types::{Operator, OperatorSet, byte_list, encode};
+use avs_consensus::types::{Epoch, Operator, OperatorSet, byte_list, encode};
 
 pub(crate) const DIGEST: [u8; 4] = [1, 2, 3, 4];
 const NOW: u64 = 1_700_000_000_000;
@@ -28,7 +28,7 @@ pub(crate) fn table(epoch: u64, members: &[u8]) -> Arc<KeyTable> {
         })
         .collect::<Vec<_>>();
     let set = OperatorSet { operators: operators.try_into().unwrap() };
-    Arc::new(KeyTable::new(epoch, &set, DIGEST).unwrap())
+    Arc::new(KeyTable::new(Epoch::new(epoch), &set, DIGEST).unwrap())
 }
 
 fn checkin(i: u8, ts: u64) -> Checkin {

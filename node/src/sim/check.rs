@@ -20,7 +20,9 @@ use std::collections::{BTreeMap, HashMap};
 use avs_consensus::Verdict;
 use avs_consensus::bls::{PublicKey, Signature, fast_aggregate_verify};
 use avs_consensus::signing::{NetworkDigest, network_digest, vote_signing_root};
-use avs_consensus::types::{GenesisConfig, OperatorSet, Root, SignedVote, VoteKind};
+use avs_consensus::types::{
+    Epoch, GenesisConfig, Height, OperatorSet, Root, SignedVote, View, VoteKind,
+};
 
 use crate::core::FinalizedEvent;
 
@@ -35,15 +37,15 @@ pub(crate) struct Checker {
     honest: Vec<bool>,
     digest: NetworkDigest,
     /// Operator sets by epoch, as the finalized chain announces them (epoch 0: genesis).
-    sets: BTreeMap<u64, OperatorSet>,
+    sets: BTreeMap<Epoch, OperatorSet>,
     /// height -> (root, parent root), the first report.
-    chain: BTreeMap<u64, (Root, Root)>,
+    chain: BTreeMap<Height, (Root, Root)>,
     /// node -> last finalized height reported (or restored from the store).
-    last: HashMap<usize, u64>,
+    last: HashMap<usize, Height>,
     /// (pubkey, epoch, view) -> what that operator signed.
-    votes: HashMap<(Vec<u8>, u64, u64), OwnVotes>,
+    votes: HashMap<(Vec<u8>, Epoch, View), OwnVotes>,
     /// Time (ms after genesis) each height was first finalized anywhere.
-    pub(crate) first_finalized_ms: BTreeMap<u64, u64>,
+    pub(crate) first_finalized_ms: BTreeMap<Height, u64>,
     pub(crate) violations: Vec<String>,
 }
 
@@ -51,7 +53,7 @@ impl Checker {
     pub(crate) fn new(genesis: &GenesisConfig, honest: Vec<bool>) -> Self {
         let digest = network_digest(genesis).expect("genesis digest");
         let mut sets = BTreeMap::new();
-        sets.insert(0, genesis.operators.clone());
+        sets.insert(Epoch::ZERO, genesis.operators.clone());
         Self {
             honest,
             digest,
@@ -71,8 +73,8 @@ impl Checker {
     }
 
     /// Node `i` (re)started; its store says it finalized up to `height`.
-    pub(crate) fn started(&mut self, i: usize, height: Option<u64>) {
-        let height = height.unwrap_or(0);
+    pub(crate) fn started(&mut self, i: usize, height: Option<Height>) {
+        let height = height.unwrap_or(Height::ZERO);
         if let Some(&last) = self.last.get(&i)
             && height < last
         {
@@ -98,8 +100,7 @@ impl Checker {
             return;
         };
         let Some(set) = self.sets.get(&vote.data.epoch) else { return };
-        let Some(op) = usize::try_from(vote.operator_index).ok().and_then(|x| set.operators.get(x))
-        else {
+        let Some(op) = vote.operator_index.position().and_then(|x| set.operators.get(x)) else {
             self.violation(format!(
                 "node {i} voted as operator {} outside its set",
                 vote.operator_index
@@ -144,7 +145,7 @@ impl Checker {
 
     pub(crate) fn finalized(&mut self, i: usize, at_ms: u64, event: &FinalizedEvent) {
         let height = event.block.height;
-        let expected = self.last.get(&i).copied().unwrap_or(0) + 1;
+        let expected = self.last.get(&i).copied().unwrap_or(Height::ZERO).next();
         if height != expected {
             self.violation(format!("node {i} finalized height {height}, expected {expected} next"));
         }
@@ -161,13 +162,13 @@ impl Checker {
                 self.first_finalized_ms.insert(height, at_ms);
             }
         }
-        if height > 1
-            && let Some((below, _)) = self.chain.get(&(height - 1))
+        if let Some(below_height) = height.previous().filter(|h| *h > Height::ZERO)
+            && let Some((below, _)) = self.chain.get(&below_height)
             && *below != event.block.parent_root
         {
             self.violation(format!(
                 "height {height}'s parent is not the block finalized at {}",
-                height - 1
+                below_height
             ));
         }
         self.check_certificate(i, event);
@@ -175,7 +176,7 @@ impl Checker {
 
     /// A node announced the operator set of a new epoch; the first announcement is kept, and a
     /// different one from another node is a disagreement.
-    pub(crate) fn epoch_changed(&mut self, i: usize, epoch: u64, set: &OperatorSet) {
+    pub(crate) fn epoch_changed(&mut self, i: usize, epoch: Epoch, set: &OperatorSet) {
         match self.sets.get(&epoch) {
             Some(known) if known != set => {
                 self.violation(format!("node {i} entered epoch {epoch} with another operator set"))
@@ -240,7 +241,7 @@ impl Checker {
 
     /// The last height node `i` reported (or restored), alive or not.
     pub(crate) fn height_of(&self, i: usize) -> u64 {
-        self.last.get(&i).copied().unwrap_or(0)
+        self.last.get(&i).copied().unwrap_or(Height::ZERO).get()
     }
 
     pub(crate) fn assert_clean(&self) {

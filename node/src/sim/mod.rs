@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use avs_consensus::clock::SlotClock;
 use avs_consensus::testkit::{self, Change, MembershipTask, NoteTask};
-use avs_consensus::types::{GenesisConfig, SignedVote, decode};
+use avs_consensus::types::{GenesisConfig, Height, SignedVote, decode};
 use avs_consensus::{EngineConfig, TaskRegistry};
 use avs_p2p::{
     Keypair, MessageId, PeerId, ReqRespProtocol, ResponseChunk, TopicKind, ValidationOutcome,
@@ -83,7 +83,7 @@ pub(crate) struct Scenario {
     /// until a membership change adds them.
     pub(crate) joiners: Vec<u64>,
     /// Operator-set changes proposed from a height on.
-    pub(crate) membership: Vec<(u64, Change)>,
+    pub(crate) membership: Vec<(Height, Change)>,
     /// Nodes whose aggregator flag is on.
     pub(crate) aggregators: Vec<usize>,
     pub(crate) byzantine: Vec<(usize, Byzantine)>,
@@ -264,7 +264,7 @@ fn peer_of(key_id: u64) -> PeerId {
     keypair.public().to_peer_id()
 }
 
-fn registry(script: &[(u64, Change)]) -> TaskRegistry {
+fn registry(script: &[(Height, Change)]) -> TaskRegistry {
     let mut registry = TaskRegistry::new();
     for task in [
         Arc::new(NoteTask) as Arc<dyn avs_consensus::TaskDefinition>,
@@ -355,8 +355,9 @@ impl Sim {
     }
 
     /// Finalized height of a running node.
+    /// (A plain number: the scenarios compare heights with counts of slots.)
     pub(crate) fn finalized_height(&self, node: usize) -> Option<u64> {
-        self.nodes[node].core.as_ref().map(|c| c.engine().finalized().1)
+        self.nodes[node].core.as_ref().map(|c| c.engine().finalized().1.get())
     }
 
     /// What a node reports about itself now (`None` while it is down).

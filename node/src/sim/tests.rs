@@ -5,6 +5,7 @@
 //! shards that run in parallel).
 
 use avs_consensus::testkit::Change;
+use avs_consensus::types::Height;
 
 use super::{Byzantine, Fault, Scenario, Sim};
 
@@ -89,9 +90,9 @@ fn operator_set_changes_at_runtime() {
     let mut scenario = Scenario::quiet(4, 21);
     scenario.joiners = vec![4];
     scenario.membership = vec![
-        (3, Change::Add { id: 4, power: 1 }),
-        (8, Change::SetPower { id: 2, power: 3 }),
-        (13, Change::Remove { id: 1 }),
+        (Height::new(3), Change::Add { id: 4, power: 1 }),
+        (Height::new(8), Change::SetPower { id: 2, power: 3 }),
+        (Height::new(13), Change::Remove { id: 1 }),
     ];
     scenario.run_ms = 40_000;
     let sim = run(scenario);

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use avs_consensus::types::Root;
+use avs_consensus::types::{Epoch, Height, Root, View};
 use avs_p2p::PeerId;
 
 /// Most requests in flight at once; further ones are skipped (the engine asks again).
@@ -19,13 +19,13 @@ pub enum Purpose {
     /// A status probe: is the peer ahead of us?
     Status,
     /// Certificates of an epoch from a view on (the answer is checked against them).
-    Certificates { epoch: u64, from_view: u64 },
+    Certificates { epoch: Epoch, from_view: View },
     /// A view's votes.
     Votes,
     /// Blocks by root; on an empty or failed answer another peer is asked.
     BlocksByRoot { roots: Vec<Root>, tried: Vec<PeerId> },
     /// Finalized blocks by height; on an empty or failed answer another peer is asked.
-    BlocksByRange { start_height: u64, count: u64, tried: Vec<PeerId> },
+    BlocksByRange { start_height: Height, count: u64, tried: Vec<PeerId> },
 }
 
 #[derive(Debug)]
@@ -123,7 +123,7 @@ impl SyncClient {
     }
 
     /// A range request for this start is already in flight.
-    pub fn range_in_flight(&self, start: u64) -> bool {
+    pub fn range_in_flight(&self, start: Height) -> bool {
         self.in_flight.values().any(
             |f| matches!(f.purpose, Purpose::BlocksByRange { start_height, .. } if start_height == start),
         )

@@ -16,7 +16,7 @@ pub mod client;
 pub mod server;
 
 use avs_consensus::ssz_check::{Shape, SszShape};
-use avs_consensus::types::{Root, decode};
+use avs_consensus::types::{Epoch, Height, Root, View, decode};
 use avs_p2p::{ResponseChunk, ResponseCode};
 use ssz_rs::prelude::*;
 
@@ -27,15 +27,15 @@ pub const MAX_CERTIFICATES_PER_RESPONSE: usize = 256;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct StatusMessage {
-    pub epoch: u64,
-    pub view: u64,
-    pub finalized_height: u64,
+    pub epoch: Epoch,
+    pub view: View,
+    pub finalized_height: Height,
     pub finalized_root: Root,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct BlocksByRangeRequest {
-    pub start_height: u64,
+    pub start_height: Height,
     pub count: u64,
 }
 
@@ -46,14 +46,14 @@ pub struct BlocksByRootRequest {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct CertificatesRequest {
-    pub epoch: u64,
-    pub from_view: u64,
+    pub epoch: Epoch,
+    pub from_view: View,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, SimpleSerialize)]
 pub struct VotesRequest {
-    pub epoch: u64,
-    pub view: u64,
+    pub epoch: Epoch,
+    pub view: View,
 }
 
 // Shapes for the strict decoder (`avs_consensus::types::decode` checks layout before ssz_rs).

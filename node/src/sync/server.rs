@@ -218,6 +218,7 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
     use avs_consensus::testkit;
+    use avs_consensus::types::{Epoch, Height, View};
     use avs_consensus::{EngineConfig, TaskRegistry};
     use ssz_rs::prelude::List;
 
@@ -235,11 +236,11 @@ mod tests {
             (ReqRespProtocol::Status, vec![1, 2, 3]),
             (
                 ReqRespProtocol::BlocksByRange,
-                encode(&BlocksByRangeRequest { start_height: 0, count: 0 }).unwrap(),
+                encode(&BlocksByRangeRequest { start_height: Height::ZERO, count: 0 }).unwrap(),
             ),
             (
                 ReqRespProtocol::BlocksByRange,
-                encode(&BlocksByRangeRequest { start_height: 0, count: 1000 }).unwrap(),
+                encode(&BlocksByRangeRequest { start_height: Height::ZERO, count: 1000 }).unwrap(),
             ),
             (ReqRespProtocol::Certificates, vec![0; 3]),
             (ReqRespProtocol::BlocksByRoot, vec![0xff; 5]),
@@ -261,12 +262,13 @@ mod tests {
             vec![status_of(&engine)]
         );
 
-        let range = encode(&BlocksByRangeRequest { start_height: 1, count: 8 }).unwrap();
+        let range =
+            encode(&BlocksByRangeRequest { start_height: Height::new(1), count: 8 }).unwrap();
         assert!(answer(&chain, &engine, ReqRespProtocol::BlocksByRange, &range).is_empty());
         let roots = BlocksByRootRequest { roots: List::try_from(vec![[1u8; 32]]).unwrap() };
         let roots = encode(&roots).unwrap();
         assert!(answer(&chain, &engine, ReqRespProtocol::BlocksByRoot, &roots).is_empty());
-        let votes = encode(&VotesRequest { epoch: 0, view: 0 }).unwrap();
+        let votes = encode(&VotesRequest { epoch: Epoch::ZERO, view: View::ZERO }).unwrap();
         assert!(answer(&chain, &engine, ReqRespProtocol::Votes, &votes).is_empty());
     }
 
@@ -274,7 +276,7 @@ mod tests {
     #[test]
     fn a_root_asked_many_times_is_answered_once() {
         let (chain, _) = setup();
-        let block = Block { height: 1, ..Default::default() };
+        let block = Block { height: Height::new(1), ..Default::default() };
         let root = block.root().unwrap();
         let mut batch = crate::store::WriteBatch::new();
         chain.put_unfinal_block(&mut batch, &root, &block).unwrap();

@@ -14,6 +14,7 @@ use anyhow::Context;
 use avs_consensus::TaskValidity;
 use avs_consensus::signing::{network_digest, task_id, task_signing_root};
 use avs_consensus::task::{sign_task, verify_task_signature};
+use avs_consensus::types::OperatorIndex;
 use avs_consensus::types::{
     AvsTaskDefinition, GenesisConfig, SignedTaskMessage, TaskMessage, TaskResult, Validation,
     byte_list, root_of,
@@ -81,7 +82,7 @@ fn evaluate(input: &Value) -> anyhow::Result<Value> {
     };
     let in_block = performer.map(|i| TaskResult {
         task_definition_id: message.task_definition_id,
-        performer_index: i as u64,
+        performer_index: OperatorIndex::at(i),
         proof_of_task: message.proof_of_task.clone(),
         data: message.data.clone(),
         signature: signed.signature.clone(),

@@ -10,6 +10,7 @@
 
 use anyhow::{Context, bail};
 use avs_consensus::bls::{self, PublicKey, SecretKey, Signature};
+use avs_consensus::types::OperatorIndex;
 use serde_json::{Value, json};
 
 use super::common::ikm;
@@ -92,8 +93,12 @@ fn evaluate(input: &Value) -> anyhow::Result<Value> {
             json!({ "valid": valid })
         }
         "pop_verify" => {
-            let valid =
-                bls::verify_pop(0, &get_hex(input, "pubkey")?, &get_hex(input, "pop")?).is_ok();
+            let valid = bls::verify_pop(
+                OperatorIndex::ZERO,
+                &get_hex(input, "pubkey")?,
+                &get_hex(input, "pop")?,
+            )
+            .is_ok();
             json!({ "valid": valid })
         }
         other => bail!("unknown operation {other:?}"),

@@ -10,6 +10,7 @@ use avs_consensus::bls::{self, SecretKey};
 use avs_consensus::signing::{
     NetworkDigest, network_digest, proposal_signing_root, vote_signing_root,
 };
+use avs_consensus::types::OperatorIndex;
 use avs_consensus::types::{
     AvsTaskDefinition, Certificate, GenesisConfig, Operator, OperatorSet, Proposal, SignatureBytes,
     SignedProposal, SignedVote, Signers, Validation, VoteData, byte_list,
@@ -74,7 +75,7 @@ pub(crate) fn vote(i: usize, data: VoteData, digest: NetworkDigest) -> anyhow::R
     let root = vote_signing_root(&data, digest)?;
     Ok(SignedVote {
         data,
-        operator_index: u64::try_from(i)?,
+        operator_index: OperatorIndex::at(i),
         signature: sig_bytes(&secret(i)?.sign(&root))?,
     })
 }

@@ -14,6 +14,7 @@ use avs_consensus::types::{
     Block, BlockBody, Certificate, GenesisConfig, Proposal, Root, SignedProposal, SignedVote,
     VoteData, root_of,
 };
+use avs_consensus::types::{Epoch, Height, OperatorIndex, View};
 use avs_consensus::{Action, Engine, EngineConfig, TaskRegistry};
 use serde_json::{Value, json};
 
@@ -41,7 +42,7 @@ impl Scenario {
     fn new(me: usize, persisted: Option<Value>) -> anyhow::Result<Self> {
         let genesis = common::genesis("avs-consensus-vectors", &[1; N])?;
         let digest = common::digest(&genesis)?;
-        let table = KeyTable::new(0, &genesis.operators, digest)?;
+        let table = KeyTable::new(Epoch::ZERO, &genesis.operators, digest)?;
         let config = EngineConfig::new(genesis.clone());
         let mut input = json!({
             "genesis": genesis.to_json(),
@@ -58,7 +59,7 @@ impl Scenario {
     }
 
     fn leader(&self, view: u64) -> anyhow::Result<usize> {
-        Ok(usize::try_from(self.table.leader(view).context("no leader")?)?)
+        self.table.leader(View::new(view)).context("no leader")?.position().context("index")
     }
 
     /// Operators other than `me` and the leader of `view`, in index order.
@@ -108,9 +109,9 @@ impl Scenario {
         let parent = genesis_block(&self.genesis)?;
         let parent_root = parent.root()?;
         let mut block = Block {
-            height: 1,
+            height: Height::new(1),
             parent_root,
-            proposer_index: u64::try_from(proposer)?,
+            proposer_index: OperatorIndex::at(proposer),
             state_root: [0; 32],
             body: BlockBody::default(),
         };
@@ -127,7 +128,12 @@ impl Scenario {
 
     /// `block` proposed for `view` of epoch 0, signed by operator `signer`.
     fn signed(&self, view: u64, block: Block, signer: usize) -> anyhow::Result<SignedProposal> {
-        common::signed_proposal(signer, Proposal { view, epoch: 0, block }, Vec::new(), self.digest)
+        common::signed_proposal(
+            signer,
+            Proposal { view: View::new(view), epoch: Epoch::ZERO, block },
+            Vec::new(),
+            self.digest,
+        )
     }
 
     fn finish(mut self, name: &str, description: &str) -> anyhow::Result<Case> {
@@ -155,11 +161,11 @@ fn leader_finalizes() -> anyhow::Result<Case> {
     let root = proposed_root(&s.tick(0, true)?)?;
     let voters: Vec<usize> = (0..N).filter(|i| *i != me).take(2).collect();
     for i in &voters {
-        let v = s.signed_vote(*i, VoteData::notarize(0, 0, root))?;
+        let v = s.signed_vote(*i, VoteData::notarize(Epoch::ZERO, View::ZERO, root))?;
         s.vote(v, true)?;
     }
     for i in &voters {
-        let v = s.signed_vote(*i, VoteData::finalize(0, 0, root))?;
+        let v = s.signed_vote(*i, VoteData::finalize(Epoch::ZERO, View::ZERO, root))?;
         s.vote(v, true)?;
     }
     s.tick(800, true)?;
@@ -187,8 +193,8 @@ fn follower_finalizes() -> anyhow::Result<Case> {
     s.proposal(&proposal)?;
     let mut signers: Vec<usize> = (0..N).filter(|i| *i != me).collect();
     signers.sort_unstable();
-    s.certificate(&s.cert(&signers, VoteData::notarize(0, 0, root))?)?;
-    s.certificate(&s.cert(&signers, VoteData::finalize(0, 0, root))?)?;
+    s.certificate(&s.cert(&signers, VoteData::notarize(Epoch::ZERO, View::ZERO, root))?)?;
+    s.certificate(&s.cert(&signers, VoteData::finalize(Epoch::ZERO, View::ZERO, root))?)?;
     s.tick(800, false)?;
     s.finish(
         "follower_notarizes_and_finalizes",
@@ -208,10 +214,10 @@ fn nullify_on_timeout() -> anyhow::Result<Case> {
         s.tick(ms, true)?;
     }
     for i in s.others(me, 0)? {
-        let v = s.signed_vote(i, VoteData::nullify(0, 0))?;
+        let v = s.signed_vote(i, VoteData::nullify(Epoch::ZERO, View::ZERO))?;
         s.vote(v, true)?;
     }
-    let v = s.signed_vote(leader, VoteData::nullify(0, 0))?;
+    let v = s.signed_vote(leader, VoteData::nullify(Epoch::ZERO, View::ZERO))?;
     s.vote(v, true)?;
     s.tick(6400, true)?;
     s.finish(
@@ -230,12 +236,12 @@ fn nullify_on_timeout() -> anyhow::Result<Case> {
 fn equivocation() -> anyhow::Result<Case> {
     let mut s = Scenario::new(0, None)?;
     s.tick(0, true)?;
-    let a = s.signed_vote(2, VoteData::notarize(0, 0, [0xaa; 32]))?;
-    let b = s.signed_vote(2, VoteData::notarize(0, 0, [0xbb; 32]))?;
+    let a = s.signed_vote(2, VoteData::notarize(Epoch::ZERO, View::ZERO, [0xaa; 32]))?;
+    let b = s.signed_vote(2, VoteData::notarize(Epoch::ZERO, View::ZERO, [0xbb; 32]))?;
     s.vote(a, true)?;
     s.vote(b, true)?;
-    let f = s.signed_vote(3, VoteData::finalize(0, 0, [0xcc; 32]))?;
-    let n = s.signed_vote(3, VoteData::nullify(0, 0))?;
+    let f = s.signed_vote(3, VoteData::finalize(Epoch::ZERO, View::ZERO, [0xcc; 32]))?;
+    let n = s.signed_vote(3, VoteData::nullify(Epoch::ZERO, View::ZERO))?;
     s.vote(f, true)?;
     s.vote(n, true)?;
     s.tick(800, true)?;
@@ -254,14 +260,14 @@ fn restart_nullify() -> anyhow::Result<Case> {
     let probe = Scenario::new(0, None)?;
     let leader = probe.leader(0)?;
     let me = probe.others(leader, 0)?.first().copied().context("no follower")?;
-    let own = probe_vote(me, VoteData::nullify(0, 0))?;
+    let own = probe_vote(me, VoteData::nullify(Epoch::ZERO, View::ZERO))?;
     let mut s = Scenario::new(me, Some(json!({ "ownVotes": [own.to_json()] })))?;
     s.tick(0, false)?;
     let block = s.child_of_genesis(leader)?;
     let root = block.root()?;
     s.proposal(&s.signed(0, block, leader)?)?;
     let signers: Vec<usize> = (0..N).filter(|i| *i != me).collect();
-    s.certificate(&s.cert(&signers, VoteData::notarize(0, 0, root))?)?;
+    s.certificate(&s.cert(&signers, VoteData::notarize(Epoch::ZERO, View::ZERO, root))?)?;
     s.finish(
         "restart_with_persisted_nullify",
         "Given a node restarted with its own NULLIFY for view 0 persisted, when the leader's \
@@ -275,7 +281,7 @@ fn restart_leader_notarize() -> anyhow::Result<Case> {
     let probe = Scenario::new(0, None)?;
     let leader = probe.leader(0)?;
     let block = probe.child_of_genesis(leader)?;
-    let own = probe_vote(leader, VoteData::notarize(0, 0, block.root()?))?;
+    let own = probe_vote(leader, VoteData::notarize(Epoch::ZERO, View::ZERO, block.root()?))?;
     let mut s = Scenario::new(leader, Some(json!({ "ownVotes": [own.to_json()] })))?;
     s.tick(0, false)?;
     s.tick(800, false)?;
@@ -290,7 +296,7 @@ fn restart_leader_notarize() -> anyhow::Result<Case> {
 fn catch_up() -> anyhow::Result<Case> {
     let mut s = Scenario::new(0, None)?;
     s.tick(0, false)?;
-    s.certificate(&s.cert(&[1, 2, 3], VoteData::nullify(0, 2))?)?;
+    s.certificate(&s.cert(&[1, 2, 3], VoteData::nullify(Epoch::ZERO, View::new(2)))?)?;
     s.tick(800, false)?;
     s.finish(
         "catch_up_on_certificate_ahead",
@@ -306,9 +312,9 @@ fn future_proposal() -> anyhow::Result<Case> {
     let me = (0..N).find(|i| *i != l0 && *i != l1).context("no follower")?;
     let mut s = Scenario::new(me, None)?;
     s.tick(0, false)?;
-    let nullified = s.cert(&[l0, l1, me], VoteData::nullify(0, 0))?;
+    let nullified = s.cert(&[l0, l1, me], VoteData::nullify(Epoch::ZERO, View::ZERO))?;
     let block = s.child_of_genesis(l1)?;
-    let message = Proposal { view: 1, epoch: 0, block };
+    let message = Proposal { view: View::new(1), epoch: Epoch::ZERO, block };
     let proposal = common::signed_proposal(l1, message, vec![nullified], s.digest)?;
     s.proposal(&proposal)?;
     s.tick(800, false)?;
@@ -360,14 +366,15 @@ fn refused_inputs() -> anyhow::Result<Vec<Case>> {
     s.tick(0, true)?;
     let root = s.child_of_genesis(leader)?.root()?;
     let others: Vec<usize> = (0..N).filter(|i| *i != me).collect();
-    let good = s.signed_vote(others[0], VoteData::notarize(0, 0, root))?;
+    let good = s.signed_vote(others[0], VoteData::notarize(Epoch::ZERO, View::ZERO, root))?;
     s.vote(good, true)?;
-    let good = s.signed_vote(others[1], VoteData::notarize(0, 0, root))?;
+    let good = s.signed_vote(others[1], VoteData::notarize(Epoch::ZERO, View::ZERO, root))?;
     s.vote(good, true)?;
-    let mut forged = s.signed_vote(others[2], VoteData::notarize(0, 0, root))?;
-    forged.signature = s.signed_vote(others[1], VoteData::notarize(0, 0, root))?.signature;
+    let mut forged = s.signed_vote(others[2], VoteData::notarize(Epoch::ZERO, View::ZERO, root))?;
+    forged.signature =
+        s.signed_vote(others[1], VoteData::notarize(Epoch::ZERO, View::ZERO, root))?.signature;
     s.vote(forged, true)?;
-    let real = s.signed_vote(others[2], VoteData::notarize(0, 0, root))?;
+    let real = s.signed_vote(others[2], VoteData::notarize(Epoch::ZERO, View::ZERO, root))?;
     s.vote(real, true)?;
     cases.push(s.finish(
         "vote_bad_signature_not_counted",
@@ -383,15 +390,16 @@ fn refused_inputs() -> anyhow::Result<Vec<Case>> {
     s.tick(0, false)?;
     let root = s.child_of_genesis(leader)?.root()?;
     let two: Vec<usize> = (0..N).filter(|i| *i != me).take(2).collect();
-    s.certificate(&s.cert(&two, VoteData::notarize(0, 0, root))?)?;
+    s.certificate(&s.cert(&two, VoteData::notarize(Epoch::ZERO, View::ZERO, root))?)?;
     let three: Vec<usize> = (0..N).filter(|i| *i != me).collect();
-    let mut bad = s.cert(&three, VoteData::notarize(0, 0, root))?;
-    bad.signature = s.cert(&three, VoteData::notarize(0, 0, [0x66; 32]))?.signature;
+    let mut bad = s.cert(&three, VoteData::notarize(Epoch::ZERO, View::ZERO, root))?;
+    bad.signature =
+        s.cert(&three, VoteData::notarize(Epoch::ZERO, View::ZERO, [0x66; 32]))?.signature;
     s.certificate(&bad)?;
-    let mut wrong_len = s.cert(&three, VoteData::nullify(0, 0))?;
+    let mut wrong_len = s.cert(&three, VoteData::nullify(Epoch::ZERO, View::ZERO))?;
     wrong_len.signers.push(false);
     s.certificate(&wrong_len)?;
-    s.certificate(&s.cert(&three, VoteData::notarize(0, 0, root))?)?;
+    s.certificate(&s.cert(&three, VoteData::notarize(Epoch::ZERO, View::ZERO, root))?)?;
     cases.push(s.finish(
         "certificates_refused",
         "Given a follower in view 0, when a notarization signed by 2 of 4 operators, a \

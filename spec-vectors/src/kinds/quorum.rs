@@ -10,6 +10,7 @@
 use anyhow::Context;
 use avs_consensus::ConsensusError;
 use avs_consensus::operators::KeyTable;
+use avs_consensus::types::Epoch;
 use avs_consensus::types::Signers;
 use serde_json::{Value, json};
 
@@ -34,7 +35,7 @@ fn evaluate(input: &Value) -> anyhow::Result<Value> {
         .map(|b| b.as_bool().context("a signer is not a boolean"))
         .collect::<anyhow::Result<_>>()?;
     let set = operator_set(&powers)?;
-    let table = match KeyTable::new(0, &set, [0; 4]) {
+    let table = match KeyTable::new(Epoch::ZERO, &set, [0; 4]) {
         Ok(table) => table,
         Err(ConsensusError::EmptyOperatorSet) => {
             return Ok(json!({ "certified": false, "error": "emptyOperatorSet" }));

@@ -14,6 +14,7 @@ use avs_consensus::task::task_message;
 use avs_consensus::types::{
     Block, BlockBody, Certificate, GenesisConfig, VoteData, encode, root_of,
 };
+use avs_consensus::types::{Epoch, Height, OperatorIndex, View};
 use avs_node::settlement::settle_call;
 use serde_json::{Value, json};
 
@@ -35,7 +36,7 @@ fn evaluate(input: &Value) -> anyhow::Result<Value> {
     let certificate =
         Certificate::from_json(field(input, "certificate")?).context("certificate")?;
     let digest = network_digest(&genesis)?;
-    let table = KeyTable::new(0, &genesis.operators, digest)?;
+    let table = KeyTable::new(Epoch::ZERO, &genesis.operators, digest)?;
     let call = settle_call(&certificate, &genesis.operators, &block)?;
     let signed = table.signed_power(&certificate.signers)?;
     let keys: Vec<Value> = call.set.keys.chunks(128).map(hex0x).collect();
@@ -47,7 +48,7 @@ fn evaluate(input: &Value) -> anyhow::Result<Value> {
             let performer = genesis
                 .operators
                 .operators
-                .get(t.performer_index as usize)
+                .get(t.performer_index.position().unwrap_or(usize::MAX))
                 .map(|op| op.pubkey.clone())
                 .context("performer outside the set")?;
             Ok(hex0x(&task_id(&task_message(t, performer))?))
@@ -73,11 +74,18 @@ pub fn generate() -> anyhow::Result<Vec<Case>> {
     let digest = network_digest(&genesis)?;
     let data = b"settled task";
     let hashed = <sha2::Sha256 as sha2::Digest>::digest(data);
-    let task = avs_consensus::testkit::avs_result(&secret(2)?, 2, 1, &hashed, data, digest)?;
+    let task = avs_consensus::testkit::avs_result(
+        &secret(2)?,
+        OperatorIndex::new(2),
+        1,
+        &hashed,
+        data,
+        digest,
+    )?;
     let block = Block {
-        height: 12,
+        height: Height::new(12),
         parent_root: [0x11; 32],
-        proposer_index: 1,
+        proposer_index: OperatorIndex::new(1),
         state_root: [0x22; 32],
         body: BlockBody { tasks: vec![task].try_into().map_err(|_| anyhow::anyhow!("tasks"))? },
     };
@@ -100,7 +108,12 @@ pub fn generate() -> anyhow::Result<Vec<Case>> {
             "Given operators 0 and 3 (power 50 of 100: 150 is not above 200) signed, then the signature verifies but quorum does not hold",
         ),
     ] {
-        let certificate = common::certificate(4, &signers, VoteData::finalize(0, 9, root), digest)?;
+        let certificate = common::certificate(
+            4,
+            &signers,
+            VoteData::finalize(Epoch::ZERO, View::new(9), root),
+            digest,
+        )?;
         let input = json!({
             "genesis": genesis.to_json(),
             "block": block.to_json(),

@@ -13,6 +13,7 @@ use avs_consensus::signing::{
     signing_root, vote_signing_root,
 };
 use avs_consensus::types::{Block, GenesisConfig, Proposal, Root, VoteData, byte_list, root_of};
+use avs_consensus::types::{Epoch, Height, OperatorIndex, View};
 use serde_json::{Value, json};
 
 use super::common::{self, secret};
@@ -112,14 +113,14 @@ pub fn generate() -> anyhow::Result<Vec<Case>> {
     let digest_b = network_digest(&b)?;
     let digest_a = network_digest(&a)?;
     let root = [0x42; 32];
-    let notarize = VoteData::notarize(0, 3, root).to_json();
+    let notarize = VoteData::notarize(Epoch::ZERO, View::new(3), root).to_json();
     let proposal = Proposal {
-        view: 3,
-        epoch: 0,
+        view: View::new(3),
+        epoch: Epoch::ZERO,
         block: Block {
-            height: 2,
+            height: Height::new(2),
             parent_root: [0x24; 32],
-            proposer_index: 1,
+            proposer_index: OperatorIndex::new(1),
             ..Default::default()
         },
     }
@@ -139,7 +140,7 @@ pub fn generate() -> anyhow::Result<Vec<Case>> {
             "a NULLIFY vote on network A",
             &a,
             "vote",
-            VoteData::nullify(0, 4).to_json(),
+            VoteData::nullify(Epoch::ZERO, View::new(4)).to_json(),
             Signed::Correct(1),
         )?,
         case(
@@ -147,7 +148,7 @@ pub fn generate() -> anyhow::Result<Vec<Case>> {
             "a FINALIZE vote on network A",
             &a,
             "vote",
-            VoteData::finalize(2, 9, root).to_json(),
+            VoteData::finalize(Epoch::new(2), View::new(9), root).to_json(),
             Signed::Correct(0),
         )?,
         case(

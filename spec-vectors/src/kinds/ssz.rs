@@ -11,6 +11,7 @@ use avs_consensus::types::{
     SignedProposal, SignedVote, SigningData, TaskResult, VoteData, byte_list, decode, encode,
     root_of,
 };
+use avs_consensus::types::{Epoch, Height, OperatorIndex, View};
 use serde_json::{Value, json};
 use ssz_rs::prelude::{Deserialize, List, SimpleSerialize, Vector};
 
@@ -91,7 +92,7 @@ fn samples() -> anyhow::Result<Samples> {
     let d = digest(&genesis)?;
     let task = TaskResult {
         task_definition_id: 10001,
-        performer_index: 2,
+        performer_index: OperatorIndex::new(2),
         proof_of_task: byte_list(&[0xaa; 5])?,
         data: byte_list(b"task output")?,
         signature: Vector::try_from(vec![0xbb; 96]).map_err(|(_, e)| anyhow::anyhow!("{e}"))?,
@@ -102,19 +103,20 @@ fn samples() -> anyhow::Result<Samples> {
     };
     let state = avs_consensus::state::genesis_state(&genesis);
     let block = Block {
-        height: 7,
+        height: Height::new(7),
         parent_root: [0x11; 32],
-        proposer_index: 3,
+        proposer_index: OperatorIndex::new(3),
         state_root: root_of(&state)?,
         body,
     };
-    let proposal = Proposal { view: 12, epoch: 1, block: block.clone() };
-    let notarize = VoteData::notarize(1, 11, [0x22; 32]);
+    let proposal = Proposal { view: View::new(12), epoch: Epoch::new(1), block: block.clone() };
+    let notarize = VoteData::notarize(Epoch::new(1), View::new(11), [0x22; 32]);
     let certificate = common::certificate(4, &[1, 2, 3], notarize, d)?;
-    let nullify = common::certificate(4, &[0, 1, 3], VoteData::nullify(1, 10), d)?;
+    let nullify =
+        common::certificate(4, &[0, 1, 3], VoteData::nullify(Epoch::new(1), View::new(10)), d)?;
     let signed_proposal =
         common::signed_proposal(1, proposal.clone(), vec![nullify, certificate.clone()], d)?;
-    let vote = common::vote(2, VoteData::finalize(1, 11, [0x22; 32]), d)?;
+    let vote = common::vote(2, VoteData::finalize(Epoch::new(1), View::new(11), [0x22; 32]), d)?;
     Ok(Samples { task, block, proposal, signed_proposal, vote, certificate, genesis, state })
 }
 
@@ -174,19 +176,19 @@ pub fn generate() -> anyhow::Result<Vec<Case>> {
             "vote_data_notarize",
             "VoteData",
             "NOTARIZE vote data",
-            VoteData::notarize(0, 1, [3; 32]).to_json(),
+            VoteData::notarize(Epoch::ZERO, View::new(1), [3; 32]).to_json(),
         )?,
         valid(
             "vote_data_nullify",
             "VoteData",
             "NULLIFY vote data (zero root)",
-            VoteData::nullify(0, 1).to_json(),
+            VoteData::nullify(Epoch::ZERO, View::new(1)).to_json(),
         )?,
         valid(
             "vote_data_max_values",
             "VoteData",
             "FINALIZE vote data with view and epoch 2^64-1",
-            VoteData::finalize(u64::MAX, u64::MAX, [0xff; 32]).to_json(),
+            VoteData::finalize(Epoch::new(u64::MAX), View::new(u64::MAX), [0xff; 32]).to_json(),
         )?,
         valid("signed_vote", "SignedVote", "a signed FINALIZE vote", s.vote.to_json())?,
         valid(

@@ -12,6 +12,7 @@ use avs_consensus::types::{
     OperatorSet, Proposal, SignedProposal, SignedTaskMessage, SignedVote, Signers, SigningData,
     TaskMessage, TaskResult, TaskState, VoteData, encode,
 };
+use avs_consensus::types::{Epoch, Height, OperatorIndex, View};
 use serde_json::{Value, json};
 use ssz_rs::prelude::{Deserialize, List, Vector};
 
@@ -60,7 +61,7 @@ impl JsonForm for TaskResult {
     fn from_json(v: &Value) -> anyhow::Result<Self> {
         Ok(Self {
             task_definition_id: u16_field(v, "taskDefinitionId")?,
-            performer_index: get_u64(v, "performerIndex")?,
+            performer_index: OperatorIndex::new(get_u64(v, "performerIndex")?),
             proof_of_task: bytes_list(v, "proofOfTask")?,
             data: bytes_list(v, "data")?,
             signature: bytes_vector(v, "signature")?,
@@ -133,9 +134,9 @@ impl JsonForm for Block {
     }
     fn from_json(v: &Value) -> anyhow::Result<Self> {
         Ok(Self {
-            height: get_u64(v, "height")?,
+            height: Height::new(get_u64(v, "height")?),
             parent_root: get_fixed(v, "parentRoot")?,
-            proposer_index: get_u64(v, "proposerIndex")?,
+            proposer_index: OperatorIndex::new(get_u64(v, "proposerIndex")?),
             state_root: get_fixed(v, "stateRoot")?,
             body: BlockBody::from_json(field(v, "body")?).context("body")?,
         })
@@ -148,8 +149,8 @@ impl JsonForm for Proposal {
     }
     fn from_json(v: &Value) -> anyhow::Result<Self> {
         Ok(Self {
-            view: get_u64(v, "view")?,
-            epoch: get_u64(v, "epoch")?,
+            view: View::new(get_u64(v, "view")?),
+            epoch: Epoch::new(get_u64(v, "epoch")?),
             block: Block::from_json(field(v, "block")?).context("block")?,
         })
     }
@@ -184,8 +185,8 @@ impl JsonForm for VoteData {
     fn from_json(v: &Value) -> anyhow::Result<Self> {
         Ok(Self {
             kind: u8::try_from(get_u64(v, "kind")?).context("kind exceeds u8")?,
-            view: get_u64(v, "view")?,
-            epoch: get_u64(v, "epoch")?,
+            view: View::new(get_u64(v, "view")?),
+            epoch: Epoch::new(get_u64(v, "epoch")?),
             block_root: get_fixed(v, "blockRoot")?,
         })
     }
@@ -202,7 +203,7 @@ impl JsonForm for SignedVote {
     fn from_json(v: &Value) -> anyhow::Result<Self> {
         Ok(Self {
             data: VoteData::from_json(field(v, "data")?).context("data")?,
-            operator_index: get_u64(v, "operatorIndex")?,
+            operator_index: OperatorIndex::new(get_u64(v, "operatorIndex")?),
             signature: bytes_vector(v, "signature")?,
         })
     }
@@ -291,8 +292,8 @@ impl JsonForm for ChainState {
     }
     fn from_json(v: &Value) -> anyhow::Result<Self> {
         Ok(Self {
-            epoch: get_u64(v, "epoch")?,
-            height: get_u64(v, "height")?,
+            epoch: Epoch::new(get_u64(v, "epoch")?),
+            height: Height::new(get_u64(v, "height")?),
             parent_root: get_fixed(v, "parentRoot")?,
             operators: OperatorSet::from_json(field(v, "operators")?).context("operators")?,
             next_operators: OperatorSet::from_json(field(v, "nextOperators")?)

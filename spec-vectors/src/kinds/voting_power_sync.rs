@@ -15,6 +15,7 @@
 //! unknown text fails generation and checking, so a changed message cannot silently change the
 //! vectors' meaning.
 
+use avs_consensus::types::{Epoch, Height, OperatorIndex};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
@@ -138,7 +139,7 @@ fn error_code(error: &UpdateError) -> &'static str {
 }
 
 fn evaluate_compute(input: &Value) -> anyhow::Result<Value> {
-    let base_epoch = get_u64(input, "baseEpoch")?;
+    let base_epoch = Epoch::new(get_u64(input, "baseEpoch")?);
     let set = parse_set(field(input, "operators")?)?;
     let l1 = parse_snapshot(field(input, "l1")?)?;
     let l2 = parse_snapshot(field(input, "l2")?)?;
@@ -211,8 +212,8 @@ fn evaluate_validate(input: &Value) -> anyhow::Result<Value> {
     let set = parse_set(field(parent_json, "operators")?)?;
     // A parent that does not end its epoch: the block under judgement is in `parent.epoch`.
     let mut parent = ChainState {
-        epoch: get_u64(parent_json, "epoch")?,
-        height: get_u64(parent_json, "height")?,
+        epoch: Epoch::new(get_u64(parent_json, "epoch")?),
+        height: Height::new(get_u64(parent_json, "height")?),
         parent_root: [0; 32],
         operators: set.clone(),
         next_operators: set,
@@ -226,7 +227,7 @@ fn evaluate_validate(input: &Value) -> anyhow::Result<Value> {
     let result_json = field(input, "result")?;
     let result = TaskResult {
         task_definition_id: VOTING_POWER_SYNC_TASK_ID,
-        performer_index: 0,
+        performer_index: OperatorIndex::ZERO,
         proof_of_task: byte_list(&get_hex(result_json, "proofOfTask")?)?,
         data: byte_list(&get_hex(result_json, "data")?)?,
         signature: Default::default(),
@@ -341,7 +342,7 @@ fn compute_case(
 
 /// The baseline of the validate cases: epoch 3, operators 0..2 of power 100; L1 at block 1000
 /// raises operator 0 to 150 and registers operator 5; L2 at block 500 still records 100 each.
-const PARENT_EPOCH: u64 = 3;
+const PARENT_EPOCH: Epoch = Epoch::new(3);
 const BASE_SET: &[(u8, u64)] = &[(0, 100), (1, 100), (2, 100)];
 const L1_NUMBER: u64 = 1_000;
 const L2_NUMBER: u64 = 500;
@@ -358,7 +359,7 @@ fn native_snapshot(tag: u8, number: u64, regs: &[Reg]) -> anyhow::Result<ChainSn
 }
 
 /// What a performer would propose: the real `compute_update` on the given view.
-fn proposed(base_epoch: u64, l1: &[Reg]) -> anyhow::Result<VotingPowerUpdate> {
+fn proposed(base_epoch: Epoch, l1: &[Reg]) -> anyhow::Result<VotingPowerUpdate> {
     Ok(compute_update(
         base_epoch,
         &native_set(BASE_SET)?,
@@ -536,7 +537,7 @@ fn validate_cases() -> anyhow::Result<Vec<Case>> {
     cases.push(validate_case(
         "validate_wrong_base_epoch",
         "an update computed for epoch 4 in a block of epoch 3",
-        result_of(&proposed(PARENT_EPOCH + 1, L1_REGS)?)?,
+        result_of(&proposed(PARENT_EPOCH.next(), L1_REGS)?)?,
         agreeing_view()?,
     )?);
 

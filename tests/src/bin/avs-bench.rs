@@ -36,7 +36,7 @@ use anyhow::{Context, bail};
 use avs_consensus::KeyTable;
 use avs_consensus::bls::{self, SecretKey};
 use avs_consensus::signing::vote_signing_root;
-use avs_consensus::types::{Certificate, Operator, OperatorSet, Signers, VoteData};
+use avs_consensus::types::{Certificate, Epoch, Operator, OperatorSet, Signers, View, VoteData};
 use avs_consensus::verify::verify_certificate;
 use avs_tests::peers::{PeersSpec, SimulatedNetwork};
 use avs_tests::{Cluster, ClusterSpec, NodeProcess};
@@ -175,8 +175,8 @@ impl Floor {
             })
             .collect();
         let set = OperatorSet { operators: operators.try_into().expect("<= 1024") };
-        let table = KeyTable::new(0, &set, [1, 2, 3, 4])?;
-        let data = VoteData::finalize(0, 9, [0x11; 32]);
+        let table = KeyTable::new(Epoch::ZERO, &set, [1, 2, 3, 4])?;
+        let data = VoteData::finalize(Epoch::ZERO, View::new(9), [0x11; 32]);
         let root = vote_signing_root(&data, table.digest())?;
         let sign_us = median_us(200, || {
             std::hint::black_box(keys[0].sign(&root));
