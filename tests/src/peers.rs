@@ -51,7 +51,7 @@ use avs_p2p::{
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
-use crate::{NodeProcess, generate_keys, run_args};
+use crate::{NodeProcess, node_with_keys, run_args};
 
 /// How long a view led by the node waits for its proposal before the simulated operators
 /// nullify it.
@@ -122,8 +122,7 @@ impl SimulatedNetwork {
         let peers = spec.peers.min(spec.operators - 1);
         let dir = tempfile::Builder::new().prefix("avs-peers-").tempdir()?;
         let node_dir = dir.path().join("node0");
-        generate_keys(&node_dir, false)?;
-        let public = avs_node::keys::load_public(&node_dir.join("keys"))?;
+        let public = node_with_keys(dir.path(), 0, false)?;
 
         let keys: Vec<SecretKey> = (1..spec.operators)
             .map(|i| {

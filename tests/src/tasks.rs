@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use avs_internal_tasks::embedded::{ScheduledOperator, StakeSchedule, Step};
+use avs_node::keys::OperatorPublic;
 
 use super::*;
-use serde::Deserialize;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const SLOT_MS: u64 = 1000;
@@ -19,49 +19,16 @@ const SYNC_INTERVAL_MS: u64 = 10_000;
 /// first sync check (genesis + 10 s sees block 8 with two confirmations), before the second.
 const CHANGE_BLOCK: u64 = 12;
 
-/// An operator's public keys, as `avs-node keys generate` wrote them.
-#[derive(Debug, Clone, Deserialize)]
-struct Public {
-    address: String,
-    bls_pubkey: String,
-    pop: String,
-    peer_id: String,
-}
-
 /// Keys for `total` operators, a genesis holding the first `members` of them (power 100 each)
 /// and the genesis time.
 fn keys_and_genesis(
     dir: &Path,
     members: usize,
     total: usize,
-) -> anyhow::Result<(Vec<Public>, PathBuf, u64)> {
-    let mut publics = Vec::new();
-    for i in 0..total {
-        let keys = dir.join(format!("node{i}/keys"));
-        generate_keys(&dir.join(format!("node{i}")), false)?;
-        publics.push(serde_json::from_str(&std::fs::read_to_string(keys.join("operator.json"))?)?);
-    }
-    let genesis = dir.join("genesis.json");
-    let genesis_time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs()
-        .saturating_add(3);
-    let mut args = vec![
-        "genesis".to_owned(),
-        "--network-name".into(),
-        "avs-tasks-test".into(),
-        "--genesis-time".into(),
-        genesis_time.to_string(),
-        "--slot-ms".into(),
-        SLOT_MS.to_string(),
-        "--out".into(),
-        genesis.display().to_string(),
-    ];
-    for i in 0..members {
-        args.push("--operator".into());
-        args.push(format!("{}:100", dir.join(format!("node{i}/keys")).display()));
-    }
-    run_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+) -> anyhow::Result<(Vec<OperatorPublic>, PathBuf, u64)> {
+    let publics =
+        (0..total).map(|i| node_with_keys(dir, i, false)).collect::<anyhow::Result<_>>()?;
+    let (genesis, genesis_time) = cli_genesis(dir, "avs-tasks-test", SLOT_MS, 3, 0..members, &[])?;
     Ok((publics, genesis, genesis_time))
 }
 
@@ -69,7 +36,7 @@ fn keys_and_genesis(
 /// `extra(i)` are node i's further arguments. Nodes in `deferred` are not started yet.
 fn start_nodes(
     dir: tempfile::TempDir,
-    publics: &[Public],
+    publics: &[OperatorPublic],
     genesis: &Path,
     deferred: &[usize],
     extra: impl Fn(usize) -> Vec<String>,
@@ -93,7 +60,7 @@ fn start_nodes(
     Ok(Cluster { nodes, _dir: dir })
 }
 
-fn scheduled(public: &Public, l1: Vec<Step>, l2: Vec<Step>) -> ScheduledOperator {
+fn scheduled(public: &OperatorPublic, l1: Vec<Step>, l2: Vec<Step>) -> ScheduledOperator {
     ScheduledOperator {
         address: public.address.clone(),
         bls_pubkey: public.bls_pubkey.clone(),
@@ -337,7 +304,7 @@ mod chain {
     pub(super) async fn deploy(
         l1: &(DynProvider, Address),
         l2: &(DynProvider, Address),
-        operators: &[Public],
+        operators: &[OperatorPublic],
     ) -> anyhow::Result<(Address, Address)> {
         let stake = StakeRegistry::deploy_builder(&l1.0).from(l1.1).deploy().await?;
         let power = PowerRegistry::deploy_builder(&l2.0).from(l2.1).deploy().await?;
