@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/node.proto"];
+    let protos = ["proto/node.proto", "proto/automation.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

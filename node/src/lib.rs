@@ -19,10 +19,12 @@
 //! - [`metrics`]: the node's own Prometheus metrics.
 //! - [`tasks`]: internal tasks (VotingPowerSyncTask): registry, stake source refresher, logs.
 //! - [`pool`]: the operator pool: signed check-ins, their verification, one row per operator.
-//! - [`grpc`]: the gRPC `NodeService` (check-ins, status, operators, finalized stream) and the
-//!   check-in client mode.
+//! - [`grpc`]: the gRPC `NodeService` (check-ins, status, operators, finalized stream), the
+//!   `TaskService`, the `AutomationService` and the check-in client mode.
+//! - [`automation`]: client automations (wallet sign-in, definitions; issue 15).
 
 pub mod aggregator;
+pub mod automation;
 pub mod avs;
 pub mod chain_store;
 pub mod cli;

@@ -80,6 +80,13 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         config.tasks.avs.clone(),
         store.clone(),
     )?;
+    let automation = Arc::new(crate::automation::Automation::open(
+        store.clone(),
+        crate::automation::auth::Network {
+            name: genesis_file.network_name.clone(),
+            digest: avs_consensus::signing::network_digest(&genesis)?,
+        },
+    )?);
     let mut task_registry = tasks.registry();
     avs.register(&mut task_registry)?;
     let mut registry = Registry::default();
@@ -208,6 +215,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         chain: chain.clone(),
         finalized: finalized_feed.clone(),
         avs: avs.clone(),
+        automation,
     };
     let grpc_listener =
         crate::grpc::bind((config.grpc.grpc_addr, config.grpc.grpc_port).into()).await?;

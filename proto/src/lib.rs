@@ -8,6 +8,12 @@ pub mod v1 {
     tonic::include_proto!("avs.node.v1");
 }
 
+/// `avs.automation.v1`: the client-facing `AutomationService` (docs/protocol.md, 7.5).
+pub mod automation_v1 {
+    #![allow(unreachable_pub, missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("avs.automation.v1");
+}
+
 /// Encoded `FileDescriptorSet` of every service here, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("avs_descriptor");
 
@@ -22,6 +28,8 @@ mod tests {
         assert!(text.contains("avs.node.v1"));
         assert!(text.contains("NodeService"));
         assert!(text.contains("SubscribeFinalized"));
+        assert!(text.contains("avs.automation.v1"));
+        assert!(text.contains("AutomationService"));
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! [`client`] is the other direction: the worker that sends this node's check-ins to a remote
 //! node's `Checkin`, with backoff.
 
+pub mod automation;
 pub mod budget;
 pub mod client;
 pub mod tasks;
@@ -94,6 +95,7 @@ pub struct GrpcState {
     pub chain: ChainStore,
     pub finalized: FinalizedFeed,
     pub avs: Arc<crate::avs::AvsTasks>,
+    pub automation: Arc<crate::automation::Automation>,
 }
 
 /// The limits that are the service's own (the transport's are constants above).
@@ -168,12 +170,19 @@ pub async fn serve_with_limits(
     ))
     .max_decoding_message_size(MAX_TASK_REQUEST_BYTES)
     .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    let automation =
+        avs_proto::automation_v1::automation_service_server::AutomationServiceServer::new(
+            automation::AutomationApi::new(Arc::clone(&state.automation)),
+        )
+        .max_decoding_message_size(MAX_TASK_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let node = NodeServiceServer::new(Service::new(state, limits))
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
     transport()
         .add_service(node)
         .add_service(tasks)
+        .add_service(automation)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())

@@ -54,7 +54,17 @@ async fn start_with(
     let (_tx, status) = watch::channel(status);
     let (finalized, _) = broadcast::channel(8);
     let avs = crate::avs::AvsTasks::none(chain.store().clone());
-    let state = GrpcState { pool: pool.clone(), status, chain, finalized: finalized.clone(), avs };
+    let network = crate::automation::auth::Network { name: "avs-test".into(), digest: DIGEST };
+    let automation =
+        Arc::new(crate::automation::Automation::open(chain.store().clone(), network).unwrap());
+    let state = GrpcState {
+        pool: pool.clone(),
+        status,
+        chain,
+        finalized: finalized.clone(),
+        avs,
+        automation,
+    };
     let shutdown = CancellationToken::new();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(serve_with_limits(listener, state, limits, shutdown.clone()));
@@ -172,6 +182,7 @@ async fn reflection_lists_the_node_service_and_shutdown_is_graceful() {
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.iter().any(|n| n == "avs.node.v1.NodeService"), "{names:?}");
+    assert!(names.iter().any(|n| n == "avs.automation.v1.AutomationService"), "{names:?}");
 
     let mut client = NodeServiceClient::connect(url).await.unwrap();
     let status = client.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
@@ -523,4 +534,94 @@ fn the_grpc_help_says_the_service_is_open_and_states_the_real_limits() {
         assert!(addr.contains(&limit), "--grpc-addr help lacks {limit:?}: {addr}");
     }
     assert!(help("grpc-port").contains("Unauthenticated"));
+}
+
+/// Issue 15, item 1: a wallet signs in and manages its own automations over gRPC; calls
+/// without a valid token, bad definitions and another owner's ids are refused clearly.
+#[tokio::test]
+async fn a_wallet_signs_in_and_manages_only_its_own_automations() {
+    use alloy::signers::SignerSync;
+    use alloy::signers::local::PrivateKeySigner;
+    use avs_proto::automation_v1 as apb;
+    use avs_proto::automation_v1::automation_service_client::AutomationServiceClient;
+
+    let server = start(local().await).await;
+    let mut client = AutomationServiceClient::connect(server.url()).await.unwrap();
+    let sign_in = |client: &mut AutomationServiceClient<tonic::transport::Channel>,
+                   wallet: PrivateKeySigner| {
+        let mut client = client.clone();
+        async move {
+            let owner = wallet.address().to_vec();
+            let challenge = client
+                .get_challenge(apb::GetChallengeRequest { owner })
+                .await
+                .unwrap()
+                .into_inner();
+            let signature =
+                wallet.sign_message_sync(challenge.message.as_bytes()).unwrap().as_bytes().to_vec();
+            let request = apb::GetKeyRequest { message: challenge.message, signature };
+            client.get_key(request).await.unwrap().into_inner().token
+        }
+    };
+    fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    }
+    let definition = |expression: &str| apb::TaskDefinition {
+        name: "hourly".into(),
+        trigger: Some(apb::Trigger {
+            kind: Some(apb::trigger::Kind::Cron(apb::CronTrigger {
+                expression: expression.into(),
+            })),
+        }),
+        nodes: vec![apb::WorkflowNode {
+            name: "ping".into(),
+            kind: Some(apb::workflow_node::Kind::Rest(apb::RestCall {
+                url: "http://127.0.0.1:9/hook".into(),
+                method: "GET".into(),
+                body: String::new(),
+            })),
+        }],
+    };
+    let create = |definition| apb::CreateTaskRequest { definition: Some(definition) };
+
+    let alice = sign_in(&mut client, PrivateKeySigner::from_slice(&[1; 32]).unwrap()).await;
+    let mallory = sign_in(&mut client, PrivateKeySigner::from_slice(&[2; 32]).unwrap()).await;
+
+    // No token, a forged one, a malformed cron: refused, nothing stored.
+    let none = client.create_task(create(definition("0 0 * * * *"))).await.unwrap_err();
+    assert_eq!(none.code(), Code::Unauthenticated, "{none:?}");
+    let forged = format!("{}00", alice.trim_end_matches(char::is_alphanumeric));
+    let err = client.create_task(with_token(&forged, create(definition("0 0 * * * *")))).await;
+    assert_eq!(err.unwrap_err().code(), Code::Unauthenticated);
+    let err = client.create_task(with_token(&alice, create(definition("0 0 * * *")))).await;
+    let err = err.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("trigger.cron.expression"), "{}", err.message());
+    let listed = client.list_tasks(with_token(&alice, apb::ListTasksRequest::default())).await;
+    assert!(listed.unwrap().into_inner().tasks.is_empty());
+
+    // Alice's automation: created, listed, readable and cancellable by her only.
+    let task = client
+        .create_task(with_token(&alice, create(definition("0 0 * * * *"))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(task.state, i32::from(apb::TaskState::Active));
+    let id = apb::TaskIdRequest { id: task.id.clone() };
+    let listed = client.list_tasks(with_token(&alice, apb::ListTasksRequest::default())).await;
+    assert_eq!(listed.unwrap().into_inner().tasks, vec![task.clone()]);
+    let theirs = client.get_task(with_token(&mallory, id.clone())).await.unwrap_err();
+    assert_eq!(theirs.code(), Code::PermissionDenied);
+    let theirs = client.cancel_task(with_token(&mallory, id.clone())).await.unwrap_err();
+    assert_eq!(theirs.code(), Code::PermissionDenied);
+    let early = client.delete_task(with_token(&alice, id.clone())).await.unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    let cancelled = client.cancel_task(with_token(&alice, id.clone())).await.unwrap().into_inner();
+    assert_eq!(cancelled.state, i32::from(apb::TaskState::Cancelled));
+    client.delete_task(with_token(&alice, id.clone())).await.unwrap();
+    let gone = client.get_task(with_token(&alice, id)).await.unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    server.stop().await;
 }

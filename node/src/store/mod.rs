@@ -29,7 +29,8 @@ use thiserror::Error;
 /// 3: `ChainState` (the anchor's state) carries `task_states`; a history floor key.
 /// 4: `TaskResult` carries the performer's signature, `GenesisConfig` the AVS task
 /// definitions; the `tasks` column.
-pub const SCHEMA_VERSION: u32 = 4;
+/// 5: the `automation` column (client automations, docs/protocol.md 7.5).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Key in [`Column::Meta`] that holds the schema version as a big-endian `u32`.
 pub const SCHEMA_VERSION_KEY: &[u8] = b"schema_version";
@@ -51,10 +52,13 @@ pub enum Column {
     Tasks,
     /// Store metadata: schema version.
     Meta,
+    /// Client automations (`crate::automation`): definitions by owner and id, the id index, and
+    /// the sign-in token secret.
+    Automation,
 }
 
 impl Column {
-    pub const ALL: [Column; 7] = [
+    pub const ALL: [Column; 8] = [
         Column::Blocks,
         Column::Certificates,
         Column::ChainState,
@@ -62,6 +66,7 @@ impl Column {
         Column::OperatorPool,
         Column::Tasks,
         Column::Meta,
+        Column::Automation,
     ];
 
     /// The column family's name on disk. Never change one: that is a schema change.
@@ -74,6 +79,7 @@ impl Column {
             Column::OperatorPool => "operator_pool",
             Column::Tasks => "tasks",
             Column::Meta => "meta",
+            Column::Automation => "automation",
         }
     }
 }

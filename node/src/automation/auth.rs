@@ -1,0 +1,367 @@
+//! Wallet sign-in (docs/protocol.md, 7.5): a challenge text the owner signs under EIP-191, and
+//! the HMAC token it is exchanged for.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use alloy::primitives::{Address, Signature};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use thiserror::Error;
+
+/// How long a challenge can be signed and exchanged.
+pub const CHALLENGE_TTL_MS: u64 = 5 * 60 * 1000;
+/// How long a token is valid.
+pub const TOKEN_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// Open challenges a node holds at most (issued, neither exchanged nor expired).
+pub const MAX_OPEN_CHALLENGES: usize = 4096;
+
+const FIRST_LINE: &str = "avs-node automation sign-in";
+const TOKEN_PREFIX: &str = "avs1";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("the message is not an avs-node sign-in challenge: {0}")]
+    Malformed(String),
+    #[error("the challenge was made for network digest {theirs}, this node's is {ours}")]
+    ForeignNetwork { theirs: String, ours: String },
+    #[error("the challenge expired {0} ms ago; ask for a new one")]
+    Expired(u64),
+    #[error("the challenge's nonce was not issued by this node for this owner, or was used")]
+    UnknownNonce,
+    #[error("the signature does not recover the challenge's owner: {0}")]
+    BadSignature(String),
+    #[error("{MAX_OPEN_CHALLENGES} challenges are open; try again in a few minutes")]
+    TooManyChallenges,
+    #[error("invalid token: {0}")]
+    BadToken(&'static str),
+    #[error("the token expired; sign in again")]
+    TokenExpired,
+}
+
+/// The network a node signs in for.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub name: String,
+    pub digest: [u8; 4],
+}
+
+/// A parsed challenge text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Challenge {
+    network: String,
+    digest: String,
+    owner: Address,
+    nonce: [u8; 16],
+    expires_ms: u64,
+}
+
+impl Challenge {
+    fn text(&self) -> String {
+        format!(
+            "{FIRST_LINE}\nnetwork: {}\nnetwork digest: {}\nowner: {}\nnonce: 0x{}\nexpires: {}",
+            self.network,
+            self.digest,
+            lower_hex_address(&self.owner),
+            hex::encode(self.nonce),
+            self.expires_ms
+        )
+    }
+
+    /// Parses exactly the lines [`Challenge::text`] writes (and refuses anything else, so one
+    /// signed text has one meaning).
+    fn parse(text: &str) -> Result<Self, AuthError> {
+        let malformed = |what: &str| AuthError::Malformed(what.to_owned());
+        let mut lines = text.split('\n');
+        if lines.next() != Some(FIRST_LINE) {
+            return Err(malformed("the first line is not the sign-in header"));
+        }
+        let mut field = |name: &str| -> Result<&str, AuthError> {
+            lines
+                .next()
+                .and_then(|line| line.strip_prefix(name)?.strip_prefix(": "))
+                .ok_or_else(|| malformed(&format!("line \"{name}: ...\" missing or out of order")))
+        };
+        let network = field("network")?.to_owned();
+        let digest = field("network digest")?.to_owned();
+        let owner_text = field("owner")?;
+        let nonce_text = field("nonce")?;
+        let expires_text = field("expires")?;
+        if lines.next().is_some() {
+            return Err(malformed("lines after \"expires\""));
+        }
+        let owner: Address =
+            owner_text.parse().map_err(|_| malformed("owner is not an address"))?;
+        if owner_text != lower_hex_address(&owner) {
+            return Err(malformed("owner must be 0x and 40 lowercase hex digits"));
+        }
+        let nonce = nonce_text
+            .strip_prefix("0x")
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .ok_or_else(|| malformed("nonce must be 0x and 32 hex digits"))?;
+        let expires_ms = expires_text
+            .parse::<u64>()
+            .ok()
+            .filter(|v| v.to_string() == expires_text)
+            .ok_or_else(|| malformed("expires must be a decimal unix ms"))?;
+        Ok(Self { network, digest, owner, nonce, expires_ms })
+    }
+}
+
+fn lower_hex_address(address: &Address) -> String {
+    format!("0x{}", hex::encode(address.as_slice()))
+}
+
+fn digest_text(digest: [u8; 4]) -> String {
+    format!("0x{}", hex::encode(digest))
+}
+
+/// Issues challenges, exchanges them for tokens and checks tokens.
+pub struct Auth {
+    network: Network,
+    secret: [u8; 32],
+    /// Open challenges by nonce: the owner it was issued for and its expiry.
+    open: HashMap<[u8; 16], (Address, u64)>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("network", &self.network).finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// `secret` keys the tokens' HMAC; it never leaves the node.
+    pub fn new(network: Network, secret: [u8; 32]) -> Self {
+        Self { network, secret, open: HashMap::new() }
+    }
+
+    /// A challenge for `owner` with a fresh `nonce` (from the caller's randomness), valid
+    /// [`CHALLENGE_TTL_MS`] from `now_ms`: the text to sign and its expiry.
+    pub fn challenge(
+        &mut self,
+        owner: Address,
+        nonce: [u8; 16],
+        now_ms: u64,
+    ) -> Result<(String, u64), AuthError> {
+        self.open.retain(|_, (_, expires)| *expires >= now_ms);
+        if self.open.len() >= MAX_OPEN_CHALLENGES {
+            return Err(AuthError::TooManyChallenges);
+        }
+        let expires_ms = now_ms.saturating_add(CHALLENGE_TTL_MS);
+        let challenge = Challenge {
+            network: self.network.name.clone(),
+            digest: digest_text(self.network.digest),
+            owner,
+            nonce,
+            expires_ms,
+        };
+        self.open.insert(nonce, (owner, expires_ms));
+        Ok((challenge.text(), expires_ms))
+    }
+
+    /// Checks a signed challenge (in the order of docs/protocol.md, 7.5) and answers a token
+    /// and its expiry. The nonce is consumed whatever the outcome once the text parses and
+    /// names this network.
+    pub fn exchange(
+        &mut self,
+        message: &str,
+        signature: &[u8],
+        now_ms: u64,
+    ) -> Result<(String, u64), AuthError> {
+        let challenge = Challenge::parse(message)?;
+        let ours = digest_text(self.network.digest);
+        if challenge.digest != ours || challenge.network != self.network.name {
+            return Err(AuthError::ForeignNetwork { theirs: challenge.digest, ours });
+        }
+        if challenge.expires_ms < now_ms {
+            self.open.remove(&challenge.nonce);
+            return Err(AuthError::Expired(now_ms.saturating_sub(challenge.expires_ms)));
+        }
+        match self.open.remove(&challenge.nonce) {
+            Some((owner, expires))
+                if owner == challenge.owner && expires == challenge.expires_ms => {}
+            _ => return Err(AuthError::UnknownNonce),
+        }
+        let signature = Signature::from_raw(signature)
+            .map_err(|e| AuthError::BadSignature(format!("not a 65-byte signature: {e}")))?;
+        let signer = signature
+            .recover_address_from_msg(message.as_bytes())
+            .map_err(|e| AuthError::BadSignature(e.to_string()))?;
+        if signer != challenge.owner {
+            return Err(AuthError::BadSignature(format!(
+                "signed by {}, not {}",
+                lower_hex_address(&signer),
+                lower_hex_address(&challenge.owner)
+            )));
+        }
+        let expires_ms = now_ms.saturating_add(TOKEN_TTL_MS);
+        Ok((self.token(&challenge.owner, expires_ms), expires_ms))
+    }
+
+    /// The token HMAC over `body`.
+    fn keyed(&self, body: &str) -> Hmac<Sha256> {
+        // An HMAC takes a key of any length: this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(body.as_bytes());
+        mac
+    }
+
+    fn mac(&self, body: &str) -> String {
+        hex::encode(self.keyed(body).finalize().into_bytes())
+    }
+
+    fn token(&self, owner: &Address, expires_ms: u64) -> String {
+        let body = format!("{TOKEN_PREFIX}.{}.{expires_ms}", hex::encode(owner.as_slice()));
+        let mut token = body.clone();
+        let _ = write!(token, ".{}", self.mac(&body));
+        token
+    }
+
+    /// The owner a token names, if this node issued it and it has not expired.
+    pub fn verify(&self, token: &str, now_ms: u64) -> Result<Address, AuthError> {
+        let (body, mac) = token.rsplit_once('.').ok_or(AuthError::BadToken("no signature"))?;
+        let given = hex::decode(mac).map_err(|_| AuthError::BadToken("signature is not hex"))?;
+        // Constant-time comparison (hmac's verify_slice).
+        self.keyed(body)
+            .verify_slice(&given)
+            .map_err(|_| AuthError::BadToken("not issued by this node"))?;
+        let mut parts = body.split('.');
+        let (Some(TOKEN_PREFIX), Some(owner), Some(expires), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::BadToken("not an avs1 token"));
+        };
+        let owner = hex::decode(owner)
+            .ok()
+            .filter(|b| b.len() == 20)
+            .map(|b| Address::from_slice(&b))
+            .ok_or(AuthError::BadToken("owner is not an address"))?;
+        let expires: u64 = expires.parse().map_err(|_| AuthError::BadToken("bad expiry"))?;
+        if expires < now_ms {
+            return Err(AuthError::TokenExpired);
+        }
+        Ok(owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::signers::SignerSync;
+    use alloy::signers::local::PrivateKeySigner;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn auth() -> Auth {
+        Auth::new(Network { name: "avs-test".into(), digest: [1, 2, 3, 4] }, [7; 32])
+    }
+
+    fn wallet(seed: u8) -> PrivateKeySigner {
+        PrivateKeySigner::from_slice(&[seed; 32]).unwrap()
+    }
+
+    fn sign(wallet: &PrivateKeySigner, message: &str) -> Vec<u8> {
+        wallet.sign_message_sync(message.as_bytes()).unwrap().as_bytes().to_vec()
+    }
+
+    #[test]
+    fn a_signed_challenge_gives_a_token_that_names_its_owner() {
+        let mut auth = auth();
+        let alice = wallet(1);
+        let (message, expires) = auth.challenge(alice.address(), [9; 16], NOW).unwrap();
+        assert_eq!(expires, NOW + CHALLENGE_TTL_MS);
+        assert!(message.contains("network digest: 0x01020304"), "{message}");
+        let (token, until) = auth.exchange(&message, &sign(&alice, &message), NOW + 1).unwrap();
+        assert_eq!(until, NOW + 1 + TOKEN_TTL_MS);
+        assert_eq!(auth.verify(&token, NOW + 2).unwrap(), alice.address());
+        assert_eq!(auth.verify(&token, until + 1).unwrap_err(), AuthError::TokenExpired);
+    }
+
+    #[test]
+    fn replayed_expired_foreign_and_misattributed_signatures_are_refused() {
+        let mut auth = auth();
+        let (alice, mallory) = (wallet(1), wallet(2));
+
+        // Replay: the same message and signature a second time.
+        let (message, _) = auth.challenge(alice.address(), [1; 16], NOW).unwrap();
+        let signature = sign(&alice, &message);
+        auth.exchange(&message, &signature, NOW).unwrap();
+        assert_eq!(auth.exchange(&message, &signature, NOW).unwrap_err(), AuthError::UnknownNonce);
+
+        // Expired.
+        let (message, expires) = auth.challenge(alice.address(), [2; 16], NOW).unwrap();
+        let late = auth.exchange(&message, &sign(&alice, &message), expires + 1);
+        assert_eq!(late.unwrap_err(), AuthError::Expired(1));
+
+        // Signed for another network: the same text with that network's digest.
+        let (message, _) = auth.challenge(alice.address(), [3; 16], NOW).unwrap();
+        let foreign = message.replace("0x01020304", "0x0a0b0c0d");
+        let err = auth.exchange(&foreign, &sign(&alice, &foreign), NOW).unwrap_err();
+        assert!(matches!(err, AuthError::ForeignNetwork { .. }), "{err}");
+
+        // Signed by someone else than the owner named in the text.
+        let (message, _) = auth.challenge(alice.address(), [4; 16], NOW).unwrap();
+        let err = auth.exchange(&message, &sign(&mallory, &message), NOW).unwrap_err();
+        assert!(matches!(err, AuthError::BadSignature(_)), "{err}");
+        // ... and that nonce is gone: alice must ask again.
+        let err = auth.exchange(&message, &sign(&alice, &message), NOW).unwrap_err();
+        assert_eq!(err, AuthError::UnknownNonce);
+
+        // A nonce never issued, and a text with a changed owner.
+        let (message, _) = auth.challenge(alice.address(), [5; 16], NOW).unwrap();
+        let made_up = message.replace(&hex::encode([5u8; 16]), &hex::encode([6u8; 16]));
+        let err = auth.exchange(&made_up, &sign(&alice, &made_up), NOW).unwrap_err();
+        assert_eq!(err, AuthError::UnknownNonce);
+        let moved = message
+            .replace(&lower_hex_address(&alice.address()), &lower_hex_address(&mallory.address()));
+        let err = auth.exchange(&moved, &sign(&mallory, &moved), NOW).unwrap_err();
+        assert_eq!(err, AuthError::UnknownNonce);
+
+        // Garbage.
+        assert!(matches!(auth.exchange("hello", &[0; 65], NOW), Err(AuthError::Malformed(_))));
+        let (message, _) = auth.challenge(alice.address(), [7; 16], NOW).unwrap();
+        let err = auth.exchange(&message, &[1, 2, 3], NOW).unwrap_err();
+        assert!(matches!(err, AuthError::BadSignature(_)), "{err}");
+    }
+
+    #[test]
+    fn forged_and_tampered_tokens_are_refused() {
+        let mut auth = auth();
+        let alice = wallet(1);
+        let (message, _) = auth.challenge(alice.address(), [1; 16], NOW).unwrap();
+        let (token, _) = auth.exchange(&message, &sign(&alice, &message), NOW).unwrap();
+        // Another owner in the body, a later expiry, another node's secret, garbage.
+        let other = token.replace(&hex::encode(alice.address()), &hex::encode([0xee; 20]));
+        assert!(matches!(auth.verify(&other, NOW), Err(AuthError::BadToken(_))));
+        let (body, mac) = token.rsplit_once('.').unwrap();
+        let (head, _) = body.rsplit_once('.').unwrap();
+        let later = format!("{head}.{}.{mac}", u64::MAX);
+        assert!(matches!(auth.verify(&later, NOW), Err(AuthError::BadToken(_))));
+        let elsewhere =
+            Auth::new(Network { name: "avs-test".into(), digest: [1, 2, 3, 4] }, [8; 32]);
+        assert!(matches!(elsewhere.verify(&token, NOW), Err(AuthError::BadToken(_))));
+        for junk in ["", "avs1", "a.b.c.d", "avs1.zz.1.00"] {
+            assert!(matches!(auth.verify(junk, NOW), Err(AuthError::BadToken(_))), "{junk}");
+        }
+    }
+
+    #[test]
+    fn open_challenges_are_bounded_and_expire() {
+        let mut auth = auth();
+        let owner = wallet(1).address();
+        for i in 0..MAX_OPEN_CHALLENGES {
+            let mut nonce = [0; 16];
+            nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            auth.challenge(owner, nonce, NOW).unwrap();
+        }
+        assert_eq!(
+            auth.challenge(owner, [0xff; 16], NOW).unwrap_err(),
+            AuthError::TooManyChallenges
+        );
+        // Once they expired, there is room again.
+        auth.challenge(owner, [0xff; 16], NOW + CHALLENGE_TTL_MS + 1).unwrap();
+    }
+}

@@ -1,0 +1,160 @@
+//! `AutomationService` (proto/automation.proto; docs/protocol.md, 7.5): wallet sign-in and
+//! the caller's automation definitions. Every call but the sign-in pair needs
+//! `authorization: Bearer <token>`.
+
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use avs_proto::automation_v1 as pb;
+use avs_proto::automation_v1::automation_service_server::AutomationService;
+use tonic::{Request, Response, Status};
+
+use crate::automation::auth::AuthError;
+use crate::automation::{Automation, AutomationError, TaskId, parse_id};
+use crate::node::now_ms;
+
+pub struct AutomationApi {
+    automation: Arc<Automation>,
+}
+
+impl AutomationApi {
+    pub fn new(automation: Arc<Automation>) -> Self {
+        Self { automation }
+    }
+
+    /// The owner the request's bearer token names.
+    fn owner<T>(&self, request: &Request<T>) -> Result<Address, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("no authorization metadata; call GetKey"))?;
+        let token =
+            header.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(|| {
+                Status::unauthenticated("authorization must be \"Bearer <token>\"")
+            })?;
+        self.automation.authenticate(token, now_ms()).map_err(status)
+    }
+
+    /// Runs a store operation off the async workers (writes wait for an fsync).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Automation) -> Result<T, AutomationError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let automation = Arc::clone(&self.automation);
+        tokio::task::spawn_blocking(move || work(&automation))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status)
+    }
+}
+
+fn status(error: AutomationError) -> Status {
+    let message = error.to_string();
+    match error {
+        AutomationError::Auth(AuthError::TooManyChallenges) | AutomationError::Full => {
+            Status::resource_exhausted(message)
+        }
+        AutomationError::Auth(_) => Status::unauthenticated(message),
+        AutomationError::Invalid(_) | AutomationError::BadRequest(_) => {
+            Status::invalid_argument(message)
+        }
+        AutomationError::NotFound(_) => Status::not_found(message),
+        AutomationError::NotYours(_) => Status::permission_denied(message),
+        AutomationError::WrongState { .. } => Status::failed_precondition(message),
+        AutomationError::Store(_) | AutomationError::Corrupt(_) => Status::internal(message),
+    }
+}
+
+fn id_of(raw: &[u8]) -> Result<TaskId, Status> {
+    parse_id(raw).map_err(status)
+}
+
+#[tonic::async_trait]
+impl AutomationService for AutomationApi {
+    async fn get_challenge(
+        &self,
+        request: Request<pb::GetChallengeRequest>,
+    ) -> Result<Response<pb::GetChallengeResponse>, Status> {
+        let owner = request.into_inner().owner;
+        if owner.len() != 20 {
+            return Err(Status::invalid_argument(format!(
+                "owner has {} bytes, an address has 20",
+                owner.len()
+            )));
+        }
+        let (message, expires_at_ms) =
+            self.automation.challenge(Address::from_slice(&owner), now_ms()).map_err(status)?;
+        Ok(Response::new(pb::GetChallengeResponse { message, expires_at_ms }))
+    }
+
+    async fn get_key(
+        &self,
+        request: Request<pb::GetKeyRequest>,
+    ) -> Result<Response<pb::GetKeyResponse>, Status> {
+        let request = request.into_inner();
+        let (token, expires_at_ms) = self
+            .automation
+            .sign_in(&request.message, &request.signature, now_ms())
+            .map_err(status)?;
+        Ok(Response::new(pb::GetKeyResponse { token, expires_at_ms }))
+    }
+
+    async fn create_task(
+        &self,
+        request: Request<pb::CreateTaskRequest>,
+    ) -> Result<Response<pb::AutomationTask>, Status> {
+        let owner = self.owner(&request)?;
+        let definition = request
+            .into_inner()
+            .definition
+            .ok_or_else(|| Status::invalid_argument("definition: missing"))?;
+        let task = self.blocking(move |a| a.create(owner, definition, now_ms())).await?;
+        Ok(Response::new(task))
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<pb::TaskIdRequest>,
+    ) -> Result<Response<pb::AutomationTask>, Status> {
+        let owner = self.owner(&request)?;
+        let id = id_of(&request.into_inner().id)?;
+        Ok(Response::new(self.blocking(move |a| a.get(&owner, &id)).await?))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let owner = self.owner(&request)?;
+        let request = request.into_inner();
+        let after = match request.page_token.as_slice() {
+            [] => None,
+            raw => Some(id_of(raw).map_err(|_| Status::invalid_argument("bad page_token"))?),
+        };
+        let page = usize::try_from(request.page_size).unwrap_or(usize::MAX);
+        let (tasks, next) = self.blocking(move |a| a.list(&owner, after, page)).await?;
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks,
+            next_page_token: next.map(|id| id.to_vec()).unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: Request<pb::TaskIdRequest>,
+    ) -> Result<Response<pb::AutomationTask>, Status> {
+        let owner = self.owner(&request)?;
+        let id = id_of(&request.into_inner().id)?;
+        Ok(Response::new(self.blocking(move |a| a.cancel(&owner, &id, now_ms())).await?))
+    }
+
+    async fn delete_task(
+        &self,
+        request: Request<pb::TaskIdRequest>,
+    ) -> Result<Response<pb::DeleteTaskResponse>, Status> {
+        let owner = self.owner(&request)?;
+        let id = id_of(&request.into_inner().id)?;
+        self.blocking(move |a| a.delete(&owner, &id)).await?;
+        Ok(Response::new(pb::DeleteTaskResponse {}))
+    }
+}
