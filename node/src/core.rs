@@ -149,6 +149,7 @@ pub struct Core {
     halted: Option<String>,
     /// The AVS tasks, whose finalized records are written in the finality's own batch.
     avs: Option<Arc<crate::avs::AvsTasks>>,
+    automation: Option<Arc<crate::automation::Automation>>,
     /// The operator set of the epoch the actions being executed belong to (a finality comes
     /// before the epoch switch it causes): what each `FinalizedEvent` carries.
     epoch_operators: Arc<OperatorSet>,
@@ -190,6 +191,7 @@ impl Core {
         Ok(Self {
             epoch_operators,
             avs: None,
+            automation: None,
             engine,
             chain,
             sync: SyncClient::new(config.seed),
@@ -212,6 +214,12 @@ impl Core {
     /// so a crash cannot leave a finalized task pending.
     pub fn set_avs(&mut self, avs: Arc<crate::avs::AvsTasks>) {
         self.avs = Some(avs);
+    }
+
+    /// Applies the automation requests of each finalized block in the same batch as the
+    /// finality: every node's automation table follows the finalized chain exactly.
+    pub fn set_automation(&mut self, automation: Arc<crate::automation::Automation>) {
+        self.automation = Some(automation);
     }
 
     pub fn engine(&self) -> &Engine {
@@ -555,6 +563,9 @@ impl Core {
                     if let Some(avs) = &self.avs {
                         let set = &self.epoch_operators;
                         avs.record_finality(&block, &root, &certificate, set, &mut batch);
+                    }
+                    if let Some(automation) = &self.automation {
+                        automation.record_finality(&block, &mut batch);
                     }
                     let operators = Arc::clone(&self.epoch_operators);
                     self.metrics

@@ -85,10 +85,12 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         crate::automation::auth::Network {
             name: genesis_file.network_name.clone(),
             digest: avs_consensus::signing::network_digest(&genesis)?,
+            node: alloy::primitives::Address::from(keys.address),
         },
     )?);
     let mut task_registry = tasks.registry();
     avs.register(&mut task_registry)?;
+    automation.register(&mut task_registry)?;
     let mut registry = Registry::default();
     let aggregator = AggregatorController::new(config.roles.is_aggregator, &mut registry);
     let metrics = NodeMetrics::register(&mut registry);
@@ -108,6 +110,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         metrics.clone(),
     )?;
     core.set_avs(avs.clone());
+    core.set_automation(automation.clone());
     let engine = core.engine();
     // A key outside the set follows the chain without voting: an operator registered on L1
     // joins through VotingPowerSync, and the engine picks its index up at the epoch switch.
@@ -215,7 +218,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         chain: chain.clone(),
         finalized: finalized_feed.clone(),
         avs: avs.clone(),
-        automation,
+        automation: automation.clone(),
     };
     let grpc_listener =
         crate::grpc::bind((config.grpc.grpc_addr, config.grpc.grpc_port).into()).await?;

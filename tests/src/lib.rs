@@ -399,6 +399,8 @@ pub mod peers;
 #[cfg(test)]
 mod adversary;
 #[cfg(test)]
+mod automation;
+#[cfg(test)]
 mod avs;
 #[cfg(test)]
 mod monitoring;

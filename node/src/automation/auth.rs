@@ -1,5 +1,7 @@
 //! Wallet sign-in (docs/protocol.md, 7.5): a challenge text the owner signs under EIP-191, and
-//! the HMAC token it is exchanged for.
+//! the HMAC token it is exchanged for. The signed text is also the owner's *session grant* to
+//! the node it names: carried with each request the node replicates, it lets every operator
+//! check that the owner authorized that node, until the session expires.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -39,11 +41,68 @@ pub enum AuthError {
     TokenExpired,
 }
 
-/// The network a node signs in for.
+/// The network a node signs in for, and the node's operator address.
 #[derive(Debug, Clone)]
 pub struct Network {
     pub name: String,
     pub digest: [u8; 4],
+    pub node: Address,
+}
+
+/// A signed challenge: the owner's grant to one node (docs/protocol.md, 7.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub message: String,
+    pub signature: Vec<u8>,
+}
+
+/// What a valid grant says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantTerms {
+    pub owner: Address,
+    pub node: Address,
+    /// From when it can be used: when its challenge was issued.
+    pub session_from_ms: u64,
+    pub session_expires_ms: u64,
+}
+
+impl Grant {
+    /// Checks the grant for `network_digest` without any node-local state: the text, the
+    /// network, and that the signature is the owner's. Attesters call this.
+    pub fn verify(&self, network_digest: [u8; 4]) -> Result<GrantTerms, AuthError> {
+        let challenge = Challenge::parse(&self.message)?;
+        let ours = digest_text(network_digest);
+        if challenge.digest != ours {
+            return Err(AuthError::ForeignNetwork { theirs: challenge.digest, ours });
+        }
+        let signature = Signature::from_raw(&self.signature)
+            .map_err(|e| AuthError::BadSignature(format!("not a 65-byte signature: {e}")))?;
+        let signer = signature
+            .recover_address_from_msg(self.message.as_bytes())
+            .map_err(|e| AuthError::BadSignature(e.to_string()))?;
+        if signer != challenge.owner {
+            return Err(AuthError::BadSignature(format!(
+                "signed by {}, not {}",
+                lower_hex_address(&signer),
+                lower_hex_address(&challenge.owner)
+            )));
+        }
+        Ok(GrantTerms {
+            owner: challenge.owner,
+            node: challenge.node,
+            session_from_ms: challenge.expires_ms.saturating_sub(CHALLENGE_TTL_MS),
+            session_expires_ms: challenge.session_expires_ms,
+        })
+    }
+}
+
+/// A successful sign-in.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    pub token: String,
+    pub expires_ms: u64,
+    pub owner: Address,
+    pub grant: Grant,
 }
 
 /// A parsed challenge text.
@@ -51,20 +110,25 @@ pub struct Network {
 struct Challenge {
     network: String,
     digest: String,
+    node: Address,
     owner: Address,
     nonce: [u8; 16],
     expires_ms: u64,
+    session_expires_ms: u64,
 }
 
 impl Challenge {
     fn text(&self) -> String {
         format!(
-            "{FIRST_LINE}\nnetwork: {}\nnetwork digest: {}\nowner: {}\nnonce: 0x{}\nexpires: {}",
+            "{FIRST_LINE}\nnetwork: {}\nnetwork digest: {}\nnode: {}\nowner: {}\nnonce: 0x{}\n\
+             expires: {}\nsession expires: {}",
             self.network,
             self.digest,
+            lower_hex_address(&self.node),
             lower_hex_address(&self.owner),
             hex::encode(self.nonce),
-            self.expires_ms
+            self.expires_ms,
+            self.session_expires_ms
         )
     }
 
@@ -84,29 +148,39 @@ impl Challenge {
         };
         let network = field("network")?.to_owned();
         let digest = field("network digest")?.to_owned();
+        let node_text = field("node")?;
         let owner_text = field("owner")?;
         let nonce_text = field("nonce")?;
         let expires_text = field("expires")?;
+        let session_text = field("session expires")?;
         if lines.next().is_some() {
-            return Err(malformed("lines after \"expires\""));
+            return Err(malformed("lines after \"session expires\""));
         }
-        let owner: Address =
-            owner_text.parse().map_err(|_| malformed("owner is not an address"))?;
-        if owner_text != lower_hex_address(&owner) {
-            return Err(malformed("owner must be 0x and 40 lowercase hex digits"));
-        }
+        let node = parse_address(node_text).ok_or_else(|| malformed("node is not an address"))?;
+        let owner =
+            parse_address(owner_text).ok_or_else(|| malformed("owner is not an address"))?;
         let nonce = nonce_text
             .strip_prefix("0x")
             .and_then(|h| hex::decode(h).ok())
             .and_then(|b| <[u8; 16]>::try_from(b).ok())
             .ok_or_else(|| malformed("nonce must be 0x and 32 hex digits"))?;
-        let expires_ms = expires_text
-            .parse::<u64>()
-            .ok()
-            .filter(|v| v.to_string() == expires_text)
-            .ok_or_else(|| malformed("expires must be a decimal unix ms"))?;
-        Ok(Self { network, digest, owner, nonce, expires_ms })
+        let expires_ms =
+            parse_ms(expires_text).ok_or_else(|| malformed("expires must be a decimal unix ms"))?;
+        let session_expires_ms = parse_ms(session_text)
+            .ok_or_else(|| malformed("session expires must be a decimal unix ms"))?;
+        Ok(Self { network, digest, node, owner, nonce, expires_ms, session_expires_ms })
     }
+}
+
+/// `0x` and 40 lowercase hex digits, nothing else.
+fn parse_address(text: &str) -> Option<Address> {
+    let address: Address = text.parse().ok()?;
+    (text == lower_hex_address(&address)).then_some(address)
+}
+
+/// A decimal number written the one way `u64::to_string` writes it.
+fn parse_ms(text: &str) -> Option<u64> {
+    text.parse::<u64>().ok().filter(|v| v.to_string() == text)
 }
 
 fn lower_hex_address(address: &Address) -> String {
@@ -153,9 +227,11 @@ impl Auth {
         let challenge = Challenge {
             network: self.network.name.clone(),
             digest: digest_text(self.network.digest),
+            node: self.network.node,
             owner,
             nonce,
             expires_ms,
+            session_expires_ms: now_ms.saturating_add(TOKEN_TTL_MS),
         };
         self.open.insert(nonce, (owner, expires_ms));
         Ok((challenge.text(), expires_ms))
@@ -169,11 +245,14 @@ impl Auth {
         message: &str,
         signature: &[u8],
         now_ms: u64,
-    ) -> Result<(String, u64), AuthError> {
+    ) -> Result<SignIn, AuthError> {
         let challenge = Challenge::parse(message)?;
         let ours = digest_text(self.network.digest);
         if challenge.digest != ours || challenge.network != self.network.name {
             return Err(AuthError::ForeignNetwork { theirs: challenge.digest, ours });
+        }
+        if challenge.node != self.network.node {
+            return Err(AuthError::UnknownNonce);
         }
         if challenge.expires_ms < now_ms {
             self.open.remove(&challenge.nonce);
@@ -184,20 +263,15 @@ impl Auth {
                 if owner == challenge.owner && expires == challenge.expires_ms => {}
             _ => return Err(AuthError::UnknownNonce),
         }
-        let signature = Signature::from_raw(signature)
-            .map_err(|e| AuthError::BadSignature(format!("not a 65-byte signature: {e}")))?;
-        let signer = signature
-            .recover_address_from_msg(message.as_bytes())
-            .map_err(|e| AuthError::BadSignature(e.to_string()))?;
-        if signer != challenge.owner {
-            return Err(AuthError::BadSignature(format!(
-                "signed by {}, not {}",
-                lower_hex_address(&signer),
-                lower_hex_address(&challenge.owner)
-            )));
-        }
-        let expires_ms = now_ms.saturating_add(TOKEN_TTL_MS);
-        Ok((self.token(&challenge.owner, expires_ms), expires_ms))
+        let grant = Grant { message: message.to_owned(), signature: signature.to_vec() };
+        let terms = grant.verify(self.network.digest)?;
+        let expires_ms = terms.session_expires_ms;
+        Ok(SignIn {
+            token: self.token(&terms.owner, expires_ms),
+            expires_ms,
+            owner: terms.owner,
+            grant,
+        })
     }
 
     /// The token HMAC over `body`.
@@ -255,8 +329,12 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000_000;
 
+    fn network() -> Network {
+        Network { name: "avs-test".into(), digest: [1, 2, 3, 4], node: Address::repeat_byte(0x0d) }
+    }
+
     fn auth() -> Auth {
-        Auth::new(Network { name: "avs-test".into(), digest: [1, 2, 3, 4] }, [7; 32])
+        Auth::new(network(), [7; 32])
     }
 
     fn wallet(seed: u8) -> PrivateKeySigner {
@@ -274,10 +352,20 @@ mod tests {
         let (message, expires) = auth.challenge(alice.address(), [9; 16], NOW).unwrap();
         assert_eq!(expires, NOW + CHALLENGE_TTL_MS);
         assert!(message.contains("network digest: 0x01020304"), "{message}");
-        let (token, until) = auth.exchange(&message, &sign(&alice, &message), NOW + 1).unwrap();
-        assert_eq!(until, NOW + 1 + TOKEN_TTL_MS);
+        assert!(message.contains(&format!("node: {}", lower_hex_address(&network().node))));
+        let signed = auth.exchange(&message, &sign(&alice, &message), NOW + 1).unwrap();
+        let (token, until) = (signed.token.clone(), signed.expires_ms);
+        assert_eq!(until, NOW + TOKEN_TTL_MS);
         assert_eq!(auth.verify(&token, NOW + 2).unwrap(), alice.address());
         assert_eq!(auth.verify(&token, until + 1).unwrap_err(), AuthError::TokenExpired);
+        // The signed text is a grant any operator can check, for this network only.
+        let terms = signed.grant.verify([1, 2, 3, 4]).unwrap();
+        assert_eq!((terms.owner, terms.node), (alice.address(), network().node));
+        assert_eq!((terms.session_from_ms, terms.session_expires_ms), (NOW, until));
+        assert!(matches!(signed.grant.verify([9, 9, 9, 9]), Err(AuthError::ForeignNetwork { .. })));
+        let mut forged = signed.grant.clone();
+        forged.message = forged.message.replace(&until.to_string(), &(until + 1).to_string());
+        assert!(matches!(forged.verify([1, 2, 3, 4]), Err(AuthError::BadSignature(_))));
     }
 
     #[test]
@@ -332,7 +420,7 @@ mod tests {
         let mut auth = auth();
         let alice = wallet(1);
         let (message, _) = auth.challenge(alice.address(), [1; 16], NOW).unwrap();
-        let (token, _) = auth.exchange(&message, &sign(&alice, &message), NOW).unwrap();
+        let token = auth.exchange(&message, &sign(&alice, &message), NOW).unwrap().token;
         // Another owner in the body, a later expiry, another node's secret, garbage.
         let other = token.replace(&hex::encode(alice.address()), &hex::encode([0xee; 20]));
         assert!(matches!(auth.verify(&other, NOW), Err(AuthError::BadToken(_))));
@@ -340,8 +428,7 @@ mod tests {
         let (head, _) = body.rsplit_once('.').unwrap();
         let later = format!("{head}.{}.{mac}", u64::MAX);
         assert!(matches!(auth.verify(&later, NOW), Err(AuthError::BadToken(_))));
-        let elsewhere =
-            Auth::new(Network { name: "avs-test".into(), digest: [1, 2, 3, 4] }, [8; 32]);
+        let elsewhere = Auth::new(network(), [8; 32]);
         assert!(matches!(elsewhere.verify(&token, NOW), Err(AuthError::BadToken(_))));
         for junk in ["", "avs1", "a.b.c.d", "avs1.zz.1.00"] {
             assert!(matches!(auth.verify(junk, NOW), Err(AuthError::BadToken(_))), "{junk}");

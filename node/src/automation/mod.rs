@@ -1,18 +1,23 @@
-//! Client automation (docs/protocol.md, 7.5; issue 15): wallet sign-in ([`auth`]) and
-//! automation definitions ([`spec`]) kept in the store's `automation` column family, one owner's
-//! automations apart from another's.
+//! Client automation (docs/protocol.md, 7.5; issue 15): wallet sign-in ([`auth`]), automation
+//! definitions ([`spec`]) and their replication through consensus ([`consensus`]): a client's
+//! create, cancel or delete becomes a request carried in a block (internal task 10002) by the
+//! node it was submitted to, and every node applies it to its table when the block is final, so
+//! any node serves the same definitions.
 //!
 //! Layout of [`Column::Automation`]:
-//! - `0x01 ‖ owner (20) ‖ id (32)` → the `AutomationTask` record (protobuf);
+//! - `0x01 ‖ owner (20) ‖ id (32)` → the `AutomationTask` record (protobuf), as finalized;
 //! - `0x02 ‖ id (32)` → owner (20): who holds an id, to tell "not yours" from "unknown";
-//! - `0x03 token-secret` → the 32-byte HMAC secret of sign-in tokens, drawn once.
+//! - `0x03 token-secret` → the 32-byte HMAC secret of sign-in tokens, drawn once;
+//! - `0x04 ‖ owner (20)` → the owner's latest grant to this node (`StoredGrant`);
+//! - `0x05 ‖ sha256(request)` → a request this node accepted and that is not final yet.
 //!
-//! Not here yet (issue 15): replication of definitions through consensus, trigger watching and
-//! attestation, executions. A definition lives on the node it was created on.
+//! Not here yet (issue 15): trigger watching and attestation, executions, the operator stream.
 
 pub mod auth;
+pub mod consensus;
 pub mod spec;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use alloy::primitives::Address;
@@ -22,18 +27,25 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::store::{Column, Durability, Store, StoreError, WriteBatch};
-use auth::{Auth, AuthError, Network};
+use auth::{Auth, AuthError, Grant, Network};
 use spec::SpecError;
 
 const RECORD: u8 = 0x01;
 const OWNER_OF: u8 = 0x02;
 const TOKEN_SECRET_KEY: &[u8] = b"\x03token-secret";
+const GRANT: u8 = 0x04;
+const PENDING: u8 = 0x05;
 
 /// Largest page of `ListTasks`, and the page size when none is asked for.
 pub const MAX_PAGE: usize = 100;
 pub const DEFAULT_PAGE: usize = 20;
 /// Automations one owner holds at most (any state): the store is bounded per client.
 pub const MAX_PER_OWNER: usize = 1000;
+/// Requests this node holds before they are final, at most.
+pub const MAX_PENDING: usize = 4096;
+/// Grants read back at a restart, at most (expired ones are dropped then); an owner whose
+/// grant was not read signs in again (`NoSession`).
+const MAX_GRANTS_READ: usize = 100_000;
 
 pub type TaskId = [u8; 32];
 
@@ -51,6 +63,10 @@ pub enum AutomationError {
     WrongState { id: String, state: &'static str, action: &'static str, needs: &'static str },
     #[error("this owner holds {MAX_PER_OWNER} automations; delete some first")]
     Full,
+    #[error("{MAX_PENDING} requests wait for finality on this node; try again shortly")]
+    Busy,
+    #[error("no sign-in of this owner on this node covers now; call GetKey again")]
+    NoSession,
     #[error("{0}")]
     BadRequest(String),
     #[error("store: {0}")]
@@ -59,11 +75,29 @@ pub enum AutomationError {
     Corrupt(String),
 }
 
-/// The automations a node holds and its sign-in.
+/// A request this node accepted, until the block holding it is final.
+struct Pending {
+    bytes: Vec<u8>,
+    request: pb::ReplicatedRequest,
+    owner: Address,
+    /// When this node last put it in a block it proposed.
+    proposed_ms: Option<u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The latest grant per owner, with its session's end.
+    grants: HashMap<Address, (Grant, u64)>,
+    pending: HashMap<[u8; 32], Pending>,
+}
+
+/// The automations a node holds, its sign-in and the requests it replicates.
 pub struct Automation {
     store: Arc<dyn Store>,
+    digest: [u8; 4],
     auth: Mutex<Auth>,
-    /// Serializes the read-check-write of creations, cancellations and deletions.
+    inner: Mutex<Inner>,
+    /// Serializes the read-check-write of submissions.
     writes: Mutex<()>,
 }
 
@@ -80,6 +114,7 @@ fn state_name(state: i32) -> &'static str {
         Ok(pb::TaskState::Completed) => "completed",
         Ok(pb::TaskState::Failed) => "failed",
         Ok(pb::TaskState::Cancelled) => "cancelled",
+        Ok(pb::TaskState::Pending) => "pending",
         Ok(pb::TaskState::Unspecified) | Err(_) => "unknown",
     }
 }
@@ -94,6 +129,14 @@ fn record_key(owner: &Address, id: &TaskId) -> Vec<u8> {
 
 fn owner_key(id: &TaskId) -> Vec<u8> {
     [&[OWNER_OF][..], id].concat()
+}
+
+fn grant_key(owner: &Address) -> Vec<u8> {
+    [&[GRANT][..], owner.as_slice()].concat()
+}
+
+fn pending_key(hash: &[u8; 32]) -> Vec<u8> {
+    [&[PENDING][..], hash].concat()
 }
 
 /// `sha256(owner ‖ created_at_ms (u64 BE) ‖ encoded definition)` (docs/protocol.md, 7.5).
@@ -112,8 +155,21 @@ pub fn parse_id(raw: &[u8]) -> Result<TaskId, AutomationError> {
         .map_err(|_| AutomationError::BadRequest(format!("id has {} bytes, need 32", raw.len())))
 }
 
+fn decode_record(raw: &[u8]) -> Result<pb::AutomationTask, AutomationError> {
+    pb::AutomationTask::decode(raw).map_err(|e| AutomationError::Corrupt(e.to_string()))
+}
+
+fn is_state(task: &pb::AutomationTask, states: &[pb::TaskState]) -> bool {
+    states.iter().any(|s| i32::from(*s) == task.state)
+}
+
+const CANCELLABLE: [pb::TaskState; 2] = [pb::TaskState::Active, pb::TaskState::Executing];
+const DELETABLE: [pb::TaskState; 3] =
+    [pb::TaskState::Cancelled, pb::TaskState::Completed, pb::TaskState::Failed];
+
 impl Automation {
-    /// Opens the automations of `store`, drawing the token secret on first use.
+    /// Opens the automations of `store`: the token secret (drawn on first use), the owners'
+    /// grants and the requests not final yet.
     pub fn open(store: Arc<dyn Store>, network: Network) -> Result<Self, AutomationError> {
         let secret = match store.get(Column::Automation, TOKEN_SECRET_KEY)? {
             Some(raw) => <[u8; 32]>::try_from(raw.as_slice())
@@ -128,11 +184,50 @@ impl Automation {
                 secret
             }
         };
-        Ok(Self { store, auth: Mutex::new(Auth::new(network, secret)), writes: Mutex::new(()) })
+        let digest = network.digest;
+        let mut inner = Inner::default();
+        let now = crate::node::now_ms();
+        let mut expired = WriteBatch::new();
+        for (key, value) in scan(&*store, GRANT, MAX_GRANTS_READ)? {
+            let stored = pb::StoredGrant::decode(value.as_slice())
+                .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+            let grant = Grant { message: stored.message, signature: stored.signature };
+            let terms = grant.verify(digest)?;
+            if terms.session_expires_ms < now {
+                expired.delete(Column::Automation, key);
+            } else if key.get(1..) == Some(terms.owner.as_slice()) {
+                inner.grants.insert(terms.owner, (grant, terms.session_expires_ms));
+            }
+        }
+        if !expired.is_empty() {
+            store.write(expired, Durability::Buffered)?;
+        }
+        for (key, bytes) in scan(&*store, PENDING, MAX_PENDING)? {
+            let Ok(hash) = <[u8; 32]>::try_from(key.get(1..).unwrap_or_default()) else { continue };
+            let request = pb::ReplicatedRequest::decode(bytes.as_slice())
+                .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+            let grant = Grant {
+                message: request.grant.clone(),
+                signature: request.grant_signature.clone(),
+            };
+            let owner = grant.verify(digest)?.owner;
+            inner.pending.insert(hash, Pending { bytes, request, owner, proposed_ms: None });
+        }
+        Ok(Self {
+            store,
+            digest,
+            auth: Mutex::new(Auth::new(network, secret)),
+            inner: Mutex::new(inner),
+            writes: Mutex::new(()),
+        })
     }
 
     fn auth(&self) -> MutexGuard<'_, Auth> {
         self.auth.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A sign-in challenge for `owner` (docs/protocol.md, 7.5).
@@ -143,14 +238,24 @@ impl Automation {
         Ok(self.auth().challenge(owner, nonce, now_ms)?)
     }
 
-    /// Exchanges a signed challenge for a token.
+    /// Exchanges a signed challenge for a token, and keeps the owner's grant to this node (the
+    /// requests this node replicates for the owner carry it).
     pub fn sign_in(
         &self,
         message: &str,
         signature: &[u8],
         now_ms: u64,
     ) -> Result<(String, u64), AutomationError> {
-        Ok(self.auth().exchange(message, signature, now_ms)?)
+        let signed = self.auth().exchange(message, signature, now_ms)?;
+        let stored = pb::StoredGrant {
+            message: signed.grant.message.clone(),
+            signature: signed.grant.signature.clone(),
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Automation, grant_key(&signed.owner), stored.encode_to_vec());
+        self.store.write(batch, Durability::Sync)?;
+        self.inner().grants.insert(signed.owner, (signed.grant, signed.expires_ms));
+        Ok((signed.token, signed.expires_ms))
     }
 
     /// The owner a bearer token names.
@@ -158,24 +263,92 @@ impl Automation {
         Ok(self.auth().verify(token, now_ms)?)
     }
 
-    fn read(&self, owner: &Address, id: &TaskId) -> Result<pb::AutomationTask, AutomationError> {
-        if let Some(raw) = self.store.get(Column::Automation, &record_key(owner, id))? {
-            return pb::AutomationTask::decode(raw.as_slice())
-                .map_err(|e| AutomationError::Corrupt(e.to_string()));
+    /// The finalized record of `id`, through `batch`'s writes when given.
+    fn lookup(
+        &self,
+        id: &TaskId,
+        batch: Option<&WriteBatch>,
+    ) -> Result<Option<pb::AutomationTask>, AutomationError> {
+        let read = |key: &[u8]| -> Result<Option<Vec<u8>>, AutomationError> {
+            if let Some(pending) = batch.and_then(|b| b.pending(Column::Automation, key)) {
+                return Ok(pending.map(<[u8]>::to_vec));
+            }
+            Ok(self.store.get(Column::Automation, key)?)
+        };
+        let Some(owner) = read(&owner_key(id))? else { return Ok(None) };
+        if owner.len() != 20 {
+            return Err(AutomationError::Corrupt("owner index entry is not an address".into()));
         }
-        match self.store.get(Column::Automation, &owner_key(id))? {
+        let owner = Address::from_slice(&owner);
+        read(&record_key(&owner, id))?.map(|raw| decode_record(&raw)).transpose()
+    }
+
+    /// `owner`'s automation `id`: as finalized, or pending on this node.
+    pub fn get(&self, owner: &Address, id: &TaskId) -> Result<pb::AutomationTask, AutomationError> {
+        match self.lookup(id, None)? {
+            Some(task) if task.owner == owner.as_slice() => Ok(task),
             Some(_) => Err(AutomationError::NotYours(id_hex(id))),
-            None => Err(AutomationError::NotFound(id_hex(id))),
+            None => {
+                self.pending_create(owner, id).ok_or_else(|| AutomationError::NotFound(id_hex(id)))
+            }
         }
+    }
+
+    /// A create this node holds for `owner` that is not final yet, as a pending record.
+    fn pending_create(&self, owner: &Address, id: &TaskId) -> Option<pb::AutomationTask> {
+        self.inner().pending.values().find_map(|p| match &p.request.action {
+            Some(pb::replicated_request::Action::Create(definition))
+                if p.owner == *owner
+                    && task_id(owner, p.request.created_at_ms, definition) == *id =>
+            {
+                Some(pending_record(owner, id, definition, p.request.created_at_ms))
+            }
+            _ => None,
+        })
     }
 
     fn count(&self, owner: &Address) -> Result<usize, AutomationError> {
         let start = [&[RECORD][..], owner.as_slice()].concat();
         let rows = self.store.range(Column::Automation, &start, MAX_PER_OWNER + 1)?;
-        Ok(rows.iter().take_while(|(k, _)| k.starts_with(&start)).count())
+        let stored = rows.iter().take_while(|(k, _)| k.starts_with(&start)).count();
+        let pending = self.inner().pending.values().filter(|p| p.owner == *owner).count();
+        Ok(stored.saturating_add(pending))
     }
 
-    /// Checks and stores a definition for `owner`; nothing is stored if it is refused.
+    /// Keeps `request` (durably) until a block holding it is final.
+    fn submit(
+        &self,
+        owner: Address,
+        now_ms: u64,
+        action: pb::replicated_request::Action,
+    ) -> Result<(), AutomationError> {
+        let grant = {
+            let inner = self.inner();
+            match inner.grants.get(&owner) {
+                Some((grant, expires)) if *expires >= now_ms => grant.clone(),
+                _ => return Err(AutomationError::NoSession),
+            }
+        };
+        if self.inner().pending.len() >= MAX_PENDING {
+            return Err(AutomationError::Busy);
+        }
+        let request = pb::ReplicatedRequest {
+            grant: grant.message,
+            grant_signature: grant.signature,
+            created_at_ms: now_ms,
+            action: Some(action),
+        };
+        let bytes = request.encode_to_vec();
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Automation, pending_key(&hash), bytes.clone());
+        // Acknowledged only once durable: a restart proposes it again.
+        self.store.write(batch, Durability::Sync)?;
+        self.inner().pending.insert(hash, Pending { bytes, request, owner, proposed_ms: None });
+        Ok(())
+    }
+
+    /// Checks a definition and submits its creation; answers the pending record.
     pub fn create(
         &self,
         owner: Address,
@@ -188,32 +361,58 @@ impl Automation {
             return Err(AutomationError::Full);
         }
         let id = task_id(&owner, now_ms, &definition);
-        if self.store.get(Column::Automation, &owner_key(&id))?.is_some() {
+        if self.lookup(&id, None)?.is_some() || self.pending_create(&owner, &id).is_some() {
             // The same definition by the same owner in the same millisecond: one automation.
-            return self.read(&owner, &id);
+            return self.get(&owner, &id);
         }
-        let task = pb::AutomationTask {
-            id: id.to_vec(),
-            owner: owner.to_vec(),
-            definition: Some(definition),
-            state: pb::TaskState::Active.into(),
-            created_at_ms: now_ms,
-            updated_at_ms: now_ms,
-        };
-        let mut batch = WriteBatch::new();
-        batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
-        batch.put(Column::Automation, owner_key(&id), owner.to_vec());
-        // Acknowledged only once durable.
-        self.store.write(batch, Durability::Sync)?;
+        let record = pending_record(&owner, &id, &definition, now_ms);
+        self.submit(owner, now_ms, pb::replicated_request::Action::Create(definition))?;
+        Ok(record)
+    }
+
+    /// Submits the cancellation of an active or executing automation of `owner`; it takes
+    /// effect, on every node, when the block holding it is final. Answers the record as it is.
+    pub fn cancel(
+        &self,
+        owner: &Address,
+        id: &TaskId,
+        now_ms: u64,
+    ) -> Result<pb::AutomationTask, AutomationError> {
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let task = self.owned(owner, id, "cancelling", "active or executing", &CANCELLABLE)?;
+        self.submit(*owner, now_ms, pb::replicated_request::Action::Cancel(id.to_vec()))?;
         Ok(task)
     }
 
-    pub fn get(&self, owner: &Address, id: &TaskId) -> Result<pb::AutomationTask, AutomationError> {
-        self.read(owner, id)
+    /// Submits the removal of a cancelled, completed or failed automation of `owner`.
+    pub fn delete(&self, owner: &Address, id: &TaskId, now_ms: u64) -> Result<(), AutomationError> {
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        self.owned(owner, id, "deleting", "cancelled, completed or failed", &DELETABLE)?;
+        self.submit(*owner, now_ms, pb::replicated_request::Action::Delete(id.to_vec()))
     }
 
-    /// One page of `owner`'s automations in id order, from `after` (exclusive), and the id
-    /// to continue after when there are more.
+    fn owned(
+        &self,
+        owner: &Address,
+        id: &TaskId,
+        action: &'static str,
+        needs: &'static str,
+        allowed: &[pb::TaskState],
+    ) -> Result<pb::AutomationTask, AutomationError> {
+        let task = self.get(owner, id)?;
+        if !is_state(&task, allowed) {
+            return Err(AutomationError::WrongState {
+                id: id_hex(id),
+                state: state_name(task.state),
+                action,
+                needs,
+            });
+        }
+        Ok(task)
+    }
+
+    /// One page of `owner`'s finalized automations in id order, from `after` (exclusive), and
+    /// the id to continue after when there are more.
     pub fn list(
         &self,
         owner: &Address,
@@ -234,10 +433,7 @@ impl Automation {
         let mut tasks = rows
             .iter()
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, v)| {
-                pb::AutomationTask::decode(v.as_slice())
-                    .map_err(|e| AutomationError::Corrupt(e.to_string()))
-            })
+            .map(|(_, v)| decode_record(v))
             .collect::<Result<Vec<_>, _>>()?;
         let more = tasks.len() > page;
         tasks.truncate(page);
@@ -248,70 +444,174 @@ impl Automation {
         Ok((tasks, next))
     }
 
-    fn update(
-        &self,
-        owner: &Address,
-        id: &TaskId,
-        action: &'static str,
-        needs: &'static str,
-        allowed: &[pb::TaskState],
-        change: impl FnOnce(&mut WriteBatch, pb::AutomationTask),
-    ) -> Result<pb::AutomationTask, AutomationError> {
-        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        let task = self.read(owner, id)?;
-        if !allowed.iter().any(|s| i32::from(*s) == task.state) {
-            return Err(AutomationError::WrongState {
-                id: id_hex(id),
-                state: state_name(task.state),
-                action,
-                needs,
-            });
+    /// Requests to put in a block this node proposes at `now_ms`: at most `max`, oldest
+    /// first, none proposed in the last [`consensus::REPROPOSE_AFTER_MS`].
+    pub(crate) fn take_for_block(&self, now_ms: u64, max: usize) -> Vec<Vec<u8>> {
+        let mut inner = self.inner();
+        let mut due: Vec<(&[u8; 32], &mut Pending)> = inner
+            .pending
+            .iter_mut()
+            .filter(|(_, p)| {
+                p.proposed_ms
+                    .is_none_or(|at| at.saturating_add(consensus::REPROPOSE_AFTER_MS) <= now_ms)
+            })
+            .collect();
+        due.sort_by_key(|(hash, p)| (p.request.created_at_ms, **hash));
+        due.into_iter()
+            .take(max)
+            .map(|(_, p)| {
+                p.proposed_ms = Some(now_ms);
+                p.bytes.clone()
+            })
+            .collect()
+    }
+
+    /// Applies the automation requests of a finalized block, in block order, into `batch`
+    /// (written with the finality). Every node applies the same requests in the same order,
+    /// so every node's table is the same.
+    pub fn record_finality(&self, block: &avs_consensus::types::Block, batch: &mut WriteBatch) {
+        let mut applied = 0usize;
+        for result in block.body.tasks.iter() {
+            if result.task_definition_id != consensus::AUTOMATION_TASK_ID {
+                continue;
+            }
+            let bytes: &[u8] = result.data.as_ref();
+            let hash: [u8; 32] = Sha256::digest(bytes).into();
+            if self.inner().pending.remove(&hash).is_some() {
+                batch.delete(Column::Automation, pending_key(&hash));
+            }
+            match consensus::check_request(bytes, self.digest) {
+                Ok((request, terms)) => {
+                    if let Err(e) = self.apply(&request, terms.owner, batch) {
+                        tracing::warn!(error = %e, "an automation request of a final block does nothing");
+                    } else {
+                        applied += 1;
+                    }
+                }
+                // Validated by a quorum; this node would have refused it. Nothing to apply.
+                Err(e) => {
+                    tracing::warn!(error = %e, "a final block holds an automation request this node refuses")
+                }
+            }
         }
-        let mut batch = WriteBatch::new();
-        change(&mut batch, task.clone());
-        self.store.write(batch, Durability::Sync)?;
-        Ok(task)
+        if applied > 0 {
+            tracing::info!(height = %block.height, requests = applied, "automation requests applied");
+        }
     }
 
-    /// An active or executing automation of `owner` becomes cancelled: it never fires again.
-    pub fn cancel(
+    /// One request's effect on the table. Refusals (an unknown id, another owner's, a wrong
+    /// state, a full owner) change nothing, the same on every node.
+    fn apply(
+        &self,
+        request: &pb::ReplicatedRequest,
+        owner: Address,
+        batch: &mut WriteBatch,
+    ) -> Result<(), AutomationError> {
+        let at = request.created_at_ms;
+        match &request.action {
+            Some(pb::replicated_request::Action::Create(definition)) => {
+                let id = task_id(&owner, at, definition);
+                if self.lookup(&id, Some(batch))?.is_some() {
+                    return Ok(()); // Included twice: one automation.
+                }
+                if self.count_through(&owner, batch)? >= MAX_PER_OWNER {
+                    return Err(AutomationError::Full);
+                }
+                let mut task = pending_record(&owner, &id, definition, at);
+                task.state = pb::TaskState::Active.into();
+                batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
+                batch.put(Column::Automation, owner_key(&id), owner.to_vec());
+                Ok(())
+            }
+            Some(pb::replicated_request::Action::Cancel(raw)) => {
+                let id = parse_id(raw)?;
+                let mut task = self.finalized_of(&owner, &id, batch)?;
+                if !is_state(&task, &CANCELLABLE) {
+                    return Err(AutomationError::BadRequest(format!(
+                        "{} is {}: not cancelled again",
+                        id_hex(&id),
+                        state_name(task.state)
+                    )));
+                }
+                task.state = pb::TaskState::Cancelled.into();
+                task.updated_at_ms = at;
+                batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
+                Ok(())
+            }
+            Some(pb::replicated_request::Action::Delete(raw)) => {
+                let id = parse_id(raw)?;
+                let task = self.finalized_of(&owner, &id, batch)?;
+                if !is_state(&task, &DELETABLE) {
+                    return Err(AutomationError::BadRequest(format!(
+                        "{} is {}: not deleted",
+                        id_hex(&id),
+                        state_name(task.state)
+                    )));
+                }
+                batch.delete(Column::Automation, record_key(&owner, &id));
+                batch.delete(Column::Automation, owner_key(&id));
+                Ok(())
+            }
+            None => Err(AutomationError::BadRequest("a request with no action".into())),
+        }
+    }
+
+    fn finalized_of(
         &self,
         owner: &Address,
         id: &TaskId,
-        now_ms: u64,
+        batch: &WriteBatch,
     ) -> Result<pb::AutomationTask, AutomationError> {
-        let mut cancelled = None;
-        self.update(
-            owner,
-            id,
-            "cancelling",
-            "active or executing",
-            &[pb::TaskState::Active, pb::TaskState::Executing],
-            |batch, mut task| {
-                task.state = pb::TaskState::Cancelled.into();
-                task.updated_at_ms = now_ms;
-                batch.put(Column::Automation, record_key(owner, id), task.encode_to_vec());
-                cancelled = Some(task);
-            },
-        )?;
-        cancelled.ok_or_else(|| AutomationError::NotFound(id_hex(id)))
+        match self.lookup(id, Some(batch))? {
+            Some(task) if task.owner == owner.as_slice() => Ok(task),
+            Some(_) => Err(AutomationError::NotYours(id_hex(id))),
+            None => Err(AutomationError::NotFound(id_hex(id))),
+        }
     }
 
-    /// Removes a cancelled, completed or failed automation of `owner`.
-    pub fn delete(&self, owner: &Address, id: &TaskId) -> Result<(), AutomationError> {
-        self.update(
-            owner,
-            id,
-            "deleting",
-            "cancelled, completed or failed",
-            &[pb::TaskState::Cancelled, pb::TaskState::Completed, pb::TaskState::Failed],
-            |batch, _| {
-                batch.delete(Column::Automation, record_key(owner, id));
-                batch.delete(Column::Automation, owner_key(id));
-            },
-        )?;
-        Ok(())
+    /// `owner`'s records, with the creations `batch` holds.
+    fn count_through(&self, owner: &Address, batch: &WriteBatch) -> Result<usize, AutomationError> {
+        let start = [&[RECORD][..], owner.as_slice()].concat();
+        let rows = self.store.range(Column::Automation, &start, MAX_PER_OWNER + 1)?;
+        let stored = rows.iter().take_while(|(k, _)| k.starts_with(&start)).count();
+        // Creations earlier in this batch: their owner index entries.
+        let added = batch
+            .ops()
+            .iter()
+            .filter(|op| {
+                matches!(op, crate::store::Op::Put { column: Column::Automation, key, value }
+                    if key.first() == Some(&OWNER_OF) && value.as_slice() == owner.as_slice())
+            })
+            .count();
+        Ok(stored.saturating_add(added))
     }
+}
+
+/// A record for a creation (pending until final).
+fn pending_record(
+    owner: &Address,
+    id: &TaskId,
+    definition: &pb::TaskDefinition,
+    created_at_ms: u64,
+) -> pb::AutomationTask {
+    pb::AutomationTask {
+        id: id.to_vec(),
+        owner: owner.to_vec(),
+        definition: Some(definition.clone()),
+        state: pb::TaskState::Pending.into(),
+        created_at_ms,
+        updated_at_ms: created_at_ms,
+    }
+}
+
+/// The first `limit` entries of [`Column::Automation`] under the one-byte `prefix`.
+fn scan(
+    store: &dyn Store,
+    prefix: u8,
+    limit: usize,
+) -> Result<Vec<crate::store::Entry>, AutomationError> {
+    let rows = store.range(Column::Automation, &[prefix], limit)?;
+    Ok(rows.into_iter().take_while(|(k, _)| k.first() == Some(&prefix)).collect())
 }
 
 #[cfg(test)]

@@ -1,46 +1,115 @@
 use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
+use avs_consensus::state::genesis_state;
+use avs_consensus::types::{Block, BlockBody, ChainState, TaskResult, byte_list};
 
+use super::consensus::{AUTOMATION_TASK_ID, AutomationRequests};
 use super::spec::tests::cron_definition;
 use super::*;
 use crate::store::{MemoryDb, MemoryStore};
+use avs_consensus::task::{TaskDefinition, TaskValidity};
 
 const NOW: u64 = 1_800_000_000_000;
+const DIGEST: [u8; 4] = [1, 2, 3, 4];
 
-fn network() -> Network {
-    Network { name: "avs-test".into(), digest: [1, 2, 3, 4] }
+/// The test network's operator set; node `i` is operator `i`.
+fn chain_state() -> ChainState {
+    genesis_state(&avs_consensus::testkit::genesis(&[1, 1, 1, 1], 0, 4000).unwrap().1)
+}
+
+fn node_address(i: usize) -> Address {
+    Address::from(chain_state().operators.operators[i].address)
+}
+
+/// Node `i`'s automations on `db`.
+fn open_node(db: &MemoryDb, i: usize) -> Automation {
+    let network = Network { name: "avs-test".into(), digest: DIGEST, node: node_address(i) };
+    Automation::open(Arc::new(MemoryStore::open(db).unwrap()), network).unwrap()
 }
 
 fn open(db: &MemoryDb) -> Automation {
-    Automation::open(Arc::new(MemoryStore::open(db).unwrap()), network()).unwrap()
+    open_node(db, 0)
 }
 
-fn rows(db: &MemoryDb) -> usize {
-    MemoryStore::open(db).unwrap().range(Column::Automation, &[0], 10_000).unwrap().len()
+fn rows(db: &MemoryDb, prefix: u8) -> usize {
+    let store = MemoryStore::open(db).unwrap();
+    store
+        .range(Column::Automation, &[prefix], 100_000)
+        .unwrap()
+        .iter()
+        .take_while(|(k, _)| k.first() == Some(&prefix))
+        .count()
 }
 
 fn wallet(seed: u8) -> PrivateKeySigner {
     PrivateKeySigner::from_slice(&[seed; 32]).unwrap()
 }
 
+/// Signs `wallet` in on `automation` at `now`; the token.
+fn sign_in(automation: &Automation, wallet: &PrivateKeySigner, now: u64) -> String {
+    let (message, _) = automation.challenge(wallet.address(), now).unwrap();
+    let signature = wallet.sign_message_sync(message.as_bytes()).unwrap().as_bytes();
+    automation.sign_in(&message, &signature, now).unwrap().0
+}
+
+/// The blocks node `proposer` would propose for what it holds, as results.
+fn propose(automation: &Automation, proposer: usize, now: u64) -> Vec<TaskResult> {
+    automation
+        .take_for_block(now, 64)
+        .into_iter()
+        .map(|bytes| TaskResult {
+            task_definition_id: AUTOMATION_TASK_ID,
+            performer_index: avs_consensus::types::OperatorIndex::at(proposer),
+            data: byte_list(&bytes).unwrap(),
+            ..TaskResult::default()
+        })
+        .collect()
+}
+
+/// Finalizes `results` on every node in `nodes` (each applies the same blocks).
+fn finalize(nodes: &[(&Automation, &MemoryDb)], results: &[TaskResult]) {
+    for chunk in results.chunks(avs_consensus::types::MAX_TASKS_PER_BLOCK) {
+        let block = Block {
+            body: BlockBody { tasks: chunk.to_vec().try_into().unwrap() },
+            ..Block::default()
+        };
+        for (automation, db) in nodes {
+            let mut batch = WriteBatch::new();
+            automation.record_finality(&block, &mut batch);
+            MemoryStore::open(db).unwrap().write(batch, Durability::Sync).unwrap();
+        }
+    }
+}
+
 #[test]
-fn an_owner_creates_lists_cancels_and_deletes_its_automations() {
+fn an_owner_creates_lists_cancels_and_deletes_its_automations_at_finality() {
     let db = MemoryDb::default();
     let automation = open(&db);
-    let alice = wallet(1).address();
+    let alice = wallet(1);
+    sign_in(&automation, &alice, NOW);
+    let owner = alice.address();
     let mut ids = Vec::new();
     for i in 0..5u64 {
-        let task = automation.create(alice, cron_definition("0 * * * * *"), NOW + i).unwrap();
-        assert_eq!(task.state, i32::from(pb::TaskState::Active));
+        let task = automation.create(owner, cron_definition("0 * * * * *"), NOW + i).unwrap();
+        assert_eq!(task.state, i32::from(pb::TaskState::Pending));
         ids.push(parse_id(&task.id).unwrap());
     }
+    // Pending: readable on this node, not listed (the list is the finalized table).
+    assert_eq!(automation.get(&owner, &ids[0]).unwrap().state, i32::from(pb::TaskState::Pending));
+    assert!(automation.list(&owner, None, 100).unwrap().0.is_empty());
+    let results = propose(&automation, 0, NOW + 10);
+    assert_eq!(results.len(), 5);
+    assert!(propose(&automation, 0, NOW + 11).is_empty(), "not proposed twice within 30 s");
+    finalize(&[(&automation, &db)], &results);
+    assert_eq!(rows(&db, PENDING), 0, "final requests are no longer pending");
     ids.sort();
-    // Pages of two, in id order, each once.
+    // Pages of two, in id order, each once, all active.
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let (page, next) = automation.list(&alice, after, 2).unwrap();
+        let (page, next) = automation.list(&owner, after, 2).unwrap();
         assert!(page.len() <= 2);
+        assert!(page.iter().all(|t| t.state == i32::from(pb::TaskState::Active)));
         seen.extend(page.iter().map(|t| parse_id(&t.id).unwrap()));
         match next {
             Some(next) => after = Some(next),
@@ -49,81 +118,173 @@ fn an_owner_creates_lists_cancels_and_deletes_its_automations() {
     }
     assert_eq!(seen, ids);
 
-    // Deleting needs a cancelled (or finished) automation; a cancelled one stays cancelled.
-    let err = automation.delete(&alice, &ids[0]).unwrap_err();
+    // Deleting needs a cancelled (or finished) automation; a cancellation takes effect at
+    // finality, and a cancelled one is not cancelled again.
+    let err = automation.delete(&owner, &ids[0], NOW + 20).unwrap_err();
     assert!(matches!(err, AutomationError::WrongState { .. }), "{err}");
-    let cancelled = automation.cancel(&alice, &ids[0], NOW + 10).unwrap();
+    automation.cancel(&owner, &ids[0], NOW + 20).unwrap();
+    finalize(&[(&automation, &db)], &propose(&automation, 0, NOW + 21));
+    let cancelled = automation.get(&owner, &ids[0]).unwrap();
     assert_eq!(cancelled.state, i32::from(pb::TaskState::Cancelled));
-    assert_eq!(cancelled.updated_at_ms, NOW + 10);
-    let again = automation.cancel(&alice, &ids[0], NOW + 11).unwrap_err();
+    assert_eq!(cancelled.updated_at_ms, NOW + 20);
+    let again = automation.cancel(&owner, &ids[0], NOW + 22).unwrap_err();
     assert!(matches!(again, AutomationError::WrongState { .. }), "{again}");
-    automation.delete(&alice, &ids[0]).unwrap();
-    assert!(matches!(automation.get(&alice, &ids[0]), Err(AutomationError::NotFound(_))));
-    assert_eq!(automation.list(&alice, None, 100).unwrap().0.len(), 4);
+    automation.delete(&owner, &ids[0], NOW + 23).unwrap();
+    finalize(&[(&automation, &db)], &propose(&automation, 0, NOW + 24));
+    assert!(matches!(automation.get(&owner, &ids[0]), Err(AutomationError::NotFound(_))));
+    assert_eq!(automation.list(&owner, None, 100).unwrap().0.len(), 4);
 
-    // Everything acknowledged is in the store: a reopened node holds the same.
+    // Everything final is in the store: a reopened node holds the same.
     let reopened = open(&db);
-    assert_eq!(reopened.list(&alice, None, 100).unwrap().0.len(), 4);
+    assert_eq!(reopened.list(&owner, None, 100).unwrap().0.len(), 4);
     assert_eq!(
-        reopened.get(&alice, &ids[1]).unwrap().definition,
+        reopened.get(&owner, &ids[1]).unwrap().definition,
         Some(cron_definition("0 * * * * *"))
     );
+}
+
+/// Replication: the node a client submitted to proposes the request; every node that
+/// finalizes the block holds the same automation, and a request included twice is one.
+#[test]
+fn every_node_that_finalizes_the_block_holds_the_same_automations() {
+    let (db0, db2) = (MemoryDb::default(), MemoryDb::default());
+    let (node0, node2) = (open_node(&db0, 0), open_node(&db2, 2));
+    let alice = wallet(1);
+    sign_in(&node0, &alice, NOW);
+    let task = node0.create(alice.address(), cron_definition("0 0 * * * *"), NOW).unwrap();
+    let id = parse_id(&task.id).unwrap();
+    let results = propose(&node0, 0, NOW + 1);
+    // Included twice (a second leader's block, or a re-proposal): still one automation.
+    let twice = [results.clone(), results].concat();
+    finalize(&[(&node0, &db0), (&node2, &db2)], &twice);
+    for node in [&node0, &node2] {
+        let held = node.get(&alice.address(), &id).unwrap();
+        assert_eq!(held.state, i32::from(pb::TaskState::Active));
+        assert_eq!(node.list(&alice.address(), None, 100).unwrap().0.len(), 1);
+    }
+    // Node 2 serves it to the owner signed in there, and refuses another owner.
+    sign_in(&node2, &alice, NOW + 5);
+    node2.cancel(&alice.address(), &id, NOW + 6).unwrap();
+    finalize(&[(&node0, &db0), (&node2, &db2)], &propose(&node2, 2, NOW + 7));
+    assert_eq!(
+        node0.get(&alice.address(), &id).unwrap().state,
+        i32::from(pb::TaskState::Cancelled),
+        "a cancellation submitted to node 2 reaches node 0"
+    );
+}
+
+#[test]
+fn attesters_accept_only_requests_their_owner_granted_to_the_proposer() {
+    let db = MemoryDb::default();
+    let node1 = Arc::new(open_node(&db, 1));
+    let alice = wallet(1);
+    sign_in(&node1, &alice, NOW);
+    node1.create(alice.address(), cron_definition("0 0 * * * *"), NOW).unwrap();
+    let requests = AutomationRequests::new(Arc::clone(&node1));
+    let parent = chain_state();
+    let result = propose(&node1, 1, NOW + 1).remove(0);
+    assert_eq!(requests.validate(&parent, &result), TaskValidity::Valid);
+
+    // Carried by another proposer than the node the owner granted.
+    let stolen = TaskResult {
+        performer_index: avs_consensus::types::OperatorIndex::at(3),
+        ..result.clone()
+    };
+    let verdict = requests.validate(&parent, &stolen);
+    assert!(matches!(&verdict, TaskValidity::Invalid(r) if r.contains("granted")), "{verdict:?}");
+
+    // A changed request: its grant's signature no longer matches, or it falls out of the
+    // session, or it does not decode.
+    let mut request = pb::ReplicatedRequest::decode(result.data.as_ref()).unwrap();
+    let tamper = |request: &pb::ReplicatedRequest| TaskResult {
+        data: byte_list(&request.encode_to_vec()).unwrap(),
+        ..result.clone()
+    };
+    let original = request.clone();
+    request.grant = request.grant.replace("avs-test", "avs-other");
+    assert!(matches!(requests.validate(&parent, &tamper(&request)), TaskValidity::Invalid(_)));
+    request = original.clone();
+    request.created_at_ms = NOW + auth::TOKEN_TTL_MS + 1;
+    assert!(matches!(requests.validate(&parent, &tamper(&request)), TaskValidity::Invalid(_)));
+    request = original.clone();
+    request.action = Some(pb::replicated_request::Action::Create(cron_definition("bad cron")));
+    assert!(matches!(requests.validate(&parent, &tamper(&request)), TaskValidity::Invalid(_)));
+    let garbage = TaskResult { data: byte_list(&[0xff; 7]).unwrap(), ..result };
+    assert!(matches!(requests.validate(&parent, &garbage), TaskValidity::Invalid(_)));
 }
 
 #[test]
 fn another_owners_automation_is_neither_read_nor_changed() {
     let db = MemoryDb::default();
     let automation = open(&db);
-    let (alice, mallory) = (wallet(1).address(), wallet(2).address());
-    let task = automation.create(alice, cron_definition("0 * * * * *"), NOW).unwrap();
+    let (alice, mallory) = (wallet(1), wallet(2));
+    sign_in(&automation, &alice, NOW);
+    sign_in(&automation, &mallory, NOW);
+    let task = automation.create(alice.address(), cron_definition("0 * * * * *"), NOW).unwrap();
     let id = parse_id(&task.id).unwrap();
-    assert!(matches!(automation.get(&mallory, &id), Err(AutomationError::NotYours(_))));
-    assert!(matches!(automation.cancel(&mallory, &id, NOW), Err(AutomationError::NotYours(_))));
-    assert!(matches!(automation.delete(&mallory, &id), Err(AutomationError::NotYours(_))));
-    assert!(automation.list(&mallory, None, 100).unwrap().0.is_empty());
+    let m = mallory.address();
+    assert!(matches!(automation.get(&m, &id), Err(AutomationError::NotFound(_))), "pending");
+    finalize(&[(&automation, &db)], &propose(&automation, 0, NOW));
+    assert!(matches!(automation.get(&m, &id), Err(AutomationError::NotYours(_))));
+    assert!(matches!(automation.cancel(&m, &id, NOW), Err(AutomationError::NotYours(_))));
+    assert!(matches!(automation.delete(&m, &id, NOW), Err(AutomationError::NotYours(_))));
+    assert!(automation.list(&m, None, 100).unwrap().0.is_empty());
+    assert_eq!(rows(&db, PENDING), 0, "nothing submitted for mallory");
     assert_eq!(
-        automation.get(&alice, &id).unwrap().state,
+        automation.get(&alice.address(), &id).unwrap().state,
         i32::from(pb::TaskState::Active),
         "unchanged"
     );
 }
 
 #[test]
-fn a_refused_definition_stores_nothing() {
+fn a_refused_definition_or_a_missing_sign_in_stores_nothing() {
     let db = MemoryDb::default();
     let automation = open(&db);
-    let before = rows(&db);
-    let alice = wallet(1).address();
-    let err = automation.create(alice, cron_definition("not cron"), NOW).unwrap_err();
+    let alice = wallet(1);
+    // No sign-in on this node: no grant to carry the request.
+    let err = automation.create(alice.address(), cron_definition("0 * * * * *"), NOW).unwrap_err();
+    assert!(matches!(err, AutomationError::NoSession), "{err}");
+    sign_in(&automation, &alice, NOW);
+    let err = automation.create(alice.address(), cron_definition("not cron"), NOW).unwrap_err();
     assert!(matches!(err, AutomationError::Invalid(_)), "{err}");
     assert!(err.to_string().contains("trigger.cron.expression"), "{err}");
-    assert_eq!(rows(&db), before);
-    assert!(automation.list(&alice, None, 100).unwrap().0.is_empty());
+    assert_eq!(rows(&db, PENDING), 0);
+    assert_eq!(rows(&db, RECORD), 0);
 }
 
 #[test]
 fn an_owner_holds_a_bounded_number_of_automations() {
     let automation = open(&MemoryDb::default());
-    let alice = wallet(1).address();
+    let alice = wallet(1);
+    sign_in(&automation, &alice, NOW);
     for i in 0..MAX_PER_OWNER as u64 {
-        automation.create(alice, cron_definition("0 * * * * *"), NOW + i).unwrap();
+        automation.create(alice.address(), cron_definition("0 * * * * *"), NOW + i).unwrap();
     }
-    let err = automation.create(alice, cron_definition("0 * * * * *"), NOW + 5000).unwrap_err();
+    let err =
+        automation.create(alice.address(), cron_definition("0 * * * * *"), NOW + 5000).unwrap_err();
     assert!(matches!(err, AutomationError::Full), "{err}");
     // Others are not affected.
-    automation.create(wallet(2).address(), cron_definition("0 * * * * *"), NOW).unwrap();
+    let bob = wallet(2);
+    sign_in(&automation, &bob, NOW);
+    automation.create(bob.address(), cron_definition("0 * * * * *"), NOW).unwrap();
 }
 
 #[test]
-fn tokens_survive_a_restart_of_the_node_that_issued_them() {
+fn tokens_grants_and_pending_requests_survive_a_restart() {
     let db = MemoryDb::default();
     let automation = open(&db);
     let alice = wallet(1);
-    let (message, _) = automation.challenge(alice.address(), NOW).unwrap();
-    let signature = alice.sign_message_sync(message.as_bytes()).unwrap().as_bytes();
-    let (token, _) = automation.sign_in(&message, &signature, NOW).unwrap();
-    assert_eq!(open(&db).authenticate(&token, NOW + 1).unwrap(), alice.address());
-    // Another node (another store) did not issue it.
+    let token = sign_in(&automation, &alice, NOW);
+    automation.create(alice.address(), cron_definition("0 * * * * *"), NOW).unwrap();
+    drop(automation);
+    let reopened = open(&db);
+    assert_eq!(reopened.authenticate(&token, NOW + 1).unwrap(), alice.address());
+    // Acknowledged before the restart: proposed after it.
+    assert_eq!(propose(&reopened, 0, NOW + 2).len(), 1);
+    // And the grant still lets it submit without a new sign-in.
+    reopened.create(alice.address(), cron_definition("0 0 * * * *"), NOW + 3).unwrap();
+    // Another node (another store) did not issue the token.
     let elsewhere = open(&MemoryDb::default());
     assert!(matches!(elsewhere.authenticate(&token, NOW), Err(AutomationError::Auth(_))));
 }

@@ -51,10 +51,10 @@ impl AutomationApi {
 fn status(error: AutomationError) -> Status {
     let message = error.to_string();
     match error {
-        AutomationError::Auth(AuthError::TooManyChallenges) | AutomationError::Full => {
-            Status::resource_exhausted(message)
-        }
-        AutomationError::Auth(_) => Status::unauthenticated(message),
+        AutomationError::Auth(AuthError::TooManyChallenges)
+        | AutomationError::Full
+        | AutomationError::Busy => Status::resource_exhausted(message),
+        AutomationError::Auth(_) | AutomationError::NoSession => Status::unauthenticated(message),
         AutomationError::Invalid(_) | AutomationError::BadRequest(_) => {
             Status::invalid_argument(message)
         }
@@ -154,7 +154,7 @@ impl AutomationService for AutomationApi {
     ) -> Result<Response<pb::DeleteTaskResponse>, Status> {
         let owner = self.owner(&request)?;
         let id = id_of(&request.into_inner().id)?;
-        self.blocking(move |a| a.delete(&owner, &id)).await?;
+        self.blocking(move |a| a.delete(&owner, &id, now_ms())).await?;
         Ok(Response::new(pb::DeleteTaskResponse {}))
     }
 }

@@ -21,6 +21,8 @@ struct Server {
     addr: SocketAddr,
     pool: Arc<OperatorPool>,
     finalized: FinalizedFeed,
+    automation: Arc<crate::automation::Automation>,
+    store: Arc<dyn crate::store::Store>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -54,21 +56,26 @@ async fn start_with(
     let (_tx, status) = watch::channel(status);
     let (finalized, _) = broadcast::channel(8);
     let avs = crate::avs::AvsTasks::none(chain.store().clone());
-    let network = crate::automation::auth::Network { name: "avs-test".into(), digest: DIGEST };
+    let network = crate::automation::auth::Network {
+        name: "avs-test".into(),
+        digest: DIGEST,
+        node: alloy::primitives::Address::repeat_byte(0x0d),
+    };
     let automation =
         Arc::new(crate::automation::Automation::open(chain.store().clone(), network).unwrap());
+    let store = chain.store().clone();
     let state = GrpcState {
         pool: pool.clone(),
         status,
         chain,
         finalized: finalized.clone(),
         avs,
-        automation,
+        automation: automation.clone(),
     };
     let shutdown = CancellationToken::new();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(serve_with_limits(listener, state, limits, shutdown.clone()));
-    Server { addr, pool, finalized, shutdown, task }
+    Server { addr, pool, finalized, automation, store, shutdown, task }
 }
 
 async fn start(listener: tokio::net::TcpListener) -> Server {
@@ -585,6 +592,25 @@ async fn a_wallet_signs_in_and_manages_only_its_own_automations() {
         }],
     };
     let create = |definition| apb::CreateTaskRequest { definition: Some(definition) };
+    // What consensus does with this node's requests: it proposes them, the block is final.
+    let finalize = |server: &Server| {
+        use crate::automation::consensus::AUTOMATION_TASK_ID;
+        let tasks: Vec<TaskResult> = server
+            .automation
+            .take_for_block(crate::node::now_ms(), 16)
+            .iter()
+            .map(|data| TaskResult {
+                task_definition_id: AUTOMATION_TASK_ID,
+                data: byte_list(data).unwrap(),
+                ..TaskResult::default()
+            })
+            .collect();
+        let block =
+            Block { body: BlockBody { tasks: tasks.try_into().unwrap() }, ..Block::default() };
+        let mut batch = WriteBatch::new();
+        server.automation.record_finality(&block, &mut batch);
+        server.store.write(batch, crate::store::Durability::Sync).unwrap();
+    };
 
     let alice = sign_in(&mut client, PrivateKeySigner::from_slice(&[1; 32]).unwrap()).await;
     let mallory = sign_in(&mut client, PrivateKeySigner::from_slice(&[2; 32]).unwrap()).await;
@@ -608,19 +634,26 @@ async fn a_wallet_signs_in_and_manages_only_its_own_automations() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(task.state, i32::from(apb::TaskState::Active));
+    assert_eq!(task.state, i32::from(apb::TaskState::Pending));
     let id = apb::TaskIdRequest { id: task.id.clone() };
+    let pending = client.get_task(with_token(&alice, id.clone())).await.unwrap().into_inner();
+    assert_eq!(pending, task);
+    finalize(&server);
     let listed = client.list_tasks(with_token(&alice, apb::ListTasksRequest::default())).await;
-    assert_eq!(listed.unwrap().into_inner().tasks, vec![task.clone()]);
+    let active = apb::AutomationTask { state: apb::TaskState::Active.into(), ..task.clone() };
+    assert_eq!(listed.unwrap().into_inner().tasks, vec![active]);
     let theirs = client.get_task(with_token(&mallory, id.clone())).await.unwrap_err();
     assert_eq!(theirs.code(), Code::PermissionDenied);
     let theirs = client.cancel_task(with_token(&mallory, id.clone())).await.unwrap_err();
     assert_eq!(theirs.code(), Code::PermissionDenied);
     let early = client.delete_task(with_token(&alice, id.clone())).await.unwrap_err();
     assert_eq!(early.code(), Code::FailedPrecondition);
-    let cancelled = client.cancel_task(with_token(&alice, id.clone())).await.unwrap().into_inner();
+    client.cancel_task(with_token(&alice, id.clone())).await.unwrap();
+    finalize(&server);
+    let cancelled = client.get_task(with_token(&alice, id.clone())).await.unwrap().into_inner();
     assert_eq!(cancelled.state, i32::from(apb::TaskState::Cancelled));
     client.delete_task(with_token(&alice, id.clone())).await.unwrap();
+    finalize(&server);
     let gone = client.get_task(with_token(&alice, id)).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     server.stop().await;
