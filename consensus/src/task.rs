@@ -6,7 +6,7 @@
 //! The effect becomes the network's reality when the block is finalized: a changed operator
 //! set ends the epoch (docs/protocol.md, "Epochs"). `internal-tasks` implements this trait.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -36,8 +36,13 @@ pub enum TaskValidity {
 pub trait TaskDefinition: Send + Sync {
     /// Task definition id (internal tasks use ids >= 10000).
     fn id(&self) -> u16;
-    /// Validator side: check `result` against the parent block's state.
-    fn validate(&self, parent: &ChainState, result: &TaskResult) -> TaskValidity;
+    /// Validator side: check `result` against the parent block's state, at `now_ms` (the
+    /// engine's time for the input being handled).
+    fn validate(&self, parent: &ChainState, result: &TaskResult, now_ms: u64) -> TaskValidity;
+    /// Results of this task one block may carry; more make the block invalid.
+    fn max_per_block(&self) -> usize {
+        MAX_TASKS_PER_BLOCK
+    }
     /// Effect, applied by the state transition; may change `state.next_operators`, which ends
     /// the epoch once the block is finalized. An error makes the block invalid.
     fn apply(&self, state: &mut ChainState, result: &TaskResult) -> Result<(), String>;
@@ -117,11 +122,13 @@ impl TaskRegistry {
         parent: &ChainState,
         block: &Block,
         earlier: &HashSet<Root>,
+        now_ms: u64,
     ) -> TaskValidity {
         let Ok(base) = child_base(parent) else {
             return TaskValidity::Invalid("epoch overflow".into());
         };
         let mut seen = HashSet::new();
+        let mut per_task: HashMap<u16, usize> = HashMap::new();
         let mut not_yet = None;
         for result in block.body.tasks.iter() {
             let Some(task) = self.get(result.task_definition_id) else {
@@ -130,6 +137,15 @@ impl TaskRegistry {
                     result.task_definition_id
                 ));
             };
+            let count = per_task.entry(result.task_definition_id).or_default();
+            *count = count.saturating_add(1);
+            if *count > task.max_per_block() {
+                return TaskValidity::Invalid(format!(
+                    "more than {} results of task {} in one block",
+                    task.max_per_block(),
+                    result.task_definition_id
+                ));
+            }
             let identity = match self.check_performer(digest, &base, block.proposer_index, result) {
                 Ok(identity) => identity,
                 Err(reason) => return TaskValidity::Invalid(reason),
@@ -140,7 +156,7 @@ impl TaskRegistry {
             if earlier.contains(&identity) {
                 return TaskValidity::Invalid("a task already in an ancestor block".into());
             }
-            match task.validate(parent, result) {
+            match task.validate(parent, result, now_ms) {
                 TaskValidity::Valid => {}
                 TaskValidity::Invalid(r) => return TaskValidity::Invalid(r),
                 TaskValidity::NotYet(r) => not_yet = Some(r),
@@ -455,7 +471,7 @@ mod tests {
         parent: &ChainState,
         b: &Block,
     ) -> TaskValidity {
-        reg.validate_block(digest, parent, b, &HashSet::new())
+        reg.validate_block(digest, parent, b, &HashSet::new(), 0)
     }
 
     /// Always has 16 results due: it would fill every block.
@@ -464,7 +480,7 @@ mod tests {
         fn id(&self) -> u16 {
             AVS_ID + 1
         }
-        fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+        fn validate(&self, _: &ChainState, _: &TaskResult, _now_ms: u64) -> TaskValidity {
             TaskValidity::Valid
         }
         fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
@@ -481,7 +497,7 @@ mod tests {
         fn id(&self) -> u16 {
             FIRST_INTERNAL_TASK_ID + 500
         }
-        fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+        fn validate(&self, _: &ChainState, _: &TaskResult, _now_ms: u64) -> TaskValidity {
             TaskValidity::Valid
         }
         fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {
@@ -504,7 +520,7 @@ mod tests {
         let b = block(OperatorIndex::ZERO, vec![task]);
         let earlier = ancestor_task_ids(&genesis.operators, [&b]);
         assert_eq!(earlier.len(), 1);
-        let reason = invalid(reg.validate_block(digest, &parent, &b, &earlier));
+        let reason = invalid(reg.validate_block(digest, &parent, &b, &earlier, 0));
         assert!(reason.contains("ancestor"), "{reason}");
         assert_eq!(check(&reg, digest, &parent, &b), TaskValidity::Valid);
 

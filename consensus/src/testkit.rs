@@ -92,7 +92,7 @@ impl TaskDefinition for NoteTask {
     fn id(&self) -> u16 {
         NOTE_ID
     }
-    fn validate(&self, _parent: &ChainState, r: &TaskResult) -> TaskValidity {
+    fn validate(&self, _parent: &ChainState, r: &TaskResult, _now_ms: u64) -> TaskValidity {
         if r.proof_of_task.as_ref() == Sha256::digest(r.data.as_ref()).as_slice() {
             TaskValidity::Valid
         } else {
@@ -193,7 +193,7 @@ impl TaskDefinition for MembershipTask {
     fn id(&self) -> u16 {
         MEMBERSHIP_ID
     }
-    fn validate(&self, parent: &ChainState, r: &TaskResult) -> TaskValidity {
+    fn validate(&self, parent: &ChainState, r: &TaskResult, _now_ms: u64) -> TaskValidity {
         match decode_change(r.data.as_ref()) {
             Some(c) if pending(&parent.next_operators, &c) => TaskValidity::Valid,
             _ => TaskValidity::Invalid("not an applicable membership change".into()),
@@ -259,7 +259,7 @@ impl TaskDefinition for AcceptAvs {
     fn id(&self) -> u16 {
         self.0
     }
-    fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+    fn validate(&self, _: &ChainState, _: &TaskResult, _now_ms: u64) -> TaskValidity {
         TaskValidity::Valid
     }
     fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {

@@ -266,7 +266,7 @@ impl TaskDefinition for VotingPowerSyncTask {
         VOTING_POWER_SYNC_TASK_ID
     }
 
-    fn validate(&self, parent: &ChainState, result: &TaskResult) -> TaskValidity {
+    fn validate(&self, parent: &ChainState, result: &TaskResult, _now_ms: u64) -> TaskValidity {
         let verdict = self.judge(parent, result);
         let data_root = root_of(&result.data).unwrap_or_default();
         self.observer.validated(
@@ -362,10 +362,10 @@ mod tests {
         assert_eq!(results.len(), 1);
         let result = &results[0];
         assert_eq!(result.task_definition_id, VOTING_POWER_SYNC_TASK_ID);
-        assert_eq!(leader.task.validate(&parent, result), TaskValidity::Valid);
+        assert_eq!(leader.task.validate(&parent, result, 0), TaskValidity::Valid);
 
         let attester = node(&[(1, 300), (2, 100), (3, 50)], false);
-        assert_eq!(attester.task.validate(&parent, result), TaskValidity::Valid);
+        assert_eq!(attester.task.validate(&parent, result, 0), TaskValidity::Valid);
         assert!(attester.perform(&parent, 0).is_empty(), "no --internal-tasks");
 
         let mut next = avs_consensus::state::child_base(&parent).unwrap();
@@ -390,7 +390,7 @@ mod tests {
         let mut parent = state(&[(1, 100), (2, 100)]);
         let leader = node(&[(1, 300), (2, 100)], true);
         let at_ten = leader.perform(&parent, 1).remove(0);
-        assert_eq!(leader.task.validate(&parent, &at_ten), TaskValidity::Valid);
+        assert_eq!(leader.task.validate(&parent, &at_ten, 0), TaskValidity::Valid);
 
         let record = |parent: &mut ChainState, l1_block, l2_block| {
             let bytes = encode(&SyncState { l1_block, l2_block }).unwrap();
@@ -398,7 +398,7 @@ mod tests {
         };
         // The last applied update named L1 block 10: the same block is not after it.
         record(&mut parent, 10, 10);
-        let verdict = leader.task.validate(&parent, &at_ten);
+        let verdict = leader.task.validate(&parent, &at_ten, 0);
         assert!(
             matches!(&verdict, TaskValidity::Invalid(r) if r.contains("not after the last applied")),
             "{verdict:?}"
@@ -407,15 +407,15 @@ mod tests {
         assert!(leader.perform(&parent, 1).is_empty(), "the head has not passed block 10");
         // An L2 block older than the last one is refused too; the same L2 block is fine.
         record(&mut parent, 9, 11);
-        let verdict = leader.task.validate(&parent, &at_ten);
+        let verdict = leader.task.validate(&parent, &at_ten, 0);
         assert!(
             matches!(&verdict, TaskValidity::Invalid(r) if r.contains("l2 block 10 is before"))
         );
         record(&mut parent, 9, 10);
-        assert_eq!(leader.task.validate(&parent, &at_ten), TaskValidity::Valid);
+        assert_eq!(leader.task.validate(&parent, &at_ten, 0), TaskValidity::Valid);
         // A task state that does not decode makes every update invalid, never a panic.
         parent.set_task_state(VOTING_POWER_SYNC_TASK_ID, &[1, 2, 3]).unwrap();
-        assert!(matches!(leader.task.validate(&parent, &at_ten), TaskValidity::Invalid(_)));
+        assert!(matches!(leader.task.validate(&parent, &at_ten, 0), TaskValidity::Invalid(_)));
     }
 
     #[test]
@@ -426,50 +426,50 @@ mod tests {
 
         let disagrees = node(&[(1, 200), (2, 100)], false);
         assert!(
-            matches!(disagrees.task.validate(&parent, &result), TaskValidity::Invalid(r) if r.contains("differs"))
+            matches!(disagrees.task.validate(&parent, &result, 0), TaskValidity::Invalid(r) if r.contains("differs"))
         );
 
         let fresh = SourceCache::new();
         fresh.set_heads(Heads { l1: 9, l2: 10 });
         let behind_task = VotingPowerSyncTask::new(fresh.clone(), None, Arc::new(NoObserver));
         assert!(
-            matches!(behind_task.validate(&parent, &result), TaskValidity::NotYet(r) if r.contains("beyond"))
+            matches!(behind_task.validate(&parent, &result, 0), TaskValidity::NotYet(r) if r.contains("beyond"))
         );
         fresh.set_heads(Heads { l1: 10, l2: 10 });
         assert!(
-            matches!(behind_task.validate(&parent, &result), TaskValidity::NotYet(r) if r.contains("fetching"))
+            matches!(behind_task.validate(&parent, &result, 0), TaskValidity::NotYet(r) if r.contains("fetching"))
         );
         assert_eq!(fresh.wanted(), vec![(Chain::L1, 10)]);
         fresh.insert(Chain::L1, snapshot(10, &[(1, 300), (2, 100)]));
         fresh.insert(Chain::L2, snapshot(10, &[(1, 100), (2, 100)]));
-        assert_eq!(behind_task.validate(&parent, &result), TaskValidity::Valid);
+        assert_eq!(behind_task.validate(&parent, &result, 0), TaskValidity::Valid);
 
         let mut tampered = result.clone();
         tampered.proof_of_task = byte_list(&[0u8; 32]).unwrap();
-        assert!(matches!(leader.task.validate(&parent, &tampered), TaskValidity::Invalid(_)));
+        assert!(matches!(leader.task.validate(&parent, &tampered, 0), TaskValidity::Invalid(_)));
         let mut garbage = result.clone();
         garbage.data = byte_list(&[1, 2, 3]).unwrap();
-        assert!(matches!(leader.task.validate(&parent, &garbage), TaskValidity::Invalid(_)));
+        assert!(matches!(leader.task.validate(&parent, &garbage, 0), TaskValidity::Invalid(_)));
 
         let mut other_hash = snapshot(10, &[(1, 300), (2, 100)]);
         other_hash.block.hash = [9; 32];
         let forked = node(&[(1, 300), (2, 100)], false);
         forked.cache.insert(Chain::L1, other_hash);
         assert!(
-            matches!(forked.task.validate(&parent, &result), TaskValidity::Invalid(r) if r.contains("hash"))
+            matches!(forked.task.validate(&parent, &result, 0), TaskValidity::Invalid(r) if r.contains("hash"))
         );
 
         let mut later = parent.clone();
         later.epoch = Epoch::new(1);
         later.operators = later.next_operators.clone();
         assert!(
-            matches!(leader.task.validate(&later, &result), TaskValidity::Invalid(r) if r.contains("epoch"))
+            matches!(leader.task.validate(&later, &result, 0), TaskValidity::Invalid(r) if r.contains("epoch"))
         );
 
         let far = node(&[(1, 300), (2, 100)], false);
         far.cache.set_heads(Heads { l1: 10 + MAX_LAG_BLOCKS + 1, l2: 10 });
         assert!(
-            matches!(far.task.validate(&parent, &result), TaskValidity::Invalid(r) if r.contains("stale"))
+            matches!(far.task.validate(&parent, &result, 0), TaskValidity::Invalid(r) if r.contains("stale"))
         );
     }
 

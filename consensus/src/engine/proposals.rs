@@ -211,8 +211,13 @@ impl Engine {
                     body: BlockBody { tasks: vec![t.clone()].try_into().unwrap_or_default() },
                     ..Default::default()
                 };
-                let valid = self.registry.validate_block(self.digest, parent, &probe, &earlier)
-                    == TaskValidity::Valid;
+                let valid = self.registry.validate_block(
+                    self.digest,
+                    parent,
+                    &probe,
+                    &earlier,
+                    self.now_ms,
+                ) == TaskValidity::Valid;
                 // Taken: a later result of the same task is not taken twice.
                 if valid {
                     earlier.extend(ancestor_task_ids(self.ep.table.operator_set(), [&probe]));
@@ -367,7 +372,7 @@ impl Engine {
             return Judgement::Invalid;
         }
         let earlier = self.ancestor_tasks(block.parent_root);
-        match self.registry.validate_block(self.digest, &parent, block, &earlier) {
+        match self.registry.validate_block(self.digest, &parent, block, &earlier, self.now_ms) {
             TaskValidity::Valid => {}
             TaskValidity::NotYet(_) => return Judgement::NotYet,
             TaskValidity::Invalid(_) => return Judgement::Invalid,

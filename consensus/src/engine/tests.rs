@@ -587,7 +587,7 @@ impl TaskDefinition for Gate {
     fn id(&self) -> u16 {
         NOTE_ID
     }
-    fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+    fn validate(&self, _: &ChainState, _: &TaskResult, _now_ms: u64) -> TaskValidity {
         if self.0.load(Ordering::SeqCst) {
             TaskValidity::Valid
         } else {
@@ -608,7 +608,7 @@ impl TaskDefinition for Clocked {
     fn id(&self) -> u16 {
         NOTE_ID
     }
-    fn validate(&self, _: &ChainState, _: &TaskResult) -> TaskValidity {
+    fn validate(&self, _: &ChainState, _: &TaskResult, _now_ms: u64) -> TaskValidity {
         TaskValidity::Valid
     }
     fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {

@@ -17,6 +17,11 @@ pub const CHALLENGE_TTL_MS: u64 = 5 * 60 * 1000;
 pub const TOKEN_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// Open challenges a node holds at most (issued, neither exchanged nor expired).
 pub const MAX_OPEN_CHALLENGES: usize = 4096;
+/// Open challenges of one owner at most: a new one replaces the owner's oldest.
+pub const MAX_OPEN_PER_OWNER: usize = 4;
+/// No time after 2100-01-01 is accepted in a signed text: the `cron` crate's schedules end
+/// there, and arithmetic on later dates is where libraries overflow.
+pub const LAST_TIME_MS: u64 = 4_102_444_800_000;
 
 const FIRST_LINE: &str = "avs-node automation sign-in";
 const TOKEN_PREFIX: &str = "avs1";
@@ -86,6 +91,14 @@ impl Grant {
                 lower_hex_address(&signer),
                 lower_hex_address(&challenge.owner)
             )));
+        }
+        // Only what a node issues: a session of exactly TOKEN_TTL_MS from the challenge, before
+        // LAST_TIME_MS. A grant with another length was not issued by an honest node.
+        let from = challenge.expires_ms.saturating_sub(CHALLENGE_TTL_MS);
+        if challenge.session_expires_ms != from.saturating_add(TOKEN_TTL_MS)
+            || challenge.session_expires_ms > LAST_TIME_MS
+        {
+            return Err(AuthError::Malformed("the session is not the one a node issues".into()));
         }
         Ok(GrantTerms {
             owner: challenge.owner,
@@ -196,7 +209,8 @@ pub struct Auth {
     network: Network,
     secret: [u8; 32],
     /// Open challenges by nonce: the owner it was issued for and its expiry.
-    open: HashMap<[u8; 16], (Address, u64)>,
+    /// Open challenges by nonce: the owner, the expiry and the exact text issued.
+    open: HashMap<[u8; 16], (Address, u64, String)>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -219,7 +233,19 @@ impl Auth {
         nonce: [u8; 16],
         now_ms: u64,
     ) -> Result<(String, u64), AuthError> {
-        self.open.retain(|_, (_, expires)| *expires >= now_ms);
+        self.open.retain(|_, (_, expires, _)| *expires >= now_ms);
+        let mut own: Vec<([u8; 16], u64)> = self
+            .open
+            .iter()
+            .filter(|(_, (who, ..))| *who == owner)
+            .map(|(nonce, (_, expires, _))| (*nonce, *expires))
+            .collect();
+        if own.len() >= MAX_OPEN_PER_OWNER {
+            own.sort_by_key(|(nonce, expires)| (*expires, *nonce));
+            for (nonce, _) in own.iter().take(own.len() + 1 - MAX_OPEN_PER_OWNER) {
+                self.open.remove(nonce);
+            }
+        }
         if self.open.len() >= MAX_OPEN_CHALLENGES {
             return Err(AuthError::TooManyChallenges);
         }
@@ -233,13 +259,14 @@ impl Auth {
             expires_ms,
             session_expires_ms: now_ms.saturating_add(TOKEN_TTL_MS),
         };
-        self.open.insert(nonce, (owner, expires_ms));
-        Ok((challenge.text(), expires_ms))
+        let text = challenge.text();
+        self.open.insert(nonce, (owner, expires_ms, text.clone()));
+        Ok((text, expires_ms))
     }
 
     /// Checks a signed challenge (in the order of docs/protocol.md, 7.5) and answers a token
     /// and its expiry. The nonce is consumed whatever the outcome once the text parses and
-    /// names this network.
+    /// names this network and node; the text must be exactly the one issued for it.
     pub fn exchange(
         &mut self,
         message: &str,
@@ -254,13 +281,14 @@ impl Auth {
         if challenge.node != self.network.node {
             return Err(AuthError::UnknownNonce);
         }
+        let issued = self.open.remove(&challenge.nonce);
         if challenge.expires_ms < now_ms {
-            self.open.remove(&challenge.nonce);
             return Err(AuthError::Expired(now_ms.saturating_sub(challenge.expires_ms)));
         }
-        match self.open.remove(&challenge.nonce) {
-            Some((owner, expires))
-                if owner == challenge.owner && expires == challenge.expires_ms => {}
+        // Byte for byte what this node issued: no line the client changed (the session's end
+        // above all) is ever signed into a token or a grant.
+        match issued {
+            Some((.., text)) if text == message => {}
             _ => return Err(AuthError::UnknownNonce),
         }
         let grant = Grant { message: message.to_owned(), signature: signature.to_vec() };
@@ -324,6 +352,7 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy::primitives::U256;
     use alloy::signers::SignerSync;
     use alloy::signers::local::PrivateKeySigner;
 
@@ -408,6 +437,16 @@ mod tests {
         let err = auth.exchange(&moved, &sign(&mallory, &moved), NOW).unwrap_err();
         assert_eq!(err, AuthError::UnknownNonce);
 
+        // A longer session than issued, signed by the owner: not the text issued.
+        let (message, _) = auth.challenge(alice.address(), [8; 16], NOW).unwrap();
+        let session = (NOW + TOKEN_TTL_MS).to_string();
+        let forever = message.replace(&session, &u64::MAX.to_string());
+        let err = auth.exchange(&forever, &sign(&alice, &forever), NOW).unwrap_err();
+        assert_eq!(err, AuthError::UnknownNonce);
+        // ... nor a grant any operator accepts.
+        let grant = Grant { message: forever.clone(), signature: sign(&alice, &forever) };
+        assert!(matches!(grant.verify([1, 2, 3, 4]), Err(AuthError::Malformed(_))));
+
         // Garbage.
         assert!(matches!(auth.exchange("hello", &[0; 65], NOW), Err(AuthError::Malformed(_))));
         let (message, _) = auth.challenge(alice.address(), [7; 16], NOW).unwrap();
@@ -436,14 +475,30 @@ mod tests {
     }
 
     #[test]
-    fn open_challenges_are_bounded_and_expire() {
+    fn open_challenges_are_bounded_per_owner_and_in_all_and_expire() {
         let mut auth = auth();
-        let owner = wallet(1).address();
+        // One owner asking again and again holds MAX_OPEN_PER_OWNER: the oldest make room.
+        let alice = wallet(1);
+        let mut messages = Vec::new();
+        for i in 0..10u8 {
+            messages.push(auth.challenge(alice.address(), [i; 16], NOW + u64::from(i)).unwrap().0);
+        }
+        assert_eq!(auth.open.len(), MAX_OPEN_PER_OWNER);
+        let oldest = &messages[0];
+        let err = auth.exchange(oldest, &sign(&alice, oldest), NOW + 20).unwrap_err();
+        assert_eq!(err, AuthError::UnknownNonce);
+        let newest = &messages[9];
+        auth.exchange(newest, &sign(&alice, newest), NOW + 20).unwrap();
+
+        // Many owners: the global bound.
+        let mut auth = super::tests::auth();
         for i in 0..MAX_OPEN_CHALLENGES {
             let mut nonce = [0; 16];
             nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let owner = Address::from_word(alloy::primitives::B256::from(U256::from(i)));
             auth.challenge(owner, nonce, NOW).unwrap();
         }
+        let owner = wallet(2).address();
         assert_eq!(
             auth.challenge(owner, [0xff; 16], NOW).unwrap_err(),
             AuthError::TooManyChallenges

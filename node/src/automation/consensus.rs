@@ -23,6 +23,12 @@ pub const AUTOMATION_TASK_ID: u16 = FIRST_INTERNAL_TASK_ID + 2;
 pub const MAX_REQUESTS_PER_BLOCK: usize = 8;
 /// A request this node proposed is proposed again after this long if it is not final.
 pub const REPROPOSE_AFTER_MS: u64 = 30_000;
+/// Attesters accept a request made at most this long before their time for the block...
+pub const MAX_REQUEST_AGE_MS: u64 = 10 * 60 * 1000;
+/// ... and at most this far after it (clock skew).
+pub const MAX_REQUEST_SKEW_MS: u64 = 30_000;
+/// A leader proposes a request only within this age, a minute inside the attesters' bound.
+pub const PROPOSE_WITHIN_MS: u64 = MAX_REQUEST_AGE_MS - 60_000;
 
 /// Decodes and checks a request without node-local state; what its grant says. Does not
 /// check who proposed it (see [`AutomationRequests::validate`]).
@@ -79,11 +85,21 @@ impl TaskDefinition for AutomationRequests {
         AUTOMATION_TASK_ID
     }
 
-    fn validate(&self, parent: &ChainState, result: &TaskResult) -> TaskValidity {
-        let terms = match check_request(result.data.as_ref(), self.automation.digest) {
-            Ok((_, terms)) => terms,
+    fn validate(&self, parent: &ChainState, result: &TaskResult, now_ms: u64) -> TaskValidity {
+        let (request, terms) = match check_request(result.data.as_ref(), self.automation.digest) {
+            Ok(checked) => checked,
             Err(e) => return TaskValidity::Invalid(e.to_string()),
         };
+        // Fresh: a node the owner once granted cannot replay or backdate a request into an
+        // old session later (docs/protocol.md, 7.5). Judged at the engine's time for this
+        // block; what is applied at finality does not depend on any clock.
+        let at = request.created_at_ms;
+        if at.saturating_add(MAX_REQUEST_AGE_MS) < now_ms {
+            return TaskValidity::Invalid(format!("made at {at}, too old at {now_ms}"));
+        }
+        if at > now_ms.saturating_add(MAX_REQUEST_SKEW_MS) {
+            return TaskValidity::NotYet(format!("made at {at}, ahead of this node's {now_ms}"));
+        }
         // Only the node the owner granted may carry the request: it is the proposer (internal
         // results are the proposer's, docs/protocol.md 7.3), found in the block's epoch set.
         let proposer = child_base(parent).ok().and_then(|base| {
@@ -98,6 +114,10 @@ impl TaskDefinition for AutomationRequests {
             )),
             None => TaskValidity::Invalid("proposer not in the operator set".into()),
         }
+    }
+
+    fn max_per_block(&self) -> usize {
+        MAX_REQUESTS_PER_BLOCK
     }
 
     fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {

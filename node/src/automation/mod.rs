@@ -9,7 +9,10 @@
 //! - `0x02 ‖ id (32)` → owner (20): who holds an id, to tell "not yours" from "unknown";
 //! - `0x03 token-secret` → the 32-byte HMAC secret of sign-in tokens, drawn once;
 //! - `0x04 ‖ owner (20)` → the owner's latest grant to this node (`StoredGrant`);
-//! - `0x05 ‖ sha256(request)` → a request this node accepted and that is not final yet.
+//! - `0x05 ‖ sha256(request)` → a request this node accepted and that is not final yet;
+//! - `0x06 ‖ id` → owner: a deleted automation (its creation is never applied again);
+//! - `0x07 ‖ owner` → how many automations the owner holds (u64 BE), kept in the finality's
+//!   write, so the bound is the same on every node whatever blocks one write holds.
 //!
 //! Not here yet (issue 15): trigger watching and attestation, executions, the operator stream.
 
@@ -35,14 +38,17 @@ const OWNER_OF: u8 = 0x02;
 const TOKEN_SECRET_KEY: &[u8] = b"\x03token-secret";
 const GRANT: u8 = 0x04;
 const PENDING: u8 = 0x05;
+const TOMBSTONE: u8 = 0x06;
+const COUNT: u8 = 0x07;
 
 /// Largest page of `ListTasks`, and the page size when none is asked for.
 pub const MAX_PAGE: usize = 100;
 pub const DEFAULT_PAGE: usize = 20;
 /// Automations one owner holds at most (any state): the store is bounded per client.
 pub const MAX_PER_OWNER: usize = 1000;
-/// Requests this node holds before they are final, at most.
+/// Requests this node holds before they are final, at most, and per owner.
 pub const MAX_PENDING: usize = 4096;
+pub const MAX_PENDING_PER_OWNER: usize = 64;
 /// Grants read back at a restart, at most (expired ones are dropped then); an owner whose
 /// grant was not read signs in again (`NoSession`).
 const MAX_GRANTS_READ: usize = 100_000;
@@ -137,6 +143,14 @@ fn grant_key(owner: &Address) -> Vec<u8> {
 
 fn pending_key(hash: &[u8; 32]) -> Vec<u8> {
     [&[PENDING][..], hash].concat()
+}
+
+fn tombstone_key(id: &TaskId) -> Vec<u8> {
+    [&[TOMBSTONE][..], id].concat()
+}
+
+fn count_key(owner: &Address) -> Vec<u8> {
+    [&[COUNT][..], owner.as_slice()].concat()
 }
 
 /// `sha256(owner ‖ created_at_ms (u64 BE) ‖ encoded definition)` (docs/protocol.md, 7.5).
@@ -254,7 +268,10 @@ impl Automation {
         let mut batch = WriteBatch::new();
         batch.put(Column::Automation, grant_key(&signed.owner), stored.encode_to_vec());
         self.store.write(batch, Durability::Sync)?;
-        self.inner().grants.insert(signed.owner, (signed.grant, signed.expires_ms));
+        let mut inner = self.inner();
+        // Expired sessions leave memory here (and the store at the next start).
+        inner.grants.retain(|_, (_, expires)| *expires >= now_ms);
+        inner.grants.insert(signed.owner, (signed.grant, signed.expires_ms));
         Ok((signed.token, signed.expires_ms))
     }
 
@@ -307,12 +324,11 @@ impl Automation {
         })
     }
 
-    fn count(&self, owner: &Address) -> Result<usize, AutomationError> {
-        let start = [&[RECORD][..], owner.as_slice()].concat();
-        let rows = self.store.range(Column::Automation, &start, MAX_PER_OWNER + 1)?;
-        let stored = rows.iter().take_while(|(k, _)| k.starts_with(&start)).count();
+    /// `owner`'s automations, and those it has pending on this node.
+    fn count(&self, owner: &Address) -> Result<(u64, usize), AutomationError> {
+        let stored = owner_count(&self.store.get(Column::Automation, &count_key(owner))?);
         let pending = self.inner().pending.values().filter(|p| p.owner == *owner).count();
-        Ok(stored.saturating_add(pending))
+        Ok((stored, pending))
     }
 
     /// Keeps `request` (durably) until a block holding it is final.
@@ -329,8 +345,18 @@ impl Automation {
                 _ => return Err(AutomationError::NoSession),
             }
         };
-        if self.inner().pending.len() >= MAX_PENDING {
-            return Err(AutomationError::Busy);
+        {
+            let inner = self.inner();
+            let own = inner.pending.values().filter(|p| p.owner == owner).count();
+            if inner.pending.len() >= MAX_PENDING || own >= MAX_PENDING_PER_OWNER {
+                return Err(AutomationError::Busy);
+            }
+            let same = |p: &Pending| p.owner == owner && p.request.action.as_ref() == Some(&action);
+            if !matches!(action, pb::replicated_request::Action::Create(_))
+                && inner.pending.values().any(same)
+            {
+                return Ok(()); // The same cancel or delete waits already.
+            }
         }
         let request = pb::ReplicatedRequest {
             grant: grant.message,
@@ -339,6 +365,9 @@ impl Automation {
             action: Some(action),
         };
         let bytes = request.encode_to_vec();
+        // What attesters will check, checked before it is acknowledged (a clock that stepped
+        // back since the sign-in would otherwise leave a request no one accepts).
+        consensus::check_request(&bytes, self.digest)?;
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
         let mut batch = WriteBatch::new();
         batch.put(Column::Automation, pending_key(&hash), bytes.clone());
@@ -357,7 +386,8 @@ impl Automation {
     ) -> Result<pb::AutomationTask, AutomationError> {
         spec::check(&definition, now_ms)?;
         let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        if self.count(&owner)? >= MAX_PER_OWNER {
+        let (stored, pending) = self.count(&owner)?;
+        if stored.saturating_add(pending as u64) >= MAX_PER_OWNER as u64 {
             return Err(AutomationError::Full);
         }
         let id = task_id(&owner, now_ms, &definition);
@@ -445,9 +475,33 @@ impl Automation {
     }
 
     /// Requests to put in a block this node proposes at `now_ms`: at most `max`, oldest
-    /// first, none proposed in the last [`consensus::REPROPOSE_AFTER_MS`].
+    /// first, none proposed in the last [`consensus::REPROPOSE_AFTER_MS`]. Requests too old
+    /// for attesters to accept ([`consensus::PROPOSE_WITHIN_MS`]) are dropped (and logged):
+    /// the client sees them gone and submits again.
     pub(crate) fn take_for_block(&self, now_ms: u64, max: usize) -> Vec<Vec<u8>> {
         let mut inner = self.inner();
+        let stale: Vec<[u8; 32]> = inner
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.request.created_at_ms.saturating_add(consensus::PROPOSE_WITHIN_MS) < now_ms
+            })
+            .map(|(hash, _)| *hash)
+            .collect();
+        if !stale.is_empty() {
+            let mut batch = WriteBatch::new();
+            for hash in &stale {
+                inner.pending.remove(hash);
+                batch.delete(Column::Automation, pending_key(hash));
+            }
+            if let Err(e) = self.store.write(batch, Durability::Buffered) {
+                tracing::warn!(error = %e, "cannot drop expired automation requests");
+            }
+            tracing::warn!(
+                dropped = stale.len(),
+                "automation requests not final in time dropped; their clients must submit again"
+            );
+        }
         let mut due: Vec<(&[u8; 32], &mut Pending)> = inner
             .pending
             .iter_mut()
@@ -468,8 +522,13 @@ impl Automation {
 
     /// Applies the automation requests of a finalized block, in block order, into `batch`
     /// (written with the finality). Every node applies the same requests in the same order,
-    /// so every node's table is the same.
-    pub fn record_finality(&self, block: &avs_consensus::types::Block, batch: &mut WriteBatch) {
+    /// so every node's table is the same; a store error is returned (the finality's write is
+    /// not made and the node stops) rather than skipped, which would fork this node's table.
+    pub fn record_finality(
+        &self,
+        block: &avs_consensus::types::Block,
+        batch: &mut WriteBatch,
+    ) -> Result<(), AutomationError> {
         let mut applied = 0usize;
         for result in block.body.tasks.iter() {
             if result.task_definition_id != consensus::AUTOMATION_TASK_ID {
@@ -481,14 +540,14 @@ impl Automation {
                 batch.delete(Column::Automation, pending_key(&hash));
             }
             match consensus::check_request(bytes, self.digest) {
-                Ok((request, terms)) => {
-                    if let Err(e) = self.apply(&request, terms.owner, batch) {
-                        tracing::warn!(error = %e, "an automation request of a final block does nothing");
-                    } else {
-                        applied += 1;
+                Ok((request, terms)) => match self.apply(&request, terms.owner, batch)? {
+                    Ok(()) => applied += 1,
+                    Err(refusal) => {
+                        tracing::info!(%refusal, "an automation request of a final block does nothing")
                     }
-                }
-                // Validated by a quorum; this node would have refused it. Nothing to apply.
+                },
+                // Validated by a quorum, and the check is stateless: only another version of
+                // the rules refuses it here.
                 Err(e) => {
                     tracing::warn!(error = %e, "a final block holds an automation request this node refuses")
                 }
@@ -497,94 +556,92 @@ impl Automation {
         if applied > 0 {
             tracing::info!(height = %block.height, requests = applied, "automation requests applied");
         }
+        Ok(())
     }
 
-    /// One request's effect on the table. Refusals (an unknown id, another owner's, a wrong
-    /// state, a full owner) change nothing, the same on every node.
+    /// One request's effect on the table: `Ok(Err(refusal))` when it changes nothing (an
+    /// unknown or deleted id, another owner's, a wrong state, a full owner), the same on every
+    /// node; `Err` only for this node's store.
     fn apply(
         &self,
         request: &pb::ReplicatedRequest,
         owner: Address,
         batch: &mut WriteBatch,
-    ) -> Result<(), AutomationError> {
+    ) -> Result<Result<(), String>, AutomationError> {
         let at = request.created_at_ms;
+        let read = |batch: &WriteBatch, key: &[u8]| -> Result<Option<Vec<u8>>, AutomationError> {
+            if let Some(pending) = batch.pending(Column::Automation, key) {
+                return Ok(pending.map(<[u8]>::to_vec));
+            }
+            Ok(self.store.get(Column::Automation, key)?)
+        };
         match &request.action {
             Some(pb::replicated_request::Action::Create(definition)) => {
                 let id = task_id(&owner, at, definition);
-                if self.lookup(&id, Some(batch))?.is_some() {
-                    return Ok(()); // Included twice: one automation.
+                if read(batch, &owner_key(&id))?.is_some() {
+                    return Ok(Err(format!("{} exists (a request included twice)", id_hex(&id))));
                 }
-                if self.count_through(&owner, batch)? >= MAX_PER_OWNER {
-                    return Err(AutomationError::Full);
+                if read(batch, &tombstone_key(&id))?.is_some() {
+                    return Ok(Err(format!("{} was deleted: never created again", id_hex(&id))));
+                }
+                let count = owner_count(&read(batch, &count_key(&owner))?);
+                if count >= MAX_PER_OWNER as u64 {
+                    return Ok(Err(format!("owner holds {MAX_PER_OWNER} automations")));
                 }
                 let mut task = pending_record(&owner, &id, definition, at);
                 task.state = pb::TaskState::Active.into();
                 batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
                 batch.put(Column::Automation, owner_key(&id), owner.to_vec());
-                Ok(())
+                batch.put(
+                    Column::Automation,
+                    count_key(&owner),
+                    (count + 1).to_be_bytes().to_vec(),
+                );
             }
             Some(pb::replicated_request::Action::Cancel(raw)) => {
-                let id = parse_id(raw)?;
-                let mut task = self.finalized_of(&owner, &id, batch)?;
+                let Ok(id) = parse_id(raw) else { return Ok(Err("not an id".into())) };
+                let mut task = match self.lookup(&id, Some(batch))? {
+                    Some(task) if task.owner == owner.as_slice() => task,
+                    Some(_) => return Ok(Err(format!("{} is another owner's", id_hex(&id)))),
+                    None => return Ok(Err(format!("{} is unknown", id_hex(&id)))),
+                };
                 if !is_state(&task, &CANCELLABLE) {
-                    return Err(AutomationError::BadRequest(format!(
-                        "{} is {}: not cancelled again",
-                        id_hex(&id),
-                        state_name(task.state)
-                    )));
+                    return Ok(Err(format!("{} is {}", id_hex(&id), state_name(task.state))));
                 }
                 task.state = pb::TaskState::Cancelled.into();
                 task.updated_at_ms = at;
                 batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
-                Ok(())
             }
             Some(pb::replicated_request::Action::Delete(raw)) => {
-                let id = parse_id(raw)?;
-                let task = self.finalized_of(&owner, &id, batch)?;
+                let Ok(id) = parse_id(raw) else { return Ok(Err("not an id".into())) };
+                let task = match self.lookup(&id, Some(batch))? {
+                    Some(task) if task.owner == owner.as_slice() => task,
+                    Some(_) => return Ok(Err(format!("{} is another owner's", id_hex(&id)))),
+                    None => return Ok(Err(format!("{} is unknown", id_hex(&id)))),
+                };
                 if !is_state(&task, &DELETABLE) {
-                    return Err(AutomationError::BadRequest(format!(
-                        "{} is {}: not deleted",
-                        id_hex(&id),
-                        state_name(task.state)
-                    )));
+                    return Ok(Err(format!("{} is {}", id_hex(&id), state_name(task.state))));
                 }
+                let count = owner_count(&read(batch, &count_key(&owner))?);
                 batch.delete(Column::Automation, record_key(&owner, &id));
                 batch.delete(Column::Automation, owner_key(&id));
-                Ok(())
+                // A replayed creation of this id stays a no-op (docs/protocol.md, 7.5).
+                batch.put(Column::Automation, tombstone_key(&id), owner.to_vec());
+                batch.put(
+                    Column::Automation,
+                    count_key(&owner),
+                    count.saturating_sub(1).to_be_bytes().to_vec(),
+                );
             }
-            None => Err(AutomationError::BadRequest("a request with no action".into())),
+            None => return Ok(Err("a request with no action".into())),
         }
+        Ok(Ok(()))
     }
+}
 
-    fn finalized_of(
-        &self,
-        owner: &Address,
-        id: &TaskId,
-        batch: &WriteBatch,
-    ) -> Result<pb::AutomationTask, AutomationError> {
-        match self.lookup(id, Some(batch))? {
-            Some(task) if task.owner == owner.as_slice() => Ok(task),
-            Some(_) => Err(AutomationError::NotYours(id_hex(id))),
-            None => Err(AutomationError::NotFound(id_hex(id))),
-        }
-    }
-
-    /// `owner`'s records, with the creations `batch` holds.
-    fn count_through(&self, owner: &Address, batch: &WriteBatch) -> Result<usize, AutomationError> {
-        let start = [&[RECORD][..], owner.as_slice()].concat();
-        let rows = self.store.range(Column::Automation, &start, MAX_PER_OWNER + 1)?;
-        let stored = rows.iter().take_while(|(k, _)| k.starts_with(&start)).count();
-        // Creations earlier in this batch: their owner index entries.
-        let added = batch
-            .ops()
-            .iter()
-            .filter(|op| {
-                matches!(op, crate::store::Op::Put { column: Column::Automation, key, value }
-                    if key.first() == Some(&OWNER_OF) && value.as_slice() == owner.as_slice())
-            })
-            .count();
-        Ok(stored.saturating_add(added))
-    }
+/// An owner's stored automation count (absent: none).
+fn owner_count(raw: &Option<Vec<u8>>) -> u64 {
+    raw.as_deref().and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes)
 }
 
 /// A record for a creation (pending until final).

@@ -75,7 +75,7 @@ fn finalize(nodes: &[(&Automation, &MemoryDb)], results: &[TaskResult]) {
         };
         for (automation, db) in nodes {
             let mut batch = WriteBatch::new();
-            automation.record_finality(&block, &mut batch);
+            automation.record_finality(&block, &mut batch).unwrap();
             MemoryStore::open(db).unwrap().write(batch, Durability::Sync).unwrap();
         }
     }
@@ -183,14 +183,14 @@ fn attesters_accept_only_requests_their_owner_granted_to_the_proposer() {
     let requests = AutomationRequests::new(Arc::clone(&node1));
     let parent = chain_state();
     let result = propose(&node1, 1, NOW + 1).remove(0);
-    assert_eq!(requests.validate(&parent, &result), TaskValidity::Valid);
+    assert_eq!(requests.validate(&parent, &result, NOW + 1), TaskValidity::Valid);
 
     // Carried by another proposer than the node the owner granted.
     let stolen = TaskResult {
         performer_index: avs_consensus::types::OperatorIndex::at(3),
         ..result.clone()
     };
-    let verdict = requests.validate(&parent, &stolen);
+    let verdict = requests.validate(&parent, &stolen, NOW + 1);
     assert!(matches!(&verdict, TaskValidity::Invalid(r) if r.contains("granted")), "{verdict:?}");
 
     // A changed request: its grant's signature no longer matches, or it falls out of the
@@ -202,15 +202,24 @@ fn attesters_accept_only_requests_their_owner_granted_to_the_proposer() {
     };
     let original = request.clone();
     request.grant = request.grant.replace("avs-test", "avs-other");
-    assert!(matches!(requests.validate(&parent, &tamper(&request)), TaskValidity::Invalid(_)));
+    assert!(matches!(
+        requests.validate(&parent, &tamper(&request), NOW + 1),
+        TaskValidity::Invalid(_)
+    ));
     request = original.clone();
     request.created_at_ms = NOW + auth::TOKEN_TTL_MS + 1;
-    assert!(matches!(requests.validate(&parent, &tamper(&request)), TaskValidity::Invalid(_)));
+    assert!(matches!(
+        requests.validate(&parent, &tamper(&request), NOW + 1),
+        TaskValidity::Invalid(_)
+    ));
     request = original.clone();
     request.action = Some(pb::replicated_request::Action::Create(cron_definition("bad cron")));
-    assert!(matches!(requests.validate(&parent, &tamper(&request)), TaskValidity::Invalid(_)));
+    assert!(matches!(
+        requests.validate(&parent, &tamper(&request), NOW + 1),
+        TaskValidity::Invalid(_)
+    ));
     let garbage = TaskResult { data: byte_list(&[0xff; 7]).unwrap(), ..result };
-    assert!(matches!(requests.validate(&parent, &garbage), TaskValidity::Invalid(_)));
+    assert!(matches!(requests.validate(&parent, &garbage, NOW + 1), TaskValidity::Invalid(_)));
 }
 
 #[test]
@@ -254,20 +263,110 @@ fn a_refused_definition_or_a_missing_sign_in_stores_nothing() {
 }
 
 #[test]
-fn an_owner_holds_a_bounded_number_of_automations() {
-    let automation = open(&MemoryDb::default());
+fn an_owner_holds_a_bounded_number_of_automations_the_same_on_every_node() {
+    let db = MemoryDb::default();
+    let automation = open(&db);
     let alice = wallet(1);
     sign_in(&automation, &alice, NOW);
-    for i in 0..MAX_PER_OWNER as u64 {
-        automation.create(alice.address(), cron_definition("0 * * * * *"), NOW + i).unwrap();
+    let owner = alice.address();
+    // Pending requests are bounded per owner too.
+    for i in 0..MAX_PENDING_PER_OWNER as u64 {
+        automation.create(owner, cron_definition("0 * * * * *"), NOW + i).unwrap();
     }
-    let err =
-        automation.create(alice.address(), cron_definition("0 * * * * *"), NOW + 5000).unwrap_err();
+    let busy = automation.create(owner, cron_definition("0 * * * * *"), NOW + 100).unwrap_err();
+    assert!(matches!(busy, AutomationError::Busy), "{busy}");
+    let mut made = MAX_PENDING_PER_OWNER as u64;
+    finalize(&[(&automation, &db)], &propose(&automation, 0, NOW + 100));
+    while made < MAX_PER_OWNER as u64 {
+        for _ in 0..(MAX_PENDING_PER_OWNER as u64).min(MAX_PER_OWNER as u64 - made) {
+            automation.create(owner, cron_definition("0 * * * * *"), NOW + made).unwrap();
+            made += 1;
+        }
+        finalize(&[(&automation, &db)], &propose(&automation, 0, NOW + made));
+    }
+    let err = automation.create(owner, cron_definition("0 * * * * *"), NOW + 5000).unwrap_err();
     assert!(matches!(err, AutomationError::Full), "{err}");
+
+    // At the bound, a deletion and a creation final in one write: the creation fits (the
+    // count follows the write, not the store before it), as it does in two writes.
+    let (page, _) = automation.list(&owner, None, 1).unwrap();
+    let first = parse_id(&page[0].id).unwrap();
+    automation.cancel(&owner, &first, NOW + 5001).unwrap();
+    finalize(&[(&automation, &db)], &propose(&automation, 0, NOW + 5002));
+    automation.delete(&owner, &first, NOW + 5003).unwrap();
+    let raw_delete = propose(&automation, 0, NOW + 5004);
+    // Created on another node the owner signed in on (this one still counts the deletion as
+    // not final), carried in the same block.
+    let db1 = MemoryDb::default();
+    let node1 = open_node(&db1, 1);
+    sign_in(&node1, &alice, NOW + 5005);
+    let late = node1.create(owner, cron_definition("0 0 * * * *"), NOW + 5006).unwrap();
+    let both = [raw_delete, propose(&node1, 1, NOW + 5007)].concat();
+    finalize(&[(&automation, &db)], &both);
+    let late = parse_id(&late.id).unwrap();
+    assert_eq!(automation.get(&owner, &late).unwrap().state, i32::from(pb::TaskState::Active));
+    assert_eq!(automation.list(&owner, None, 100).unwrap().0.len(), 100);
     // Others are not affected.
     let bob = wallet(2);
     sign_in(&automation, &bob, NOW);
     automation.create(bob.address(), cron_definition("0 * * * * *"), NOW).unwrap();
+}
+
+#[test]
+fn replayed_stale_and_crowded_requests_are_refused() {
+    let db = MemoryDb::default();
+    let node1 = Arc::new(open_node(&db, 1));
+    let alice = wallet(1);
+    sign_in(&node1, &alice, NOW);
+    let owner = alice.address();
+    let requests = AutomationRequests::new(Arc::clone(&node1));
+    let parent = chain_state();
+
+    // Stale or ahead of the attester's time.
+    node1.create(owner, cron_definition("0 0 * * * *"), NOW).unwrap();
+    let create = propose(&node1, 1, NOW).remove(0);
+    let late = NOW + consensus::MAX_REQUEST_AGE_MS + 1;
+    assert!(matches!(requests.validate(&parent, &create, late), TaskValidity::Invalid(_)));
+    let early = NOW - consensus::MAX_REQUEST_SKEW_MS - 1;
+    assert!(matches!(requests.validate(&parent, &create, early), TaskValidity::NotYet(_)));
+    assert_eq!(requests.validate(&parent, &create, NOW + 1), TaskValidity::Valid);
+
+    // A creation replayed after its automation was deleted creates nothing.
+    finalize(&[(&node1, &db)], std::slice::from_ref(&create));
+    let id = parse_id(&node1.list(&owner, None, 1).unwrap().0[0].id).unwrap();
+    node1.cancel(&owner, &id, NOW + 1).unwrap();
+    node1.cancel(&owner, &id, NOW + 2).unwrap();
+    let cancels = propose(&node1, 1, NOW + 3);
+    assert_eq!(cancels.len(), 1, "the same cancellation waits once");
+    finalize(&[(&node1, &db)], &cancels);
+    node1.delete(&owner, &id, NOW + 4).unwrap();
+    finalize(&[(&node1, &db)], &propose(&node1, 1, NOW + 5));
+    finalize(&[(&node1, &db)], &[create]);
+    assert!(matches!(node1.get(&owner, &id), Err(AutomationError::NotFound(_))));
+
+    // More than MAX_REQUESTS_PER_BLOCK in one block: the block is invalid.
+    for i in 0..=consensus::MAX_REQUESTS_PER_BLOCK as u64 {
+        node1.create(owner, cron_definition("0 0 * * * *"), NOW + 10 + i).unwrap();
+    }
+    let crowded = propose(&node1, 1, NOW + 20);
+    assert_eq!(crowded.len(), consensus::MAX_REQUESTS_PER_BLOCK + 1);
+    let mut registry = avs_consensus::TaskRegistry::new();
+    node1.register(&mut registry).unwrap();
+    let block = Block {
+        proposer_index: avs_consensus::types::OperatorIndex::at(1),
+        body: BlockBody { tasks: crowded.clone().try_into().unwrap() },
+        ..Block::default()
+    };
+    let verdict = registry.validate_block(DIGEST, &parent, &block, &Default::default(), NOW + 21);
+    assert!(matches!(&verdict, TaskValidity::Invalid(r) if r.contains("more than")), "{verdict:?}");
+    let fits = Block {
+        body: BlockBody {
+            tasks: crowded[..consensus::MAX_REQUESTS_PER_BLOCK].to_vec().try_into().unwrap(),
+        },
+        ..block
+    };
+    let verdict = registry.validate_block(DIGEST, &parent, &fits, &Default::default(), NOW + 21);
+    assert_eq!(verdict, TaskValidity::Valid);
 }
 
 #[test]

@@ -1203,7 +1203,7 @@ impl TaskDefinition for AvsTask {
     fn id(&self) -> u16 {
         self.id
     }
-    fn validate(&self, parent: &ChainState, result: &TaskResult) -> TaskValidity {
+    fn validate(&self, parent: &ChainState, result: &TaskResult, _now_ms: u64) -> TaskValidity {
         self.tasks.validate_result(self.id, parent, result)
     }
     fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {

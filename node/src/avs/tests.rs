@@ -185,7 +185,7 @@ fn a_task_is_included_once_finalized_once_and_then_refused() {
     assert_eq!(performed.iter().map(|r| r.performer_index.get()).collect::<Vec<_>>(), vec![1, 2]);
     let block = block_with(performed.clone(), 0);
     assert_eq!(
-        registry.validate_block(n.digest, &parent, &block, &Default::default()),
+        registry.validate_block(n.digest, &parent, &block, &Default::default(), 0),
         TaskValidity::Valid
     );
     assert_eq!(tasks.get(&a).unwrap().status, TaskStatus::Included { height: Height::new(1) });
@@ -205,7 +205,7 @@ fn a_task_is_included_once_finalized_once_and_then_refused() {
     // A block carrying it again is invalid.
     let again = block_with(vec![performed[0].clone()], 0);
     let TaskValidity::Invalid(reason) =
-        registry.validate_block(n.digest, &parent, &again, &Default::default())
+        registry.validate_block(n.digest, &parent, &again, &Default::default(), 0)
     else {
         panic!("a finalized task was accepted again")
     };
@@ -225,7 +225,7 @@ fn a_task_in_a_block_that_lost_its_height_is_pending_again() {
     let id = tasks.submit(n.hashed(3, b"c"), Origin::Client, 1).unwrap().task_id;
     let block = block_with(registry.perform(&parent, OperatorIndex::ZERO, 0), 0);
     assert_eq!(
-        registry.validate_block(n.digest, &parent, &block, &Default::default()),
+        registry.validate_block(n.digest, &parent, &block, &Default::default(), 0),
         TaskValidity::Valid
     );
     // Another block (without it) is finalized at that height.
@@ -422,6 +422,7 @@ async fn a_task_its_service_refuses_is_rejected_and_never_proposed() {
             &parent,
             &block_with(vec![result], 0),
             &Default::default(),
+            0,
         )
     });
     assert!(matches!(verdict, TaskValidity::Invalid(_)), "{verdict:?}");
@@ -449,7 +450,8 @@ fn without_a_configured_service_a_service_task_is_never_valid() {
             n.digest,
             &parent,
             &block_with(vec![result], 0),
-            &Default::default()
+            &Default::default(),
+            0,
         ),
         TaskValidity::NotYet(_)
     ));

@@ -92,10 +92,10 @@ impl AutomationService for AutomationApi {
         request: Request<pb::GetKeyRequest>,
     ) -> Result<Response<pb::GetKeyResponse>, Status> {
         let request = request.into_inner();
+        // The grant is written durably: off the async workers.
         let (token, expires_at_ms) = self
-            .automation
-            .sign_in(&request.message, &request.signature, now_ms())
-            .map_err(status)?;
+            .blocking(move |a| a.sign_in(&request.message, &request.signature, now_ms()))
+            .await?;
         Ok(Response::new(pb::GetKeyResponse { token, expires_at_ms }))
     }
 

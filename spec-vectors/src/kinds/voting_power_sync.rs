@@ -242,7 +242,7 @@ fn evaluate_validate(input: &Value) -> anyhow::Result<Value> {
         }
     }
     let task = VotingPowerSyncTask::new(cache, None, Arc::new(NoObserver));
-    let (verdict, reason) = reason_code(&task.validate(&parent, &result))?;
+    let (verdict, reason) = reason_code(&task.validate(&parent, &result, 0))?;
     Ok(match reason {
         Some(reason) => json!({ "verdict": verdict, "reason": reason }),
         None => json!({ "verdict": verdict }),
