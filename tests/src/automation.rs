@@ -113,6 +113,75 @@ fn an_automation_created_on_one_node_is_served_by_every_node_once_final() {
         let id = pb::TaskIdRequest { id: task.id.clone() };
         client2.cancel_task(with_token(token2, id)).await.unwrap();
         until_everywhere(&mut sessions, &task.id, pb::TaskState::Cancelled).await;
+
+        // A trigger every second fires on every node, the same instants once each, and
+        // never again once cancelled.
+        let every_second = pb::TaskDefinition {
+            name: "every second".into(),
+            trigger: Some(pb::Trigger {
+                kind: Some(pb::trigger::Kind::Cron(pb::CronTrigger {
+                    expression: "* * * * * *".into(),
+                })),
+            }),
+            ..definition
+        };
+        let (client1, token1) = &mut sessions[1];
+        let request = pb::CreateTaskRequest { definition: Some(every_second) };
+        let ticking = client1.create_task(with_token(token1, request)).await.unwrap().into_inner();
+        until_everywhere(&mut sessions, &ticking.id, pb::TaskState::Active).await;
+        let fired = |sessions: &mut Vec<(AutomationServiceClient<Channel>, String)>| {
+            let id = ticking.id.clone();
+            let mut sessions = std::mem::take(sessions);
+            async move {
+                let mut all = Vec::new();
+                for (client, token) in &mut sessions {
+                    let request = pb::ListExecutionsRequest {
+                        id: id.clone(),
+                        page_size: 100,
+                        page_token: Vec::new(),
+                    };
+                    let answer = client.list_executions(with_token(token, request)).await;
+                    let instants: Vec<u64> = answer
+                        .unwrap()
+                        .into_inner()
+                        .executions
+                        .iter()
+                        .map(|e| e.instant_ms)
+                        .collect();
+                    all.push(instants);
+                }
+                (sessions, all)
+            }
+        };
+        let deadline = Instant::now() + PATIENCE;
+        let fired_everywhere = loop {
+            let (back, all) = fired(&mut sessions).await;
+            sessions = back;
+            if all.iter().all(|instants| instants.len() >= 3) {
+                break all;
+            }
+            assert!(Instant::now() < deadline, "firings never reached every node: {all:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        for instants in &fired_everywhere {
+            assert!(instants.windows(2).all(|w| w[0] < w[1]), "once each, in order: {instants:?}");
+            assert!(
+                instants.iter().all(|at| at % 1000 == 0),
+                "the trigger's instants: {instants:?}"
+            );
+            assert_eq!(instants[..3], fired_everywhere[0][..3], "the same firings on every node");
+        }
+        let (client3, token3) = &mut sessions[3];
+        let id = pb::TaskIdRequest { id: ticking.id.clone() };
+        client3.cancel_task(with_token(token3, id)).await.unwrap();
+        until_everywhere(&mut sessions, &ticking.id, pb::TaskState::Cancelled).await;
+        // Firings final before the cancellation may still land; then none.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (back, settled) = fired(&mut sessions).await;
+        sessions = back;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let (_, later) = fired(&mut sessions).await;
+        assert_eq!(later, settled, "a cancelled automation never fires again");
     });
     // Finality went on throughout.
     let heights: Vec<u64> =

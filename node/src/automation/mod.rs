@@ -12,12 +12,14 @@
 //! - `0x05 ‖ sha256(request)` → a request this node accepted and that is not final yet;
 //! - `0x06 ‖ id` → owner: a deleted automation (its creation is never applied again);
 //! - `0x07 ‖ owner` → how many automations the owner holds (u64 BE), kept in the finality's
-//!   write, so the bound is the same on every node whatever blocks one write holds.
+//!   write, so the bound is the same on every node whatever blocks one write holds;
+//! - `0x08 ‖ id ‖ instant (u64 BE)` → an `Execution`: a final firing ([`firing`]).
 //!
 //! Not here yet (issue 15): trigger watching and attestation, executions, the operator stream.
 
 pub mod auth;
 pub mod consensus;
+pub mod firing;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -40,6 +42,7 @@ const GRANT: u8 = 0x04;
 const PENDING: u8 = 0x05;
 const TOMBSTONE: u8 = 0x06;
 const COUNT: u8 = 0x07;
+const EXECUTION: u8 = 0x08;
 
 /// Largest page of `ListTasks`, and the page size when none is asked for.
 pub const MAX_PAGE: usize = 100;
@@ -95,6 +98,8 @@ struct Inner {
     /// The latest grant per owner, with its session's end.
     grants: HashMap<Address, (Grant, u64)>,
     pending: HashMap<[u8; 32], Pending>,
+    /// Firings this node proposed, and when, until they are final or [`firing::REPROPOSE_AFTER_MS`].
+    firing_proposed: HashMap<(TaskId, u64), u64>,
 }
 
 /// The automations a node holds, its sign-in and the requests it replicates.
@@ -151,6 +156,10 @@ fn tombstone_key(id: &TaskId) -> Vec<u8> {
 
 fn count_key(owner: &Address) -> Vec<u8> {
     [&[COUNT][..], owner.as_slice()].concat()
+}
+
+fn execution_key(id: &TaskId, instant: u64) -> Vec<u8> {
+    [&[EXECUTION][..], id, &instant.to_be_bytes()].concat()
 }
 
 /// `sha256(owner ‖ created_at_ms (u64 BE) ‖ encoded definition)` (docs/protocol.md, 7.5).
@@ -527,10 +536,17 @@ impl Automation {
     pub fn record_finality(
         &self,
         block: &avs_consensus::types::Block,
+        root: &avs_consensus::types::Root,
         batch: &mut WriteBatch,
     ) -> Result<(), AutomationError> {
         let mut applied = 0usize;
         for result in block.body.tasks.iter() {
+            if result.task_definition_id == firing::FIRING_TASK_ID {
+                if self.record_firing(result.data.as_ref(), block.height.get(), root, batch)? {
+                    applied += 1;
+                }
+                continue;
+            }
             if result.task_definition_id != consensus::AUTOMATION_TASK_ID {
                 continue;
             }
@@ -639,6 +655,97 @@ impl Automation {
     }
 }
 
+impl Automation {
+    /// A final firing: recorded if it is still one to record (the check of the vote, on the
+    /// table as this write leaves it), so a firing included twice counts once.
+    fn record_firing(
+        &self,
+        bytes: &[u8],
+        height: u64,
+        root: &avs_consensus::types::Root,
+        batch: &mut WriteBatch,
+    ) -> Result<bool, AutomationError> {
+        let Ok((id, instant)) = firing::decode_firing(bytes) else { return Ok(false) };
+        self.inner().firing_proposed.retain(|(fired, _), _| *fired != id);
+        let Some(mut task) = self.lookup(&id, Some(batch))? else { return Ok(false) };
+        if let Some(reason) = firing::refusal(&task, instant) {
+            tracing::info!(%reason, "a final firing does nothing");
+            return Ok(false);
+        }
+        let owner = Address::from_slice(&task.owner);
+        task.last_fired_ms = instant;
+        task.firings = task.firings.saturating_add(1);
+        task.updated_at_ms = instant;
+        let last_fixed = match task.definition.as_ref().and_then(|d| d.trigger.as_ref()) {
+            Some(pb::Trigger { kind: Some(pb::trigger::Kind::FixedTime(f)) }) => {
+                f.at_unix_ms.last().copied()
+            }
+            _ => None,
+        };
+        if last_fixed == Some(instant) {
+            task.state = pb::TaskState::Completed.into();
+        }
+        batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
+        let execution = pb::Execution {
+            automation_id: id.to_vec(),
+            instant_ms: instant,
+            height,
+            block_root: root.to_vec(),
+        };
+        batch.put(Column::Automation, execution_key(&id, instant), execution.encode_to_vec());
+        Ok(true)
+    }
+
+    /// Every active automation with a time trigger (at most 100 000 read).
+    pub(crate) fn active_time_triggered(&self) -> Result<Vec<pb::AutomationTask>, AutomationError> {
+        Ok(scan(&*self.store, RECORD, 100_000)?
+            .iter()
+            .filter_map(|(_, v)| decode_record(v).ok())
+            .filter(|t| {
+                is_state(t, &[pb::TaskState::Active])
+                    && matches!(
+                        t.definition.as_ref().and_then(|d| d.trigger.as_ref()?.kind.as_ref()),
+                        Some(pb::trigger::Kind::Cron(_) | pb::trigger::Kind::FixedTime(_))
+                    )
+            })
+            .collect())
+    }
+
+    /// One page of the firings of `owner`'s automation `id`, oldest first, after the instant
+    /// `after`; and the instant to continue after when there are more.
+    pub fn list_executions(
+        &self,
+        owner: &Address,
+        id: &TaskId,
+        after: Option<u64>,
+        page: usize,
+    ) -> Result<(Vec<pb::Execution>, Option<u64>), AutomationError> {
+        self.get(owner, id)?;
+        let page = match page {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let prefix = [&[EXECUTION][..], id].concat();
+        let start = match after {
+            Some(instant) => execution_key(id, instant.saturating_add(1)),
+            None => prefix.clone(),
+        };
+        let rows = self.store.range(Column::Automation, &start, page + 1)?;
+        let mut executions = rows
+            .iter()
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| {
+                pb::Execution::decode(v.as_slice())
+                    .map_err(|e| AutomationError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = executions.len() > page;
+        executions.truncate(page);
+        let next = if more { executions.last().map(|e| e.instant_ms) } else { None };
+        Ok((executions, next))
+    }
+}
+
 /// An owner's stored automation count (absent: none).
 fn owner_count(raw: &Option<Vec<u8>>) -> u64 {
     raw.as_deref().and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes)
@@ -658,6 +765,8 @@ fn pending_record(
         state: pb::TaskState::Pending.into(),
         created_at_ms,
         updated_at_ms: created_at_ms,
+        last_fired_ms: 0,
+        firings: 0,
     }
 }
 

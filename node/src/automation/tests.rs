@@ -4,6 +4,7 @@ use avs_consensus::state::genesis_state;
 use avs_consensus::types::{Block, BlockBody, ChainState, TaskResult, byte_list};
 
 use super::consensus::{AUTOMATION_TASK_ID, AutomationRequests};
+use super::firing;
 use super::spec::tests::cron_definition;
 use super::*;
 use crate::store::{MemoryDb, MemoryStore};
@@ -75,7 +76,7 @@ fn finalize(nodes: &[(&Automation, &MemoryDb)], results: &[TaskResult]) {
         };
         for (automation, db) in nodes {
             let mut batch = WriteBatch::new();
-            automation.record_finality(&block, &mut batch).unwrap();
+            automation.record_finality(&block, &[0; 32], &mut batch).unwrap();
             MemoryStore::open(db).unwrap().write(batch, Durability::Sync).unwrap();
         }
     }
@@ -386,4 +387,105 @@ fn tokens_grants_and_pending_requests_survive_a_restart() {
     // Another node (another store) did not issue the token.
     let elsewhere = open(&MemoryDb::default());
     assert!(matches!(elsewhere.authenticate(&token, NOW), Err(AutomationError::Auth(_))));
+}
+
+fn every_second() -> pb::TaskDefinition {
+    cron_definition("* * * * * *")
+}
+
+fn at_times(times: Vec<u64>) -> pb::TaskDefinition {
+    pb::TaskDefinition {
+        trigger: Some(pb::Trigger {
+            kind: Some(pb::trigger::Kind::FixedTime(pb::FixedTimeTrigger { at_unix_ms: times })),
+        }),
+        ..cron_definition("* * * * * *")
+    }
+}
+
+fn firing(id: &TaskId, instant: u64) -> TaskResult {
+    TaskResult {
+        task_definition_id: firing::FIRING_TASK_ID,
+        performer_index: avs_consensus::types::OperatorIndex::at(0),
+        data: byte_list(
+            &pb::Firing { automation_id: id.to_vec(), instant_ms: instant }.encode_to_vec(),
+        )
+        .unwrap(),
+        ..TaskResult::default()
+    }
+}
+
+/// The active automation of `definition`, created at `at` and final on `node`.
+fn active(node: &Automation, db: &MemoryDb, definition: pb::TaskDefinition, at: u64) -> TaskId {
+    let alice = wallet(1);
+    sign_in(node, &alice, at);
+    let task = node.create(alice.address(), definition, at).unwrap();
+    finalize(&[(node, db)], &propose(node, 0, at));
+    parse_id(&task.id).unwrap()
+}
+
+#[test]
+fn a_time_trigger_fires_at_its_instants_only_once_each_and_never_when_cancelled() {
+    let db = MemoryDb::default();
+    let node = Arc::new(open(&db));
+    // NOW is a whole second: the cron's instants are NOW + k·1000 for k >= 0.
+    let id = active(&node, &db, every_second(), NOW);
+    let owner = wallet(1).address();
+    let firings = firing::AutomationFirings::new(Arc::clone(&node));
+    let parent = chain_state();
+
+    // The leader proposes the latest due instant.
+    let due = node.due_firings(NOW + 3500, 8);
+    assert_eq!(due.len(), 1);
+    assert_eq!(firing::decode_firing(&due[0]).unwrap(), (id, NOW + 3000));
+    assert!(node.due_firings(NOW + 3600, 8).is_empty(), "in flight: not proposed again");
+
+    // Attesters: a real, come instant is valid; a lying leader's instant that is not the
+    // trigger's, or has not come, gets no vote.
+    assert_eq!(
+        firings.validate(&parent, &firing(&id, NOW + 3000), NOW + 3500),
+        TaskValidity::Valid
+    );
+    let off_schedule = firings.validate(&parent, &firing(&id, NOW + 3001), NOW + 3500);
+    assert!(matches!(off_schedule, TaskValidity::Invalid(_)), "{off_schedule:?}");
+    let future = firings.validate(&parent, &firing(&id, NOW + 60_000), NOW + 3500);
+    assert!(matches!(future, TaskValidity::NotYet(_)), "{future:?}");
+    let before_creation = firings.validate(&parent, &firing(&id, NOW - 1000), NOW + 3500);
+    assert!(matches!(before_creation, TaskValidity::Invalid(_)), "{before_creation:?}");
+    let unknown = firings.validate(&parent, &firing(&[9; 32], NOW + 3000), NOW + 3500);
+    assert!(matches!(unknown, TaskValidity::NotYet(_)), "{unknown:?}");
+
+    // Final twice (two leaders' blocks): recorded once; an earlier instant after it: nothing.
+    finalize(&[(&node, &db)], &[firing(&id, NOW + 3000), firing(&id, NOW + 3000)]);
+    finalize(&[(&node, &db)], &[firing(&id, NOW + 2000)]);
+    let task = node.get(&owner, &id).unwrap();
+    assert_eq!((task.firings, task.last_fired_ms), (1, NOW + 3000));
+    let fired_again = firings.validate(&parent, &firing(&id, NOW + 3000), NOW + 3500);
+    assert!(matches!(fired_again, TaskValidity::Invalid(_)), "{fired_again:?}");
+    finalize(&[(&node, &db)], &[firing(&id, NOW + 4000)]);
+    let (executions, _) = node.list_executions(&owner, &id, None, 100).unwrap();
+    let instants: Vec<u64> = executions.iter().map(|e| e.instant_ms).collect();
+    assert_eq!(instants, vec![NOW + 3000, NOW + 4000]);
+
+    // Cancelled: never fires again, at the vote or at finality.
+    node.cancel(&owner, &id, NOW + 4500).unwrap();
+    finalize(&[(&node, &db)], &propose(&node, 0, NOW + 4600));
+    assert!(node.due_firings(NOW + 10_000, 8).is_empty());
+    let after = firings.validate(&parent, &firing(&id, NOW + 9000), NOW + 10_000);
+    assert!(matches!(after, TaskValidity::Invalid(_)), "{after:?}");
+    finalize(&[(&node, &db)], &[firing(&id, NOW + 9000)]);
+    assert_eq!(node.get(&owner, &id).unwrap().firings, 2);
+}
+
+#[test]
+fn a_fixed_time_automation_completes_after_its_last_instant() {
+    let db = MemoryDb::default();
+    let node = open(&db);
+    let id = active(&node, &db, at_times(vec![NOW + 1000, NOW + 2000]), NOW);
+    assert!(node.due_firings(NOW + 500, 8).is_empty(), "nothing due yet");
+    let due = node.due_firings(NOW + 2500, 8);
+    assert_eq!(firing::decode_firing(&due[0]).unwrap(), (id, NOW + 2000), "the latest due");
+    finalize(&[(&node, &db)], &[firing(&id, NOW + 2000)]);
+    let task = node.get(&wallet(1).address(), &id).unwrap();
+    assert_eq!(task.state, i32::from(pb::TaskState::Completed));
+    assert_eq!(task.firings, 1, "the missed earlier instant is skipped");
 }

@@ -148,6 +148,28 @@ impl AutomationService for AutomationApi {
         Ok(Response::new(self.blocking(move |a| a.cancel(&owner, &id, now_ms())).await?))
     }
 
+    async fn list_executions(
+        &self,
+        request: Request<pb::ListExecutionsRequest>,
+    ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        let owner = self.owner(&request)?;
+        let request = request.into_inner();
+        let id = id_of(&request.id)?;
+        let after = match request.page_token.as_slice() {
+            [] => None,
+            raw => Some(u64::from_be_bytes(
+                raw.try_into().map_err(|_| Status::invalid_argument("bad page_token"))?,
+            )),
+        };
+        let page = usize::try_from(request.page_size).unwrap_or(usize::MAX);
+        let (executions, next) =
+            self.blocking(move |a| a.list_executions(&owner, &id, after, page)).await?;
+        Ok(Response::new(pb::ListExecutionsResponse {
+            executions,
+            next_page_token: next.map(|at| at.to_be_bytes().to_vec()).unwrap_or_default(),
+        }))
+    }
+
     async fn delete_task(
         &self,
         request: Request<pb::TaskIdRequest>,
