@@ -19,8 +19,9 @@ use super::{Automation, AutomationError, parse_id, spec};
 
 /// The internal task that carries automation requests.
 pub const AUTOMATION_TASK_ID: u16 = FIRST_INTERNAL_TASK_ID + 2;
-/// Requests one block carries at most (the other internal tasks keep their room).
-pub const MAX_REQUESTS_PER_BLOCK: usize = 8;
+/// Requests one block carries at most (AVS results keep their room, see
+/// [`super::firing::MAX_FIRINGS_PER_BLOCK`]).
+pub const MAX_REQUESTS_PER_BLOCK: usize = 4;
 /// A request this node proposed is proposed again after this long if it is not final.
 pub const REPROPOSE_AFTER_MS: u64 = 30_000;
 /// Attesters accept a request made at most this long before their time for the block...

@@ -17,17 +17,23 @@ use super::{Automation, AutomationError, TaskId, is_state, parse_id};
 
 /// The internal task that carries firings.
 pub const FIRING_TASK_ID: u16 = FIRST_INTERNAL_TASK_ID + 3;
-/// Firings one block carries at most.
-pub const MAX_FIRINGS_PER_BLOCK: usize = 8;
-/// A firing is accepted this far ahead of an attester's clock, at most (skew).
-pub const MAX_FIRING_SKEW_MS: u64 = 30_000;
+/// Firings one block carries at most (with the requests' 4 and VotingPowerSync's one, AVS
+/// results keep at least 7 of a block's 16 slots).
+pub const MAX_FIRINGS_PER_BLOCK: usize = 4;
+/// Firings of one owner's automations a leader puts in one block at most.
+pub const MAX_FIRINGS_PER_OWNER: usize = 1;
+/// A firing is stale once the trigger's next instant after it came this long ago: only the
+/// latest due instant fires, missed ones are skipped.
+pub const STALE_AFTER_MS: u64 = 30_000;
 /// A firing this node proposed is proposed again after this long if it is not final.
 pub const REPROPOSE_AFTER_MS: u64 = 30_000;
-/// Schedule steps a leader walks at most to find the latest due instant of one automation.
-const MAX_SCHEDULE_STEPS: usize = 100_000;
 
 fn datetime(ms: u64) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(i64::try_from(ms).ok()?)
+}
+
+fn millis(at: DateTime<Utc>) -> u64 {
+    u64::try_from(at.timestamp_millis()).unwrap_or(u64::MAX)
 }
 
 fn cron(expression: &str) -> Option<cron::Schedule> {
@@ -51,33 +57,40 @@ pub fn is_instant(trigger: &pb::trigger::Kind, instant: u64, created_at_ms: u64)
     }
 }
 
-/// The latest instant of a time trigger in `(after, now]`, not before `created_at_ms`.
+/// The trigger's first instant after `instant`, if any (before 2100).
+fn next_instant(trigger: &pb::trigger::Kind, instant: u64) -> Option<u64> {
+    match trigger {
+        pb::trigger::Kind::Cron(c) => {
+            let next = cron(&c.expression)?.after(&datetime(instant)?).next().map(millis)?;
+            (next < super::auth::LAST_TIME_MS).then_some(next)
+        }
+        pb::trigger::Kind::FixedTime(f) => f.at_unix_ms.iter().copied().find(|at| *at > instant),
+        pb::trigger::Kind::Block(_) | pb::trigger::Kind::Event(_) => None,
+    }
+}
+
+/// The latest instant of a time trigger at or before `now`, if it is later than `after` and
+/// not before `created_at_ms`. Cron schedules are walked backwards from `now` (one step).
 pub fn latest_due(
     trigger: &pb::trigger::Kind,
     created_at_ms: u64,
     after: u64,
     now: u64,
 ) -> Option<u64> {
-    let from = after.max(created_at_ms.saturating_sub(1));
     if now >= super::auth::LAST_TIME_MS {
         return None;
     }
-    match trigger {
+    let latest = match trigger {
         pb::trigger::Kind::Cron(c) => {
-            let schedule = cron(&c.expression)?;
-            let start = datetime(from)?;
-            schedule
-                .after(&start)
-                .take(MAX_SCHEDULE_STEPS)
-                .map(|at| u64::try_from(at.timestamp_millis()).unwrap_or(u64::MAX))
-                .take_while(|at| *at <= now)
-                .last()
+            // `after(x).next_back()` is the instant before x: here the latest at or before now.
+            cron(&c.expression)?.after(&datetime(now.saturating_add(1))?).next_back().map(millis)?
         }
         pb::trigger::Kind::FixedTime(f) => {
-            f.at_unix_ms.iter().copied().filter(|at| *at > from && *at <= now).max()
+            f.at_unix_ms.iter().copied().filter(|at| *at <= now).max()?
         }
-        pb::trigger::Kind::Block(_) | pb::trigger::Kind::Event(_) => None,
-    }
+        pb::trigger::Kind::Block(_) | pb::trigger::Kind::Event(_) => return None,
+    };
+    (latest > after && latest >= created_at_ms).then_some(latest)
 }
 
 fn time_trigger(task: &pb::AutomationTask) -> Option<&pb::trigger::Kind> {
@@ -85,17 +98,33 @@ fn time_trigger(task: &pb::AutomationTask) -> Option<&pb::trigger::Kind> {
     matches!(kind, pb::trigger::Kind::Cron(_) | pb::trigger::Kind::FixedTime(_)).then_some(kind)
 }
 
-/// Why a firing of `task` at `instant` is not one to record, if it is not: the same check at
-/// vote and at finality (docs/protocol.md, 7.5).
-pub fn refusal(task: &pb::AutomationTask, instant: u64) -> Option<String> {
-    if !is_state(task, &[pb::TaskState::Active]) {
-        return Some("the automation is not active".into());
-    }
+/// The vote on a firing of `task` at `instant` at time `now` (docs/protocol.md, 7.5). What
+/// only the definition decides is Invalid (not an instant of the trigger, or a stale one);
+/// what depends on this node's table (fired already, no longer active) is a Valid no-op, as
+/// finality ignores it: a leader whose table lags must not split the vote.
+pub fn vote(task: &pb::AutomationTask, instant: u64, now: u64) -> TaskValidity {
     let Some(trigger) = time_trigger(task) else {
-        return Some("not a time trigger".into());
+        return TaskValidity::Invalid("not a time trigger".into());
     };
     if !is_instant(trigger, instant, task.created_at_ms) {
-        return Some(format!("{instant} is not one of the trigger's instants"));
+        return TaskValidity::Invalid(format!("{instant} is not one of the trigger's instants"));
+    }
+    if instant > now {
+        return TaskValidity::NotYet(format!("{instant} has not come at {now}"));
+    }
+    if next_instant(trigger, instant).is_some_and(|next| next.saturating_add(STALE_AFTER_MS) <= now)
+    {
+        return TaskValidity::Invalid(format!("{instant} is stale: a later instant came"));
+    }
+    TaskValidity::Valid
+}
+
+/// Why a final firing of `task` at `instant` records nothing, if it does not: it is no longer
+/// active, or not later than its last firing. Only the table decides (the vote judged the
+/// instant), so every node records the same.
+pub fn record_refusal(task: &pb::AutomationTask, instant: u64) -> Option<String> {
+    if !is_state(task, &[pb::TaskState::Active]) {
+        return Some("the automation is not active".into());
     }
     if instant <= task.last_fired_ms {
         return Some(format!("fired already up to {}", task.last_fired_ms));
@@ -139,24 +168,35 @@ impl Automation {
                 return Vec::new();
             }
         };
+        // Computed before the lock: one schedule step per automation.
+        let mut due: Vec<(u64, TaskId, Vec<u8>)> = tasks
+            .into_iter()
+            .filter_map(|task| {
+                let trigger = time_trigger(&task)?;
+                let instant = latest_due(trigger, task.created_at_ms, task.last_fired_ms, now_ms)?;
+                Some((instant, parse_id(&task.id).ok()?, task.owner))
+            })
+            .collect();
+        // The most overdue first; an owner's automations take one slot per block.
+        due.sort();
         let mut inner = self.inner();
         inner.firing_proposed.retain(|_, at| at.saturating_add(REPROPOSE_AFTER_MS) > now_ms);
+        let mut per_owner: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         let mut out = Vec::new();
-        for task in tasks {
+        for (instant, id, owner) in due {
             if out.len() >= max {
                 break;
             }
-            let Some(trigger) = time_trigger(&task) else { continue };
-            let Some(instant) = latest_due(trigger, task.created_at_ms, task.last_fired_ms, now_ms)
-            else {
-                continue;
-            };
-            let Ok(id) = parse_id(&task.id) else { continue };
-            if inner.firing_proposed.contains_key(&(id, instant)) {
+            let taken = per_owner.entry(owner).or_default();
+            if *taken >= MAX_FIRINGS_PER_OWNER || inner.firing_proposed.contains_key(&(id, instant))
+            {
                 continue;
             }
+            *taken += 1;
             inner.firing_proposed.insert((id, instant), now_ms);
-            out.push(pb::Firing { automation_id: task.id, instant_ms: instant }.encode_to_vec());
+            out.push(
+                pb::Firing { automation_id: id.to_vec(), instant_ms: instant }.encode_to_vec(),
+            );
         }
         out
     }
@@ -176,18 +216,13 @@ impl TaskDefinition for AutomationFirings {
             Ok(firing) => firing,
             Err(e) => return TaskValidity::Invalid(e.to_string()),
         };
-        let task = match self.automation.lookup(&id, None) {
-            Ok(Some(task)) => task,
-            Ok(None) => return TaskValidity::NotYet("automation not final here yet".into()),
-            Err(e) => return TaskValidity::NotYet(format!("cannot read the automation: {e}")),
-        };
-        if let Some(reason) = refusal(&task, instant) {
-            return TaskValidity::Invalid(reason);
+        match self.automation.lookup(&id, None) {
+            Ok(Some(task)) => vote(&task, instant, now_ms),
+            // Deleted here: a no-op at finality, whatever the leader's table said.
+            Ok(None) if self.automation.is_deleted(&id).unwrap_or(false) => TaskValidity::Valid,
+            Ok(None) => TaskValidity::NotYet("automation not final here yet".into()),
+            Err(e) => TaskValidity::NotYet(format!("cannot read the automation: {e}")),
         }
-        if instant > now_ms.saturating_add(MAX_FIRING_SKEW_MS) {
-            return TaskValidity::NotYet(format!("{instant} has not come at {now_ms}"));
-        }
-        TaskValidity::Valid
     }
 
     fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {

@@ -540,9 +540,12 @@ impl Automation {
         batch: &mut WriteBatch,
     ) -> Result<(), AutomationError> {
         let mut applied = 0usize;
+        // One firing per automation per block counts (docs/protocol.md, 7.5).
+        let mut fired = std::collections::HashSet::new();
         for result in block.body.tasks.iter() {
             if result.task_definition_id == firing::FIRING_TASK_ID {
-                if self.record_firing(result.data.as_ref(), block.height.get(), root, batch)? {
+                let height = block.height.get();
+                if self.record_firing(result.data.as_ref(), height, root, &mut fired, batch)? {
                     applied += 1;
                 }
                 continue;
@@ -641,6 +644,9 @@ impl Automation {
                 let count = owner_count(&read(batch, &count_key(&owner))?);
                 batch.delete(Column::Automation, record_key(&owner, &id));
                 batch.delete(Column::Automation, owner_key(&id));
+                // Its executions go with it.
+                let end = [&[EXECUTION][..], &id[..], &[0xff; 9]].concat();
+                batch.delete_range(Column::Automation, execution_key(&id, 0), end);
                 // A replayed creation of this id stays a no-op (docs/protocol.md, 7.5).
                 batch.put(Column::Automation, tombstone_key(&id), owner.to_vec());
                 batch.put(
@@ -663,12 +669,17 @@ impl Automation {
         bytes: &[u8],
         height: u64,
         root: &avs_consensus::types::Root,
+        fired: &mut std::collections::HashSet<TaskId>,
         batch: &mut WriteBatch,
     ) -> Result<bool, AutomationError> {
         let Ok((id, instant)) = firing::decode_firing(bytes) else { return Ok(false) };
-        self.inner().firing_proposed.retain(|(fired, _), _| *fired != id);
+        self.inner().firing_proposed.retain(|(of, at), _| *of != id || *at > instant);
+        if !fired.insert(id) {
+            tracing::info!("a second firing of one automation in a block does nothing");
+            return Ok(false);
+        }
         let Some(mut task) = self.lookup(&id, Some(batch))? else { return Ok(false) };
-        if let Some(reason) = firing::refusal(&task, instant) {
+        if let Some(reason) = firing::record_refusal(&task, instant) {
             tracing::info!(%reason, "a final firing does nothing");
             return Ok(false);
         }
@@ -694,6 +705,11 @@ impl Automation {
         };
         batch.put(Column::Automation, execution_key(&id, instant), execution.encode_to_vec());
         Ok(true)
+    }
+
+    /// Was automation `id` deleted (a tombstone)?
+    pub(crate) fn is_deleted(&self, id: &TaskId) -> Result<bool, AutomationError> {
+        Ok(self.store.get(Column::Automation, &tombstone_key(id))?.is_some())
     }
 
     /// Every active automation with a time trigger (at most 100 000 read).

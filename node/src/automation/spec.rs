@@ -25,6 +25,8 @@ pub const MAX_URL_BYTES: usize = 2048;
 /// Largest REST body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 const MAX_NAME_BYTES: usize = 64;
+/// Longest cron expression (it is parsed at every vote on a firing).
+pub const MAX_CRON_BYTES: usize = 256;
 /// A cron expression must fire within this long of its creation.
 const CRON_HORIZON_MS: i64 = 366 * 24 * 60 * 60 * 1000;
 
@@ -121,6 +123,9 @@ fn check_trigger(kind: &pb::trigger::Kind, now_ms: u64) -> Result<(), SpecError>
 /// fires within a year of `now_ms`.
 fn check_cron(expression: &str, now_ms: u64) -> Result<(), SpecError> {
     const FIELD: &str = "trigger.cron.expression";
+    if expression.len() > MAX_CRON_BYTES {
+        return refuse(FIELD, format!("longer than {MAX_CRON_BYTES} bytes"));
+    }
     let fields = expression.split_whitespace().count();
     if !(6..=7).contains(&fields) {
         return refuse(FIELD, format!("{fields} fields, need 6 or 7 (seconds first)"));
@@ -277,6 +282,8 @@ pub(crate) mod tests {
         assert_eq!(field_of(&cron_definition("* * * * *")), "trigger.cron.expression");
         assert_eq!(field_of(&cron_definition("0 0 0 30 2 * *")), "trigger.cron.expression");
         assert_eq!(field_of(&cron_definition("0 0 0 1 1 * 2001")), "trigger.cron.expression");
+        let long = format!("0 * * * * {}", vec!["*"; 200].join(","));
+        assert_eq!(field_of(&cron_definition(&long)), "trigger.cron.expression");
 
         // Unknown node kind, duplicate node names, too many nodes.
         let mut unknown = cron_definition("0 * * * * *");
