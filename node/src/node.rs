@@ -91,7 +91,6 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     let mut task_registry = tasks.registry();
     avs.register(&mut task_registry)?;
     automation.register(&mut task_registry)?;
-    automation.register_firings(&mut task_registry)?;
     let mut registry = Registry::default();
     let aggregator = AggregatorController::new(config.roles.is_aggregator, &mut registry);
     let metrics = NodeMetrics::register(&mut registry);

@@ -499,29 +499,12 @@ async fn run(
             pace = Instant::now();
             lock(&report).node_proposed.push(block.height.get());
         }
-        publish_votes(&handles, &play, &notarize.0, &report).await;
-        if play.certificates {
-            publish(
-                &handles,
-                play.digest,
-                0,
-                TopicKind::Certificate,
-                encode(&notarize.1)?,
-                &report,
-            )
-            .await;
-        }
-        publish_votes(&handles, &play, &finalize.0, &report).await;
-        if play.certificates {
-            publish(
-                &handles,
-                play.digest,
-                0,
-                TopicKind::Certificate,
-                encode(&finalize.1)?,
-                &report,
-            )
-            .await;
+        for (votes, certificate) in [&notarize, &finalize] {
+            publish_votes(&handles, &play, votes, &report).await;
+            if play.certificates {
+                let data = encode(certificate)?;
+                publish(&handles, play.digest, 0, TopicKind::Certificate, data, &report).await;
+            }
         }
         {
             let mut s = lock(&served);

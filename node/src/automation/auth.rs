@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use alloy::primitives::{Address, Signature};
+use avs_proto::automation_v1 as pb;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use thiserror::Error;
@@ -71,7 +72,24 @@ pub struct GrantTerms {
     pub session_expires_ms: u64,
 }
 
+impl From<pb::StoredGrant> for Grant {
+    fn from(stored: pb::StoredGrant) -> Self {
+        Self { message: stored.message, signature: stored.signature }
+    }
+}
+
+impl From<Grant> for pb::StoredGrant {
+    fn from(grant: Grant) -> Self {
+        Self { message: grant.message, signature: grant.signature }
+    }
+}
+
 impl Grant {
+    /// The grant a replicated request carries.
+    pub fn of_request(request: &pb::ReplicatedRequest) -> Self {
+        Self { message: request.grant.clone(), signature: request.grant_signature.clone() }
+    }
+
     /// Checks the grant for `network_digest` without any node-local state: the text, the
     /// network, and that the signature is the owner's. Attesters call this.
     pub fn verify(&self, network_digest: [u8; 4]) -> Result<GrantTerms, AuthError> {

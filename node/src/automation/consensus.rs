@@ -15,6 +15,7 @@ use avs_proto::automation_v1 as pb;
 use prost::Message;
 
 use super::auth::{Grant, GrantTerms};
+use super::firing::AutomationFirings;
 use super::{Automation, AutomationError, parse_id, spec};
 
 /// The internal task that carries automation requests.
@@ -39,9 +40,7 @@ pub fn check_request(
 ) -> Result<(pb::ReplicatedRequest, GrantTerms), AutomationError> {
     let request = pb::ReplicatedRequest::decode(bytes)
         .map_err(|e| AutomationError::BadRequest(format!("request does not decode: {e}")))?;
-    let grant =
-        Grant { message: request.grant.clone(), signature: request.grant_signature.clone() };
-    let terms = grant.verify(digest)?;
+    let terms = Grant::of_request(&request).verify(digest)?;
     let at = request.created_at_ms;
     if at < terms.session_from_ms || at > terms.session_expires_ms {
         return Err(AutomationError::BadRequest(format!(
@@ -73,12 +72,33 @@ impl AutomationRequests {
 }
 
 impl Automation {
-    /// Registers internal task 10002 with the engine.
+    /// Registers internal tasks 10002 (requests) and 10003 (firings) with the engine.
     pub fn register(self: &Arc<Self>, registry: &mut TaskRegistry) -> anyhow::Result<()> {
         registry
             .register(Arc::new(AutomationRequests::new(Arc::clone(self))))
-            .map_err(|e| anyhow::anyhow!("registering the automation task: {e}"))
+            .and_then(|()| registry.register(Arc::new(AutomationFirings::new(Arc::clone(self)))))
+            .map_err(|e| anyhow::anyhow!("registering the automation tasks: {e}"))
     }
+}
+
+/// Internal results of task `id` proposed by `proposer`, one per datum (docs/protocol.md, 7.3:
+/// performed by the proposer, no signature).
+pub(crate) fn internal_results(
+    id: u16,
+    proposer: OperatorIndex,
+    data: Vec<Vec<u8>>,
+) -> Vec<TaskResult> {
+    data.into_iter()
+        .filter_map(|bytes| {
+            Some(TaskResult {
+                task_definition_id: id,
+                performer_index: proposer,
+                proof_of_task: Default::default(),
+                data: avs_consensus::types::byte_list(&bytes).ok()?,
+                signature: Default::default(),
+            })
+        })
+        .collect()
 }
 
 impl TaskDefinition for AutomationRequests {
@@ -127,18 +147,7 @@ impl TaskDefinition for AutomationRequests {
     }
 
     fn perform(&self, _: &ChainState, proposer: OperatorIndex, now_ms: u64) -> Vec<TaskResult> {
-        self.automation
-            .take_for_block(now_ms, MAX_REQUESTS_PER_BLOCK)
-            .into_iter()
-            .filter_map(|bytes| {
-                Some(TaskResult {
-                    task_definition_id: AUTOMATION_TASK_ID,
-                    performer_index: proposer,
-                    proof_of_task: Default::default(),
-                    data: avs_consensus::types::byte_list(&bytes).ok()?,
-                    signature: Default::default(),
-                })
-            })
-            .collect()
+        let requests = self.automation.take_for_block(now_ms, MAX_REQUESTS_PER_BLOCK);
+        internal_results(AUTOMATION_TASK_ID, proposer, requests)
     }
 }

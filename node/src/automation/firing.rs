@@ -7,7 +7,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use avs_consensus::task::{TaskDefinition, TaskRegistry, TaskValidity};
+use avs_consensus::task::{TaskDefinition, TaskValidity};
 use avs_consensus::types::{ChainState, FIRST_INTERNAL_TASK_ID, OperatorIndex, TaskResult};
 use avs_proto::automation_v1 as pb;
 use chrono::{DateTime, Utc};
@@ -36,66 +36,69 @@ fn millis(at: DateTime<Utc>) -> u64 {
     u64::try_from(at.timestamp_millis()).unwrap_or(u64::MAX)
 }
 
-fn cron(expression: &str) -> Option<cron::Schedule> {
-    cron::Schedule::from_str(expression).ok()
+/// A time trigger, its cron expression parsed once.
+enum TimeTrigger<'a> {
+    Cron(Box<cron::Schedule>),
+    Fixed(&'a [u64]),
 }
 
-/// Is `instant` one of the time trigger's instants, not before `created_at_ms`?
-pub fn is_instant(trigger: &pb::trigger::Kind, instant: u64, created_at_ms: u64) -> bool {
-    if instant < created_at_ms || instant >= super::auth::LAST_TIME_MS {
-        return false;
-    }
-    match trigger {
-        pb::trigger::Kind::Cron(c) => {
-            instant.is_multiple_of(1000)
-                && cron(&c.expression)
-                    .zip(datetime(instant))
-                    .is_some_and(|(schedule, at)| schedule.includes(at))
+impl<'a> TimeTrigger<'a> {
+    /// The time trigger of `task`, if it has one that parses.
+    fn of(task: &'a pb::AutomationTask) -> Option<Self> {
+        match task.definition.as_ref()?.trigger.as_ref()?.kind.as_ref()? {
+            pb::trigger::Kind::Cron(c) => {
+                cron::Schedule::from_str(&c.expression).ok().map(|s| TimeTrigger::Cron(Box::new(s)))
+            }
+            pb::trigger::Kind::FixedTime(f) => Some(TimeTrigger::Fixed(&f.at_unix_ms)),
+            pb::trigger::Kind::Block(_) | pb::trigger::Kind::Event(_) => None,
         }
-        pb::trigger::Kind::FixedTime(f) => f.at_unix_ms.contains(&instant),
-        pb::trigger::Kind::Block(_) | pb::trigger::Kind::Event(_) => false,
     }
-}
 
-/// The trigger's first instant after `instant`, if any (before 2100).
-fn next_instant(trigger: &pb::trigger::Kind, instant: u64) -> Option<u64> {
-    match trigger {
-        pb::trigger::Kind::Cron(c) => {
-            let next = cron(&c.expression)?.after(&datetime(instant)?).next().map(millis)?;
-            (next < super::auth::LAST_TIME_MS).then_some(next)
+    /// Is `instant` one of the trigger's instants (before 2100)?
+    fn is_instant(&self, instant: u64) -> bool {
+        if instant >= super::auth::LAST_TIME_MS {
+            return false;
         }
-        pb::trigger::Kind::FixedTime(f) => f.at_unix_ms.iter().copied().find(|at| *at > instant),
-        pb::trigger::Kind::Block(_) | pb::trigger::Kind::Event(_) => None,
+        match self {
+            TimeTrigger::Cron(schedule) => {
+                instant.is_multiple_of(1000)
+                    && datetime(instant).is_some_and(|at| schedule.includes(at))
+            }
+            TimeTrigger::Fixed(at) => at.contains(&instant),
+        }
     }
-}
 
-/// The latest instant of a time trigger at or before `now`, if it is later than `after` and
-/// not before `created_at_ms`. Cron schedules are walked backwards from `now` (one step).
-pub fn latest_due(
-    trigger: &pb::trigger::Kind,
-    created_at_ms: u64,
-    after: u64,
-    now: u64,
-) -> Option<u64> {
-    if now >= super::auth::LAST_TIME_MS {
-        return None;
+    /// The trigger's first instant after `instant`, if any (before 2100).
+    fn next_after(&self, instant: u64) -> Option<u64> {
+        match self {
+            TimeTrigger::Cron(schedule) => {
+                let next = schedule.after(&datetime(instant)?).next().map(millis)?;
+                (next < super::auth::LAST_TIME_MS).then_some(next)
+            }
+            TimeTrigger::Fixed(at) => at.iter().copied().find(|t| *t > instant),
+        }
     }
-    let latest = match trigger {
-        pb::trigger::Kind::Cron(c) => {
+
+    /// The trigger's latest instant at or before `now` (a cron schedule walked back one step).
+    fn latest_at(&self, now: u64) -> Option<u64> {
+        if now >= super::auth::LAST_TIME_MS {
+            return None;
+        }
+        match self {
             // `after(x).next_back()` is the instant before x: here the latest at or before now.
-            cron(&c.expression)?.after(&datetime(now.saturating_add(1))?).next_back().map(millis)?
+            TimeTrigger::Cron(schedule) => {
+                schedule.after(&datetime(now.saturating_add(1))?).next_back().map(millis)
+            }
+            TimeTrigger::Fixed(at) => at.iter().copied().filter(|t| *t <= now).max(),
         }
-        pb::trigger::Kind::FixedTime(f) => {
-            f.at_unix_ms.iter().copied().filter(|at| *at <= now).max()?
-        }
-        pb::trigger::Kind::Block(_) | pb::trigger::Kind::Event(_) => return None,
-    };
-    (latest > after && latest >= created_at_ms).then_some(latest)
+    }
 }
 
-fn time_trigger(task: &pb::AutomationTask) -> Option<&pb::trigger::Kind> {
-    let kind = task.definition.as_ref()?.trigger.as_ref()?.kind.as_ref()?;
-    matches!(kind, pb::trigger::Kind::Cron(_) | pb::trigger::Kind::FixedTime(_)).then_some(kind)
+/// The instant a leader proposes for `task` at `now`: the trigger's latest at or before
+/// `now`, if it is later than the last firing and not before the creation.
+fn latest_due(task: &pb::AutomationTask, now: u64) -> Option<u64> {
+    let latest = TimeTrigger::of(task)?.latest_at(now)?;
+    (latest > task.last_fired_ms && latest >= task.created_at_ms).then_some(latest)
 }
 
 /// The vote on a firing of `task` at `instant` at time `now` (docs/protocol.md, 7.5). What
@@ -103,17 +106,16 @@ fn time_trigger(task: &pb::AutomationTask) -> Option<&pb::trigger::Kind> {
 /// what depends on this node's table (fired already, no longer active) is a Valid no-op, as
 /// finality ignores it: a leader whose table lags must not split the vote.
 pub fn vote(task: &pb::AutomationTask, instant: u64, now: u64) -> TaskValidity {
-    let Some(trigger) = time_trigger(task) else {
+    let Some(trigger) = TimeTrigger::of(task) else {
         return TaskValidity::Invalid("not a time trigger".into());
     };
-    if !is_instant(trigger, instant, task.created_at_ms) {
+    if instant < task.created_at_ms || !trigger.is_instant(instant) {
         return TaskValidity::Invalid(format!("{instant} is not one of the trigger's instants"));
     }
     if instant > now {
         return TaskValidity::NotYet(format!("{instant} has not come at {now}"));
     }
-    if next_instant(trigger, instant).is_some_and(|next| next.saturating_add(STALE_AFTER_MS) <= now)
-    {
+    if trigger.next_after(instant).is_some_and(|next| next.saturating_add(STALE_AFTER_MS) <= now) {
         return TaskValidity::Invalid(format!("{instant} is stale: a later instant came"));
     }
     TaskValidity::Valid
@@ -150,18 +152,11 @@ impl AutomationFirings {
 }
 
 impl Automation {
-    /// Registers internal task 10003 with the engine.
-    pub fn register_firings(self: &Arc<Self>, registry: &mut TaskRegistry) -> anyhow::Result<()> {
-        registry
-            .register(Arc::new(AutomationFirings::new(Arc::clone(self))))
-            .map_err(|e| anyhow::anyhow!("registering the firing task: {e}"))
-    }
-
     /// Firings due at `now_ms` for a block this node proposes: the latest due instant of each
     /// active time-triggered automation, at most `max`, none proposed in the last
     /// [`REPROPOSE_AFTER_MS`].
     pub(crate) fn due_firings(&self, now_ms: u64, max: usize) -> Vec<Vec<u8>> {
-        let tasks = match self.active_time_triggered() {
+        let tasks = match self.active_automations() {
             Ok(tasks) => tasks,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the automations to fire");
@@ -172,8 +167,7 @@ impl Automation {
         let mut due: Vec<(u64, TaskId, Vec<u8>)> = tasks
             .into_iter()
             .filter_map(|task| {
-                let trigger = time_trigger(&task)?;
-                let instant = latest_due(trigger, task.created_at_ms, task.last_fired_ms, now_ms)?;
+                let instant = latest_due(&task, now_ms)?;
                 Some((instant, parse_id(&task.id).ok()?, task.owner))
             })
             .collect();
@@ -231,18 +225,7 @@ impl TaskDefinition for AutomationFirings {
     }
 
     fn perform(&self, _: &ChainState, proposer: OperatorIndex, now_ms: u64) -> Vec<TaskResult> {
-        self.automation
-            .due_firings(now_ms, MAX_FIRINGS_PER_BLOCK)
-            .into_iter()
-            .filter_map(|bytes| {
-                Some(TaskResult {
-                    task_definition_id: FIRING_TASK_ID,
-                    performer_index: proposer,
-                    proof_of_task: Default::default(),
-                    data: avs_consensus::types::byte_list(&bytes).ok()?,
-                    signature: Default::default(),
-                })
-            })
-            .collect()
+        let firings = self.automation.due_firings(now_ms, MAX_FIRINGS_PER_BLOCK);
+        super::consensus::internal_results(FIRING_TASK_ID, proposer, firings)
     }
 }

@@ -214,7 +214,7 @@ impl Automation {
         for (key, value) in scan(&*store, GRANT, MAX_GRANTS_READ)? {
             let stored = pb::StoredGrant::decode(value.as_slice())
                 .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
-            let grant = Grant { message: stored.message, signature: stored.signature };
+            let grant = Grant::from(stored);
             let terms = grant.verify(digest)?;
             if terms.session_expires_ms < now {
                 expired.delete(Column::Automation, key);
@@ -229,11 +229,7 @@ impl Automation {
             let Ok(hash) = <[u8; 32]>::try_from(key.get(1..).unwrap_or_default()) else { continue };
             let request = pb::ReplicatedRequest::decode(bytes.as_slice())
                 .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
-            let grant = Grant {
-                message: request.grant.clone(),
-                signature: request.grant_signature.clone(),
-            };
-            let owner = grant.verify(digest)?.owner;
+            let owner = Grant::of_request(&request).verify(digest)?.owner;
             inner.pending.insert(hash, Pending { bytes, request, owner, proposed_ms: None });
         }
         Ok(Self {
@@ -270,10 +266,7 @@ impl Automation {
         now_ms: u64,
     ) -> Result<(String, u64), AutomationError> {
         let signed = self.auth().exchange(message, signature, now_ms)?;
-        let stored = pb::StoredGrant {
-            message: signed.grant.message.clone(),
-            signature: signed.grant.signature.clone(),
-        };
+        let stored = pb::StoredGrant::from(signed.grant.clone());
         let mut batch = WriteBatch::new();
         batch.put(Column::Automation, grant_key(&signed.owner), stored.encode_to_vec());
         self.store.write(batch, Durability::Sync)?;
@@ -289,24 +282,30 @@ impl Automation {
         Ok(self.auth().verify(token, now_ms)?)
     }
 
+    /// `key` of the automation column, through `batch`'s writes when given.
+    fn read(
+        &self,
+        batch: Option<&WriteBatch>,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, AutomationError> {
+        if let Some(pending) = batch.and_then(|b| b.pending(Column::Automation, key)) {
+            return Ok(pending.map(<[u8]>::to_vec));
+        }
+        Ok(self.store.get(Column::Automation, key)?)
+    }
+
     /// The finalized record of `id`, through `batch`'s writes when given.
     fn lookup(
         &self,
         id: &TaskId,
         batch: Option<&WriteBatch>,
     ) -> Result<Option<pb::AutomationTask>, AutomationError> {
-        let read = |key: &[u8]| -> Result<Option<Vec<u8>>, AutomationError> {
-            if let Some(pending) = batch.and_then(|b| b.pending(Column::Automation, key)) {
-                return Ok(pending.map(<[u8]>::to_vec));
-            }
-            Ok(self.store.get(Column::Automation, key)?)
-        };
-        let Some(owner) = read(&owner_key(id))? else { return Ok(None) };
+        let Some(owner) = self.read(batch, &owner_key(id))? else { return Ok(None) };
         if owner.len() != 20 {
             return Err(AutomationError::Corrupt("owner index entry is not an address".into()));
         }
         let owner = Address::from_slice(&owner);
-        read(&record_key(&owner, id))?.map(|raw| decode_record(&raw)).transpose()
+        self.read(batch, &record_key(&owner, id))?.map(|raw| decode_record(&raw)).transpose()
     }
 
     /// `owner`'s automation `id`: as finalized, or pending on this node.
@@ -588,22 +587,16 @@ impl Automation {
         batch: &mut WriteBatch,
     ) -> Result<Result<(), String>, AutomationError> {
         let at = request.created_at_ms;
-        let read = |batch: &WriteBatch, key: &[u8]| -> Result<Option<Vec<u8>>, AutomationError> {
-            if let Some(pending) = batch.pending(Column::Automation, key) {
-                return Ok(pending.map(<[u8]>::to_vec));
-            }
-            Ok(self.store.get(Column::Automation, key)?)
-        };
+        let count = owner_count(&self.read(Some(batch), &count_key(&owner))?);
         match &request.action {
             Some(pb::replicated_request::Action::Create(definition)) => {
                 let id = task_id(&owner, at, definition);
-                if read(batch, &owner_key(&id))?.is_some() {
+                if self.read(Some(batch), &owner_key(&id))?.is_some() {
                     return Ok(Err(format!("{} exists (a request included twice)", id_hex(&id))));
                 }
-                if read(batch, &tombstone_key(&id))?.is_some() {
+                if self.read(Some(batch), &tombstone_key(&id))?.is_some() {
                     return Ok(Err(format!("{} was deleted: never created again", id_hex(&id))));
                 }
-                let count = owner_count(&read(batch, &count_key(&owner))?);
                 if count >= MAX_PER_OWNER as u64 {
                     return Ok(Err(format!("owner holds {MAX_PER_OWNER} automations")));
                 }
@@ -618,30 +611,19 @@ impl Automation {
                 );
             }
             Some(pb::replicated_request::Action::Cancel(raw)) => {
-                let Ok(id) = parse_id(raw) else { return Ok(Err("not an id".into())) };
-                let mut task = match self.lookup(&id, Some(batch))? {
-                    Some(task) if task.owner == owner.as_slice() => task,
-                    Some(_) => return Ok(Err(format!("{} is another owner's", id_hex(&id)))),
-                    None => return Ok(Err(format!("{} is unknown", id_hex(&id)))),
+                let (id, mut task) = match self.final_in(&owner, raw, &CANCELLABLE, batch)? {
+                    Ok(found) => found,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
-                if !is_state(&task, &CANCELLABLE) {
-                    return Ok(Err(format!("{} is {}", id_hex(&id), state_name(task.state))));
-                }
                 task.state = pb::TaskState::Cancelled.into();
                 task.updated_at_ms = at;
                 batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
             }
             Some(pb::replicated_request::Action::Delete(raw)) => {
-                let Ok(id) = parse_id(raw) else { return Ok(Err("not an id".into())) };
-                let task = match self.lookup(&id, Some(batch))? {
-                    Some(task) if task.owner == owner.as_slice() => task,
-                    Some(_) => return Ok(Err(format!("{} is another owner's", id_hex(&id)))),
-                    None => return Ok(Err(format!("{} is unknown", id_hex(&id)))),
+                let id = match self.final_in(&owner, raw, &DELETABLE, batch)? {
+                    Ok((id, _)) => id,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
-                if !is_state(&task, &DELETABLE) {
-                    return Ok(Err(format!("{} is {}", id_hex(&id), state_name(task.state))));
-                }
-                let count = owner_count(&read(batch, &count_key(&owner))?);
                 batch.delete(Column::Automation, record_key(&owner, &id));
                 batch.delete(Column::Automation, owner_key(&id));
                 // Its executions go with it.
@@ -658,6 +640,27 @@ impl Automation {
             None => return Ok(Err("a request with no action".into())),
         }
         Ok(Ok(()))
+    }
+
+    /// `owner`'s automation `raw` (an id) as `batch` leaves it, if it is in one of `allowed`.
+    fn final_in(
+        &self,
+        owner: &Address,
+        raw: &[u8],
+        allowed: &[pb::TaskState],
+        batch: &WriteBatch,
+    ) -> Result<Result<(TaskId, pb::AutomationTask), String>, AutomationError> {
+        let Ok(id) = parse_id(raw) else { return Ok(Err("not an id".into())) };
+        Ok(match self.lookup(&id, Some(batch))? {
+            Some(task) if task.owner != owner.as_slice() => {
+                Err(format!("{} is another owner's", id_hex(&id)))
+            }
+            Some(task) if !is_state(&task, allowed) => {
+                Err(format!("{} is {}", id_hex(&id), state_name(task.state)))
+            }
+            Some(task) => Ok((id, task)),
+            None => Err(format!("{} is unknown", id_hex(&id))),
+        })
     }
 }
 
@@ -712,18 +715,12 @@ impl Automation {
         Ok(self.store.get(Column::Automation, &tombstone_key(id))?.is_some())
     }
 
-    /// Every active automation with a time trigger (at most 100 000 read).
-    pub(crate) fn active_time_triggered(&self) -> Result<Vec<pb::AutomationTask>, AutomationError> {
+    /// Every active automation (at most 100 000 read): what a leader may fire.
+    pub(crate) fn active_automations(&self) -> Result<Vec<pb::AutomationTask>, AutomationError> {
         Ok(scan(&*self.store, RECORD, 100_000)?
             .iter()
             .filter_map(|(_, v)| decode_record(v).ok())
-            .filter(|t| {
-                is_state(t, &[pb::TaskState::Active])
-                    && matches!(
-                        t.definition.as_ref().and_then(|d| d.trigger.as_ref()?.kind.as_ref()),
-                        Some(pb::trigger::Kind::Cron(_) | pb::trigger::Kind::FixedTime(_))
-                    )
-            })
+            .filter(|t| is_state(t, &[pb::TaskState::Active]))
             .collect())
     }
 
