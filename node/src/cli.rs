@@ -328,6 +328,11 @@ pub struct TaskArgs {
     /// Address of the AttestationCenter contract.
     #[arg(long, value_name = "ADDRESS")]
     pub settlement_contract: Option<String>,
+
+    /// JSON-RPC endpoint of a chain whose block and event triggers this node watches for
+    /// client automations (its chain id is read from it). Repeat per chain.
+    #[arg(long = "automation-rpc", value_name = "URL")]
+    pub automation_rpc: Vec<String>,
 }
 
 /// Settings of `avs-node devnet`.

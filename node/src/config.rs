@@ -52,6 +52,7 @@
 //! task_service_timeout_ms = 2000
 //! settlement_rpc = "http://127.0.0.1:8545"      # AttestationCenter's chain
 //! settlement_contract = "0x…"
+//! automation_rpc = ["http://127.0.0.1:8545"]   # chains of automations' block/event triggers
 //!
 //! [log]
 //! log_filter = "info"
@@ -481,6 +482,11 @@ impl NodeConfig {
                     .settlement_contract
                     .clone()
                     .or(file.tasks.settlement_contract),
+                automation_rpc: if args.tasks.automation_rpc.is_empty() {
+                    file.tasks.automation_rpc.unwrap_or_default()
+                } else {
+                    args.tasks.automation_rpc.clone()
+                },
             }
             .resolve(internal_tasks)
             .map_err(ConfigError::Tasks)?,

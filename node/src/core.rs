@@ -565,7 +565,7 @@ impl Core {
                         avs.record_finality(&block, &root, &certificate, set, &mut batch);
                     }
                     if let Some(automation) = &self.automation {
-                        automation.record_finality(&block, &root, &mut batch)?;
+                        automation.record_finality(&block, &root, &certificate, &mut batch)?;
                     }
                     let operators = Arc::clone(&self.epoch_operators);
                     self.metrics

@@ -172,6 +172,14 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         )?),
         None => None,
     };
+    for url in &config.tasks.automation_rpc {
+        let provider = crate::automation::chain::provider(url)?;
+        tokio::spawn(crate::automation::chain::watch(
+            provider,
+            automation.clone(),
+            shutdown.child_token(),
+        ));
+    }
     avs.spawn_workers(
         net.handle.clone(),
         GossipTopic::new(digest, TopicKind::Task),

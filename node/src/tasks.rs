@@ -78,6 +78,8 @@ pub struct TaskConfig {
     pub avs: crate::avs::AvsSettings,
     /// Where finalized AVS tasks are settled, if anywhere.
     pub settlement: Option<crate::settlement::SettlementConfig>,
+    /// The chains watched for automations' block and event triggers.
+    pub automation_rpc: Vec<String>,
 }
 
 impl fmt::Debug for StakeSourceConfig {
@@ -116,6 +118,14 @@ impl fmt::Debug for TaskConfig {
                     .map(|(id, url)| (id, crate::config::url_origin(url)))
                     .collect::<Vec<_>>(),
             )
+            .field(
+                "automation_rpc",
+                &self
+                    .automation_rpc
+                    .iter()
+                    .map(|u| crate::config::url_origin(u))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -135,6 +145,7 @@ pub struct TaskSettings {
     pub task_service_timeout_ms: Option<u64>,
     pub settlement_rpc: Option<String>,
     pub settlement_contract: Option<String>,
+    pub automation_rpc: Vec<String>,
 }
 
 impl TaskSettings {
@@ -151,7 +162,15 @@ impl TaskSettings {
             task_service_timeout_ms,
             settlement_rpc,
             settlement_contract,
+            automation_rpc,
         } = self;
+        for url in &automation_rpc {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(format!(
+                    "--automation-rpc {url:?}: the URL must be http:// or https://"
+                ));
+            }
+        }
         let settlement = match (settlement_rpc, settlement_contract) {
             (None, None) => None,
             (Some(rpc), Some(contract)) => Some(crate::settlement::SettlementConfig {
@@ -215,7 +234,7 @@ impl TaskSettings {
                     .into());
             }
         };
-        Ok(TaskConfig { source, confirmations, avs, settlement })
+        Ok(TaskConfig { source, confirmations, avs, settlement, automation_rpc })
     }
 }
 
@@ -234,6 +253,7 @@ pub struct FileTasks {
     pub task_service_timeout_ms: Option<u64>,
     pub settlement_rpc: Option<String>,
     pub settlement_contract: Option<String>,
+    pub automation_rpc: Option<Vec<String>>,
 }
 
 fn parse_address(text: &str) -> Result<[u8; 20], String> {

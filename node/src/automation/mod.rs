@@ -18,6 +18,7 @@
 //! Not here yet (issue 15): trigger watching and attestation, executions, the operator stream.
 
 pub mod auth;
+pub mod chain;
 pub mod consensus;
 pub mod firing;
 pub mod spec;
@@ -33,6 +34,7 @@ use thiserror::Error;
 
 use crate::store::{Column, Durability, Store, StoreError, WriteBatch};
 use auth::{Auth, AuthError, Grant, Network};
+use chain::ChainWatch;
 use spec::SpecError;
 
 const RECORD: u8 = 0x01;
@@ -78,6 +80,8 @@ pub enum AutomationError {
     NoSession,
     #[error("{0}")]
     BadRequest(String),
+    #[error("this node does not watch chain {0} (--automation-rpc); submit to a node that does")]
+    Unwatched(u64),
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("stored automation record does not decode: {0}")]
@@ -99,6 +103,7 @@ struct Inner {
     grants: HashMap<Address, (Grant, u64)>,
     pending: HashMap<[u8; 32], Pending>,
     /// Firings this node proposed, and when, until they are final or [`firing::REPROPOSE_AFTER_MS`].
+    /// Keyed by automation and firing key.
     firing_proposed: HashMap<(TaskId, u64), u64>,
 }
 
@@ -110,6 +115,8 @@ pub struct Automation {
     inner: Mutex<Inner>,
     /// Serializes the read-check-write of submissions.
     writes: Mutex<()>,
+    /// The chains this node watches for block and event triggers.
+    chains: ChainWatch,
 }
 
 impl std::fmt::Debug for Automation {
@@ -238,7 +245,13 @@ impl Automation {
             auth: Mutex::new(Auth::new(network, secret)),
             inner: Mutex::new(inner),
             writes: Mutex::new(()),
+            chains: ChainWatch::default(),
         })
+    }
+
+    /// The chains this node watches (filled by [`chain::watch`]).
+    pub fn chains(&self) -> &ChainWatch {
+        &self.chains
     }
 
     fn auth(&self) -> MutexGuard<'_, Auth> {
@@ -393,6 +406,13 @@ impl Automation {
         now_ms: u64,
     ) -> Result<pb::AutomationTask, AutomationError> {
         spec::check(&definition, now_ms)?;
+        // A chain trigger fires only where operators watch its chain: refused here rather
+        // than left never firing.
+        if let Some(chain_id) = spec::trigger_chain(&definition)
+            && !self.chains.watches(chain_id)
+        {
+            return Err(AutomationError::Unwatched(chain_id));
+        }
         let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let (stored, pending) = self.count(&owner)?;
         if stored.saturating_add(pending as u64) >= MAX_PER_OWNER as u64 {
@@ -536,15 +556,20 @@ impl Automation {
         &self,
         block: &avs_consensus::types::Block,
         root: &avs_consensus::types::Root,
+        certificate: &avs_consensus::types::Certificate,
         batch: &mut WriteBatch,
     ) -> Result<(), AutomationError> {
+        let at = FinalityPoint {
+            height: block.height.get(),
+            root,
+            certificate: avs_consensus::types::encode(certificate).unwrap_or_default(),
+        };
         let mut applied = 0usize;
         // One firing per automation per block counts (docs/protocol.md, 7.5).
         let mut fired = std::collections::HashSet::new();
         for result in block.body.tasks.iter() {
             if result.task_definition_id == firing::FIRING_TASK_ID {
-                let height = block.height.get();
-                if self.record_firing(result.data.as_ref(), height, root, &mut fired, batch)? {
+                if self.record_firing(result.data.as_ref(), &at, &mut fired, batch)? {
                     applied += 1;
                 }
                 continue;
@@ -670,44 +695,82 @@ impl Automation {
     fn record_firing(
         &self,
         bytes: &[u8],
-        height: u64,
-        root: &avs_consensus::types::Root,
+        at: &FinalityPoint<'_>,
         fired: &mut std::collections::HashSet<TaskId>,
         batch: &mut WriteBatch,
     ) -> Result<bool, AutomationError> {
-        let Ok((id, instant)) = firing::decode_firing(bytes) else { return Ok(false) };
-        self.inner().firing_proposed.retain(|(of, at), _| *of != id || *at > instant);
+        let Ok((id, firing)) = firing::decode_firing(bytes) else { return Ok(false) };
+        let Some(mut task) = self.lookup(&id, Some(batch))? else { return Ok(false) };
+        let Some(key) = firing::firing_key(&task, &firing) else { return Ok(false) };
+        self.inner().firing_proposed.retain(|(of, at), _| *of != id || *at > key);
         if !fired.insert(id) {
             tracing::info!("a second firing of one automation in a block does nothing");
             return Ok(false);
         }
-        let Some(mut task) = self.lookup(&id, Some(batch))? else { return Ok(false) };
-        if let Some(reason) = firing::record_refusal(&task, instant) {
+        if let Some(reason) = firing::record_refusal(&task, &firing) {
             tracing::info!(%reason, "a final firing does nothing");
             return Ok(false);
         }
+        if self.read(Some(batch), &execution_key(&id, key))?.is_some() {
+            tracing::info!("a final firing recorded already does nothing");
+            return Ok(false);
+        }
         let owner = Address::from_slice(&task.owner);
-        task.last_fired_ms = instant;
+        match &firing.chain {
+            None => {
+                task.last_fired_ms = firing.instant_ms;
+                task.updated_at_ms = firing.instant_ms;
+            }
+            // No clock here: every node writes the same record.
+            Some(point) => task.last_fired_block = task.last_fired_block.max(point.block_number),
+        }
         task.firings = task.firings.saturating_add(1);
-        task.updated_at_ms = instant;
         let last_fixed = match task.definition.as_ref().and_then(|d| d.trigger.as_ref()) {
             Some(pb::Trigger { kind: Some(pb::trigger::Kind::FixedTime(f)) }) => {
                 f.at_unix_ms.last().copied()
             }
             _ => None,
         };
-        if last_fixed == Some(instant) {
+        if firing.chain.is_none() && last_fixed == Some(firing.instant_ms) {
             task.state = pb::TaskState::Completed.into();
         }
         batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
         let execution = pb::Execution {
             automation_id: id.to_vec(),
-            instant_ms: instant,
-            height,
-            block_root: root.to_vec(),
+            instant_ms: firing.instant_ms,
+            height: at.height,
+            block_root: at.root.to_vec(),
+            chain: firing.chain,
+            key,
+            certificate: at.certificate.clone(),
         };
-        batch.put(Column::Automation, execution_key(&id, instant), execution.encode_to_vec());
+        batch.put(Column::Automation, execution_key(&id, key), execution.encode_to_vec());
         Ok(true)
+    }
+
+    /// Is there an execution of automation `id` with `key`?
+    pub(crate) fn has_execution(&self, id: &TaskId, key: u64) -> bool {
+        self.store.get(Column::Automation, &execution_key(id, key)).ok().flatten().is_some()
+    }
+
+    /// The contracts the active event automations on `chain_id` watch.
+    pub(crate) fn watched_contracts(
+        &self,
+        chain_id: u64,
+    ) -> Result<Vec<[u8; 20]>, AutomationError> {
+        let mut out: Vec<[u8; 20]> = self
+            .active_automations()?
+            .iter()
+            .filter_map(|task| match task.definition.as_ref()?.trigger.as_ref()?.kind.as_ref()? {
+                pb::trigger::Kind::Event(e) if e.chain_id == chain_id => {
+                    <[u8; 20]>::try_from(e.address.as_slice()).ok()
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
     }
 
     /// Was automation `id` deleted (a tombstone)?
@@ -754,9 +817,17 @@ impl Automation {
             .collect::<Result<Vec<_>, _>>()?;
         let more = executions.len() > page;
         executions.truncate(page);
-        let next = if more { executions.last().map(|e| e.instant_ms) } else { None };
+        let next = if more { executions.last().map(|e| e.key) } else { None };
         Ok((executions, next))
     }
+}
+
+/// The finalized block a firing is recorded from.
+struct FinalityPoint<'a> {
+    height: u64,
+    root: &'a avs_consensus::types::Root,
+    /// Its finalization certificate, SSZ.
+    certificate: Vec<u8>,
 }
 
 /// An owner's stored automation count (absent: none).
@@ -780,6 +851,7 @@ fn pending_record(
         updated_at_ms: created_at_ms,
         last_fired_ms: 0,
         firings: 0,
+        last_fired_block: 0,
     }
 }
 

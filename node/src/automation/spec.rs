@@ -57,6 +57,15 @@ pub fn check(definition: &pb::TaskDefinition, now_ms: u64) -> Result<(), SpecErr
     check_workflow(&definition.nodes)
 }
 
+/// The chain a block or event trigger watches.
+pub fn trigger_chain(definition: &pb::TaskDefinition) -> Option<u64> {
+    match definition.trigger.as_ref()?.kind.as_ref()? {
+        pb::trigger::Kind::Block(b) => Some(b.chain_id),
+        pb::trigger::Kind::Event(e) => Some(e.chain_id),
+        pb::trigger::Kind::Cron(_) | pb::trigger::Kind::FixedTime(_) => None,
+    }
+}
+
 fn check_name(field: &str, name: &str, allowed: impl Fn(char) -> bool) -> Result<(), SpecError> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return refuse(field, format!("{} bytes, need 1 to {MAX_NAME_BYTES}", name.len()));
@@ -92,6 +101,12 @@ fn check_trigger(kind: &pb::trigger::Kind, now_ms: u64) -> Result<(), SpecError>
                 return refuse(
                     "trigger.block.interval",
                     format!("{}, need 1 to {MAX_BLOCK_INTERVAL} blocks", block.interval),
+                );
+            }
+            if block.confirmations > MAX_CONFIRMATIONS {
+                return refuse(
+                    "trigger.block.confirmations",
+                    format!("{}, at most {MAX_CONFIRMATIONS}", block.confirmations),
                 );
             }
             Ok(())

@@ -76,7 +76,8 @@ fn finalize(nodes: &[(&Automation, &MemoryDb)], results: &[TaskResult]) {
         };
         for (automation, db) in nodes {
             let mut batch = WriteBatch::new();
-            automation.record_finality(&block, &[0; 32], &mut batch).unwrap();
+            let certificate = avs_consensus::types::Certificate::default();
+            automation.record_finality(&block, &[0; 32], &certificate, &mut batch).unwrap();
             MemoryStore::open(db).unwrap().write(batch, Durability::Sync).unwrap();
         }
     }
@@ -402,16 +403,21 @@ fn at_times(times: Vec<u64>) -> pb::TaskDefinition {
     }
 }
 
-fn firing(id: &TaskId, instant: u64) -> TaskResult {
+fn time_firing(id: &TaskId, instant: u64) -> pb::Firing {
+    pb::Firing { automation_id: id.to_vec(), instant_ms: instant, chain: None }
+}
+
+fn firing_result(firing: &pb::Firing) -> TaskResult {
     TaskResult {
         task_definition_id: firing::FIRING_TASK_ID,
         performer_index: avs_consensus::types::OperatorIndex::at(0),
-        data: byte_list(
-            &pb::Firing { automation_id: id.to_vec(), instant_ms: instant }.encode_to_vec(),
-        )
-        .unwrap(),
+        data: byte_list(&firing.encode_to_vec()).unwrap(),
         ..TaskResult::default()
     }
+}
+
+fn firing(id: &TaskId, instant: u64) -> TaskResult {
+    firing_result(&time_firing(id, instant))
 }
 
 /// The active automation of `definition`, created at `at` and final on `node`.
@@ -436,7 +442,7 @@ fn a_time_trigger_fires_at_its_instants_only_once_each_and_never_when_cancelled(
     // The leader proposes the latest due instant.
     let due = node.due_firings(NOW + 3500, 8);
     assert_eq!(due.len(), 1);
-    assert_eq!(firing::decode_firing(&due[0]).unwrap(), (id, NOW + 3000));
+    assert_eq!(firing::decode_firing(&due[0]).unwrap(), (id, time_firing(&id, NOW + 3000)));
     assert!(node.due_firings(NOW + 3600, 8).is_empty(), "in flight: not proposed again");
 
     // Attesters: a real, come instant is valid; a lying leader's instant that is not the
@@ -493,9 +499,227 @@ fn a_fixed_time_automation_completes_after_its_last_instant() {
     let id = active(&node, &db, at_times(vec![NOW + 1000, NOW + 2000]), NOW);
     assert!(node.due_firings(NOW + 500, 8).is_empty(), "nothing due yet");
     let due = node.due_firings(NOW + 2500, 8);
-    assert_eq!(firing::decode_firing(&due[0]).unwrap(), (id, NOW + 2000), "the latest due");
+    assert_eq!(
+        firing::decode_firing(&due[0]).unwrap(),
+        (id, time_firing(&id, NOW + 2000)),
+        "the latest due"
+    );
     finalize(&[(&node, &db)], &[firing(&id, NOW + 2000)]);
     let task = node.get(&wallet(1).address(), &id).unwrap();
     assert_eq!(task.state, i32::from(pb::TaskState::Completed));
     assert_eq!(task.firings, 1, "the missed earlier instant is skipped");
+}
+
+const CHAIN: u64 = 31337;
+const CONTRACT: [u8; 20] = [0xc0; 20];
+const TOPIC: [u8; 32] = [0x70; 32];
+
+fn block_hash(n: u64) -> [u8; 32] {
+    let mut hash = [0xb0; 32];
+    hash[24..].copy_from_slice(&n.to_be_bytes());
+    hash
+}
+
+/// Blocks `from..=to` of the test chain on `node`'s watch, one a second from NOW.
+fn chain_blocks(node: &Automation, from: u64, to: u64) {
+    node.chains().add(CHAIN);
+    for n in from..=to {
+        let header = chain::Header {
+            hash: block_hash(n),
+            parent: block_hash(n.wrapping_sub(1)),
+            timestamp: NOW / 1000 + n,
+        };
+        assert!(node.chains().write(CHAIN, |c| c.push_header(n, header)));
+    }
+}
+
+fn chain_trigger(kind: pb::trigger::Kind) -> pb::TaskDefinition {
+    pb::TaskDefinition {
+        trigger: Some(pb::Trigger { kind: Some(kind) }),
+        ..cron_definition("* * * * * *")
+    }
+}
+
+fn chain_firing(id: &TaskId, point: pb::ChainPoint) -> pb::Firing {
+    pb::Firing { automation_id: id.to_vec(), instant_ms: 0, chain: Some(point) }
+}
+
+fn block_point(n: u64) -> pb::ChainPoint {
+    pb::ChainPoint {
+        chain_id: CHAIN,
+        block_number: n,
+        block_hash: block_hash(n).to_vec(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_chain_trigger_on_a_chain_this_node_does_not_watch_is_refused_and_nothing_stored() {
+    let db = MemoryDb::default();
+    let node = open(&db);
+    let alice = wallet(1);
+    sign_in(&node, &alice, NOW);
+    let definition = chain_trigger(pb::trigger::Kind::Block(pb::BlockTrigger {
+        chain_id: CHAIN,
+        interval: 5,
+        confirmations: 2,
+    }));
+    let refused = node.create(alice.address(), definition.clone(), NOW).unwrap_err();
+    assert!(matches!(refused, AutomationError::Unwatched(CHAIN)), "{refused}");
+    assert_eq!(rows(&db, PENDING), 0);
+    node.chains().add(CHAIN);
+    node.create(alice.address(), definition, NOW).unwrap();
+    assert_eq!(rows(&db, PENDING), 1);
+}
+
+#[test]
+fn a_block_trigger_fires_at_confirmed_multiples_of_its_interval_once_each() {
+    let db = MemoryDb::default();
+    let node = Arc::new(open(&db));
+    node.chains().add(CHAIN);
+    let definition = chain_trigger(pb::trigger::Kind::Block(pb::BlockTrigger {
+        chain_id: CHAIN,
+        interval: 5,
+        confirmations: 2,
+    }));
+    let id = active(&node, &db, definition, NOW);
+    let firings = firing::AutomationFirings::new(Arc::clone(&node));
+    let parent = chain_state();
+    let vote = |point: pb::ChainPoint, now: u64| {
+        firings.validate(&parent, &firing_result(&chain_firing(&id, point)), now)
+    };
+    // Nothing held yet: no vote either way, nothing proposed.
+    assert!(matches!(vote(block_point(5), NOW + 20_000), TaskValidity::NotYet(_)));
+    assert!(node.due_firings(NOW + 20_000, 8).is_empty());
+
+    chain_blocks(&node, 0, 11);
+    // Confirmed head 9: the latest multiple is 5.
+    let due = node.due_firings(NOW + 12_000, 8);
+    assert_eq!(firing::decode_firing(&due[0]).unwrap(), (id, chain_firing(&id, block_point(5))));
+    assert_eq!(vote(block_point(5), NOW + 12_000), TaskValidity::Valid);
+    // A lying leader: a block not of the interval, another hash, an unconfirmed multiple, a
+    // block before the automation, another chain.
+    assert!(matches!(vote(block_point(6), NOW + 12_000), TaskValidity::Invalid(_)));
+    let forged = pb::ChainPoint { block_hash: vec![0xee; 32], ..block_point(5) };
+    assert!(matches!(vote(forged, NOW + 12_000), TaskValidity::Invalid(_)));
+    assert!(matches!(vote(block_point(10), NOW + 12_000), TaskValidity::NotYet(_)));
+    let other_chain = pb::ChainPoint { chain_id: 1, ..block_point(5) };
+    assert!(matches!(vote(other_chain, NOW + 12_000), TaskValidity::Invalid(_)));
+
+    finalize(&[(&node, &db)], &[firing_result(&chain_firing(&id, block_point(5)))]);
+    finalize(&[(&node, &db)], &[firing_result(&chain_firing(&id, block_point(5)))]);
+    let task = node.get(&wallet(1).address(), &id).unwrap();
+    assert_eq!((task.firings, task.last_fired_block), (1, 5), "included twice, fired once");
+    assert_eq!(rows(&db, EXECUTION), 1);
+    let (executions, _) = node.list_executions(&wallet(1).address(), &id, None, 10).unwrap();
+    assert_eq!(executions[0].chain, Some(block_point(5)));
+    assert_eq!(executions[0].key, 5);
+    assert!(node.due_firings(NOW + 12_100, 8).is_empty(), "5 fired, 10 not confirmed");
+
+    // Block 15 confirmed at 17 and came 30 s ago: 10 is stale, 15 is due.
+    chain_blocks(&node, 12, 17);
+    assert_eq!(vote(block_point(10), NOW + 16_000), TaskValidity::Valid, "15 just came");
+    assert!(matches!(vote(block_point(10), NOW + 45_000), TaskValidity::Invalid(_)));
+    let due = node.due_firings(NOW + 45_000, 8);
+    assert_eq!(firing::decode_firing(&due[0]).unwrap().1, chain_firing(&id, block_point(15)));
+}
+
+fn event_definition() -> pb::TaskDefinition {
+    chain_trigger(pb::trigger::Kind::Event(pb::EventTrigger {
+        chain_id: CHAIN,
+        address: CONTRACT.to_vec(),
+        topics: vec![TOPIC.to_vec()],
+        confirmations: 1,
+    }))
+}
+
+fn event_log(data: u8) -> chain::ChainLog {
+    chain::ChainLog {
+        address: CONTRACT,
+        topics: vec![TOPIC, [data; 32]],
+        data: vec![data; 32],
+        tx_hash: [data; 32],
+    }
+}
+
+fn event_point(n: u64, index: u64, log: &chain::ChainLog) -> pb::ChainPoint {
+    pb::ChainPoint {
+        log_index: index,
+        tx_hash: log.tx_hash.to_vec(),
+        topics: log.topics.iter().map(|t| t.to_vec()).collect(),
+        data: log.data.clone(),
+        ..block_point(n)
+    }
+}
+
+#[test]
+fn an_event_fires_once_per_log_and_a_log_the_chain_does_not_hold_gets_no_vote() {
+    let db = MemoryDb::default();
+    let node = Arc::new(open(&db));
+    node.chains().add(CHAIN);
+    let id = active(&node, &db, event_definition(), NOW);
+    let firings = firing::AutomationFirings::new(Arc::clone(&node));
+    let parent = chain_state();
+    let vote = |point: pb::ChainPoint| {
+        firings.validate(&parent, &firing_result(&chain_firing(&id, point)), NOW + 20_000)
+    };
+    chain_blocks(&node, 0, 8);
+    let first = event_log(1);
+    let other = chain::ChainLog { topics: vec![[0x71; 32]], ..event_log(2) };
+    node.chains().write(CHAIN, |c| {
+        assert!(c.push_log(5, 0, block_hash(5), first.clone()));
+        assert!(c.push_log(5, 1, block_hash(5), other.clone()));
+    });
+    // Logs not read here yet: no vote either way.
+    assert!(matches!(vote(event_point(5, 0, &first)), TaskValidity::NotYet(_)));
+    node.chains().write(CHAIN, |c| c.set_covered(CONTRACT, 8));
+    assert_eq!(vote(event_point(5, 0, &first)), TaskValidity::Valid);
+
+    // A single lying operator's event: a log that is not there, one whose data or
+    // transaction differ, one of another event, a block of another hash.
+    assert!(matches!(vote(event_point(5, 7, &first)), TaskValidity::Invalid(_)));
+    let edited = pb::ChainPoint { data: vec![9; 32], ..event_point(5, 0, &first) };
+    assert!(matches!(vote(edited), TaskValidity::Invalid(_)));
+    let moved = pb::ChainPoint { tx_hash: vec![9; 32], ..event_point(5, 0, &first) };
+    assert!(matches!(vote(moved), TaskValidity::Invalid(_)));
+    assert!(matches!(vote(event_point(5, 1, &other)), TaskValidity::Invalid(_)));
+    let forged = pb::ChainPoint { block_hash: vec![0xee; 32], ..event_point(5, 0, &first) };
+    assert!(matches!(vote(forged), TaskValidity::Invalid(_)));
+    // Unconfirmed: the head is 8 and one confirmation is needed.
+    let late = event_log(3);
+    node.chains().write(CHAIN, |c| assert!(c.push_log(8, 0, block_hash(8), late.clone())));
+    assert!(matches!(vote(event_point(8, 0, &late)), TaskValidity::NotYet(_)));
+
+    // The leader proposes the matching log, not the other event's nor the unconfirmed one.
+    let due = node.due_firings(NOW + 20_000, 8);
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        firing::decode_firing(&due[0]).unwrap().1,
+        chain_firing(&id, event_point(5, 0, &first))
+    );
+    let fire = firing_result(&chain_firing(&id, event_point(5, 0, &first)));
+    finalize(&[(&node, &db)], std::slice::from_ref(&fire));
+    finalize(&[(&node, &db)], &[fire]);
+    let owner = wallet(1).address();
+    assert_eq!(node.get(&owner, &id).unwrap().firings, 1, "a log fires once");
+    let (executions, _) = node.list_executions(&owner, &id, None, 10).unwrap();
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].key, 5 << firing::LOG_INDEX_BITS);
+    // Fired: not proposed again, even after the in-flight time.
+    assert!(node.due_firings(NOW + 60_000, 8).is_empty());
+    // Once confirmed, the next log fires; an earlier unfired one would fire too.
+    chain_blocks(&node, 9, 9);
+    let due = node.due_firings(NOW + 61_000, 8);
+    assert_eq!(
+        firing::decode_firing(&due[0]).unwrap().1,
+        chain_firing(&id, event_point(8, 0, &late))
+    );
+
+    // Cancelled: a final firing records nothing.
+    sign_in(&node, &wallet(1), NOW + 61_000);
+    node.cancel(&owner, &id, NOW + 61_000).unwrap();
+    finalize(&[(&node, &db)], &propose(&node, 0, NOW + 61_000));
+    finalize(&[(&node, &db)], &[firing_result(&chain_firing(&id, event_point(8, 0, &late)))]);
+    assert_eq!(node.get(&owner, &id).unwrap().firings, 1);
+    assert!(node.due_firings(NOW + 62_000, 8).is_empty());
 }

@@ -60,7 +60,9 @@ fn status(error: AutomationError) -> Status {
         }
         AutomationError::NotFound(_) => Status::not_found(message),
         AutomationError::NotYours(_) => Status::permission_denied(message),
-        AutomationError::WrongState { .. } => Status::failed_precondition(message),
+        AutomationError::WrongState { .. } | AutomationError::Unwatched(_) => {
+            Status::failed_precondition(message)
+        }
         AutomationError::Store(_) | AutomationError::Corrupt(_) => Status::internal(message),
     }
 }

@@ -608,7 +608,8 @@ async fn a_wallet_signs_in_and_manages_only_its_own_automations() {
         let block =
             Block { body: BlockBody { tasks: tasks.try_into().unwrap() }, ..Block::default() };
         let mut batch = WriteBatch::new();
-        server.automation.record_finality(&block, &[0; 32], &mut batch).unwrap();
+        let certificate = avs_consensus::types::Certificate::default();
+        server.automation.record_finality(&block, &[0; 32], &certificate, &mut batch).unwrap();
         server.store.write(batch, crate::store::Durability::Sync).unwrap();
     };
 

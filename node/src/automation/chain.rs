@@ -1,0 +1,373 @@
+//! Chain watching for block and event triggers (docs/protocol.md, 7.5): each node reads its own
+//! chain nodes (`--automation-rpc`) and keeps, per chain, the recent headers and the logs of the
+//! contracts its active event automations name. The engine's synchronous votes and proposals
+//! read this cache ([`ChainWatch`]); the watcher ([`watch`]) fills it off the consensus thread.
+//!
+//! The cache holds a contiguous run of headers, each one's parent hash checked against the one
+//! before: a break (a reorganization) drops the last [`REORG_DEPTH`] blocks and their logs,
+//! which are read again. A log is kept only if its block hash is the header's.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::primitives::Address;
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::Filter;
+use tokio_util::sync::CancellationToken;
+
+use super::Automation;
+
+/// Headers (and their logs) kept per chain; older ones leave the window.
+pub const WINDOW_BLOCKS: u64 = 4096;
+/// Blocks read before the head seen when the watch starts.
+pub const BACKLOG_BLOCKS: u64 = 256;
+/// Blocks dropped when a parent hash does not match: reorganizations up to this deep are read
+/// again (event triggers wait for at most [`super::spec::MAX_CONFIRMATIONS`]).
+pub const REORG_DEPTH: u64 = 64;
+/// Headers read per poll at most (a node far behind catches up over several polls).
+pub const MAX_BLOCKS_PER_POLL: u64 = 256;
+/// Logs kept per chain at most; beyond, the oldest blocks' logs leave first.
+pub const MAX_LOGS: usize = 100_000;
+/// How often each chain is read.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// One JSON-RPC call's deadline.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One block header, as the watcher read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub hash: [u8; 32],
+    pub parent: [u8; 32],
+    /// Unix seconds.
+    pub timestamp: u64,
+}
+
+/// One log of a watched contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLog {
+    pub address: [u8; 20],
+    pub topics: Vec<[u8; 32]>,
+    pub data: Vec<u8>,
+    pub tx_hash: [u8; 32],
+}
+
+/// What this node knows of one chain.
+#[derive(Debug, Default)]
+pub struct ChainCache {
+    headers: BTreeMap<u64, Header>,
+    logs: BTreeMap<(u64, u64), ChainLog>,
+    /// Per watched contract: its logs are held for every block of the window up to this one.
+    covered: HashMap<[u8; 20], u64>,
+}
+
+impl ChainCache {
+    /// The newest block read.
+    pub fn head(&self) -> Option<u64> {
+        self.headers.last_key_value().map(|(n, _)| *n)
+    }
+
+    /// The oldest block held.
+    pub fn low(&self) -> Option<u64> {
+        self.headers.first_key_value().map(|(n, _)| *n)
+    }
+
+    pub fn header(&self, number: u64) -> Option<&Header> {
+        self.headers.get(&number)
+    }
+
+    pub fn log(&self, number: u64, index: u64) -> Option<&ChainLog> {
+        self.logs.get(&(number, index))
+    }
+
+    /// Are `address`'s logs held for block `number`?
+    pub fn covers(&self, address: &[u8; 20], number: u64) -> bool {
+        self.low().is_some_and(|low| low <= number)
+            && self.covered.get(address).is_some_and(|to| number <= *to)
+    }
+
+    /// The held logs of `address`, oldest first, with their block number and index.
+    pub fn logs_of<'a>(
+        &'a self,
+        address: &'a [u8; 20],
+    ) -> impl Iterator<Item = ((u64, u64), &'a ChainLog)> + 'a {
+        self.logs.iter().filter(move |(_, log)| log.address == *address).map(|(k, l)| (*k, l))
+    }
+
+    /// Appends `number`'s header if it extends the run; `false` (nothing changed) if its
+    /// parent is not the held header before it.
+    pub fn push_header(&mut self, number: u64, header: Header) -> bool {
+        if let Some(head) = self.head() {
+            let extends = number == head + 1
+                && self.headers.get(&head).is_some_and(|h| h.hash == header.parent);
+            if !extends {
+                return false;
+            }
+        }
+        self.headers.insert(number, header);
+        while self.headers.len() as u64 > WINDOW_BLOCKS {
+            self.headers.pop_first();
+        }
+        if let Some(low) = self.low() {
+            self.logs.retain(|(n, _), _| *n >= low);
+        }
+        true
+    }
+
+    /// Keeps `log` of block `number` if that block is held with `block_hash`.
+    pub fn push_log(
+        &mut self,
+        number: u64,
+        index: u64,
+        block_hash: [u8; 32],
+        log: ChainLog,
+    ) -> bool {
+        if self.headers.get(&number).is_none_or(|h| h.hash != block_hash) {
+            return false;
+        }
+        self.logs.insert((number, index), log);
+        while self.logs.len() > MAX_LOGS {
+            self.logs.pop_first();
+        }
+        true
+    }
+
+    /// `address`'s logs are now held up to block `to`.
+    pub fn set_covered(&mut self, address: [u8; 20], to: u64) {
+        self.covered.insert(address, to);
+    }
+
+    /// Stops holding the logs of contracts not in `watched`.
+    pub fn retain_addresses(&mut self, watched: &HashSet<[u8; 20]>) {
+        self.covered.retain(|a, _| watched.contains(a));
+        self.logs.retain(|_, log| watched.contains(&log.address));
+    }
+
+    /// Drops every block after `to`, and their logs (a reorganization).
+    pub fn rewind(&mut self, to: u64) {
+        self.headers.retain(|n, _| *n <= to);
+        self.logs.retain(|(n, _), _| *n <= to);
+        for covered in self.covered.values_mut() {
+            *covered = (*covered).min(to);
+        }
+    }
+}
+
+/// The chains this node watches, shared by the watchers (writers) and the engine's calls.
+#[derive(Debug, Default)]
+pub struct ChainWatch {
+    chains: RwLock<HashMap<u64, ChainCache>>,
+}
+
+impl ChainWatch {
+    /// Starts holding `chain_id` (its watcher fills it).
+    pub fn add(&self, chain_id: u64) {
+        self.chains.write().unwrap_or_else(|e| e.into_inner()).entry(chain_id).or_default();
+    }
+
+    pub fn watches(&self, chain_id: u64) -> bool {
+        self.chains.read().unwrap_or_else(|e| e.into_inner()).contains_key(&chain_id)
+    }
+
+    /// `read` of `chain_id`'s cache, if this node watches it.
+    pub fn read<R>(&self, chain_id: u64, read: impl FnOnce(&ChainCache) -> R) -> Option<R> {
+        self.chains.read().unwrap_or_else(|e| e.into_inner()).get(&chain_id).map(read)
+    }
+
+    /// `write` of `chain_id`'s cache.
+    pub fn write<R>(&self, chain_id: u64, write: impl FnOnce(&mut ChainCache) -> R) -> R {
+        write(self.chains.write().unwrap_or_else(|e| e.into_inner()).entry(chain_id).or_default())
+    }
+}
+
+/// A provider for `url` whose answers are capped like the stake sources'.
+pub fn provider(url: &str) -> anyhow::Result<DynProvider> {
+    let parsed: alloy::transports::http::reqwest::Url =
+        url.parse().map_err(|e| anyhow::anyhow!("--automation-rpc: not a valid URL ({e})"))?;
+    let is_local = parsed.host_str().is_some_and(|h| h == "localhost" || h == "127.0.0.1");
+    let transport = avs_internal_tasks::transport::CappedHttp::new(
+        parsed,
+        avs_internal_tasks::transport::MAX_RESPONSE_BYTES,
+    );
+    let client = alloy::rpc::client::RpcClient::new(transport, is_local);
+    Ok(ProviderBuilder::new().connect_client(client).erased())
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    what: &str,
+    call: impl std::future::IntoFuture<Output = Result<T, E>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, call.into_future()).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(anyhow::anyhow!("{what}: {e}")),
+        Err(_) => Err(anyhow::anyhow!("{what}: no answer within {CALL_TIMEOUT:?}")),
+    }
+}
+
+/// Watches the chain behind `provider` until `shutdown`: its chain id is read first (retried),
+/// then every [`POLL_INTERVAL`] new headers and the logs of the contracts `automation`'s active
+/// event triggers on that chain name. Errors are logged and the next poll tries again.
+pub async fn watch(
+    provider: DynProvider,
+    automation: Arc<Automation>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(500);
+    let chain_id = loop {
+        match timed("eth_chainId", provider.get_chain_id()).await {
+            Ok(id) => break id,
+            Err(e) => {
+                tracing::warn!(error = %e, "automation chain not reachable; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    automation.chains().add(chain_id);
+    tracing::info!(chain_id, "watching a chain for automation triggers");
+    let mut failing = false;
+    loop {
+        match poll(&provider, chain_id, &automation).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(chain_id, "automation chain readable again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(chain_id, error = %e, "reading the automation chain failed");
+            }
+            Err(e) => tracing::debug!(chain_id, error = %e, "reading the automation chain failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+    }
+}
+
+/// One poll: new headers, then the watched contracts' logs up to the last header read.
+async fn poll(
+    provider: &DynProvider,
+    chain_id: u64,
+    automation: &Automation,
+) -> anyhow::Result<()> {
+    let watch = automation.chains();
+    let head = timed("eth_blockNumber", provider.get_block_number()).await?;
+    let from = watch
+        .read(chain_id, ChainCache::head)
+        .flatten()
+        .map_or(head.saturating_sub(BACKLOG_BLOCKS), |h| h + 1);
+    let to = head.min(from.saturating_add(MAX_BLOCKS_PER_POLL - 1));
+    for number in from..=to {
+        let block = timed(
+            "eth_getBlockByNumber",
+            provider.get_block_by_number(BlockNumberOrTag::Number(number)),
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("block {number} not found"))?;
+        let header = Header {
+            hash: block.header.hash.0,
+            parent: block.header.parent_hash.0,
+            timestamp: block.header.timestamp,
+        };
+        if !watch.write(chain_id, |cache| cache.push_header(number, header)) {
+            let back = number.saturating_sub(1 + REORG_DEPTH);
+            tracing::warn!(chain_id, number, back_to = back, "chain reorganized; reading again");
+            watch.write(chain_id, |cache| cache.rewind(back));
+            return Ok(());
+        }
+    }
+    let Some((low, last)) = watch.read(chain_id, |c| c.low().zip(c.head())).flatten() else {
+        return Ok(());
+    };
+    let watched: HashSet<[u8; 20]> = automation.watched_contracts(chain_id)?.into_iter().collect();
+    watch.write(chain_id, |cache| cache.retain_addresses(&watched));
+    // Each contract's logs from where they are held to the last header: a new contract from the
+    // window's start. Contracts at the same point share one request.
+    let mut by_start: BTreeMap<u64, Vec<Address>> = BTreeMap::new();
+    for address in &watched {
+        let start = watch
+            .read(chain_id, |c| c.covered.get(address).map_or(low, |to| to + 1))
+            .unwrap_or(low);
+        if start <= last {
+            by_start.entry(start).or_default().push(Address::from(*address));
+        }
+    }
+    for (start, addresses) in by_start {
+        let filter = Filter::new().address(addresses.clone()).from_block(start).to_block(last);
+        let logs = timed("eth_getLogs", provider.get_logs(&filter)).await?;
+        let kept = watch.write(chain_id, |cache| {
+            for log in logs {
+                let (Some(number), Some(index), Some(block_hash), Some(tx)) =
+                    (log.block_number, log.log_index, log.block_hash, log.transaction_hash)
+                else {
+                    continue;
+                };
+                let entry = ChainLog {
+                    address: log.inner.address.0.0,
+                    topics: log.inner.data.topics().iter().map(|t| t.0).collect(),
+                    data: log.inner.data.data.to_vec(),
+                    tx_hash: tx.0,
+                };
+                if !cache.push_log(number, index, block_hash.0, entry) {
+                    // The chain moved between the two reads: read this range again.
+                    return false;
+                }
+            }
+            for address in &addresses {
+                cache.set_covered(address.0.0, last);
+            }
+            true
+        });
+        if !kept {
+            let back = last.saturating_sub(REORG_DEPTH);
+            watch.write(chain_id, |cache| cache.rewind(back));
+            anyhow::bail!("a log's block is not the one read; reading from {back} again");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(n: u8, parent: u8) -> Header {
+        Header { hash: [n; 32], parent: [parent; 32], timestamp: u64::from(n) }
+    }
+
+    #[test]
+    fn headers_must_link_and_a_break_is_refused() {
+        let mut cache = ChainCache::default();
+        assert!(cache.push_header(10, header(10, 9)));
+        assert!(cache.push_header(11, header(11, 10)));
+        // Another parent: a reorganization, refused until the watcher rewinds.
+        assert!(!cache.push_header(12, header(12, 99)));
+        // A gap is refused too.
+        assert!(!cache.push_header(13, header(13, 12)));
+        assert_eq!(cache.head(), Some(11));
+    }
+
+    #[test]
+    fn logs_are_kept_only_for_their_held_block_and_leave_on_rewind() {
+        let mut cache = ChainCache::default();
+        cache.push_header(10, header(10, 9));
+        cache.push_header(11, header(11, 10));
+        let log = ChainLog { address: [7; 20], topics: vec![], data: vec![1], tx_hash: [1; 32] };
+        assert!(!cache.push_log(11, 0, [99; 32], log.clone()), "another block's hash");
+        assert!(cache.push_log(11, 0, [11; 32], log.clone()));
+        cache.set_covered([7; 20], 11);
+        assert!(cache.covers(&[7; 20], 11));
+        assert!(!cache.covers(&[8; 20], 11), "a contract not watched is not covered");
+        cache.rewind(10);
+        assert_eq!(cache.log(11, 0), None);
+        assert!(!cache.covers(&[7; 20], 11));
+        assert!(cache.covers(&[7; 20], 10));
+        assert!(cache.push_header(11, header(11, 10)));
+    }
+}
