@@ -175,11 +175,18 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     for url in &config.tasks.automation_rpc {
         let provider = crate::automation::chain::provider(url)?;
         tokio::spawn(crate::automation::chain::watch(
+            url.clone(),
             provider,
             automation.clone(),
             shutdown.child_token(),
         ));
     }
+    automation.set_aggregator(aggregator.clone());
+    tokio::spawn(crate::automation::runner::run(
+        automation.clone(),
+        keys.eth_secret.clone(),
+        shutdown.child_token(),
+    ));
     avs.spawn_workers(
         net.handle.clone(),
         GossipTopic::new(digest, TopicKind::Task),

@@ -155,15 +155,41 @@ impl ChainCache {
 }
 
 /// The chains this node watches, shared by the watchers (writers) and the engine's calls.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ChainWatch {
     chains: RwLock<HashMap<u64, ChainCache>>,
+    /// Each watched chain's endpoint: the provider reads go through, and its URL (writes).
+    endpoints: RwLock<HashMap<u64, (DynProvider, String)>>,
+}
+
+impl std::fmt::Debug for ChainWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainWatch").finish_non_exhaustive()
+    }
 }
 
 impl ChainWatch {
     /// Starts holding `chain_id` (its watcher fills it).
     pub fn add(&self, chain_id: u64) {
         self.chains.write().unwrap_or_else(|e| e.into_inner()).entry(chain_id).or_default();
+    }
+
+    /// Watches `chain_id` through `provider` at `url`.
+    pub fn add_endpoint(&self, chain_id: u64, provider: DynProvider, url: String) {
+        self.add(chain_id);
+        self.endpoints.write().unwrap_or_else(|e| e.into_inner()).insert(chain_id, (provider, url));
+    }
+
+    /// The provider of `chain_id`, if watched.
+    pub fn provider(&self, chain_id: u64) -> Option<DynProvider> {
+        let endpoints = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        endpoints.get(&chain_id).map(|(p, _)| p.clone())
+    }
+
+    /// The URL of `chain_id`'s endpoint, if watched.
+    pub fn url(&self, chain_id: u64) -> Option<String> {
+        let endpoints = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        endpoints.get(&chain_id).map(|(_, u)| u.clone())
     }
 
     pub fn watches(&self, chain_id: u64) -> bool {
@@ -209,6 +235,7 @@ async fn timed<T, E: std::fmt::Display>(
 /// then every [`POLL_INTERVAL`] new headers and the logs of the contracts `automation`'s active
 /// event triggers on that chain name. Errors are logged and the next poll tries again.
 pub async fn watch(
+    url: String,
     provider: DynProvider,
     automation: Arc<Automation>,
     shutdown: CancellationToken,
@@ -227,7 +254,7 @@ pub async fn watch(
             }
         }
     };
-    automation.chains().add(chain_id);
+    automation.chains().add_endpoint(chain_id, provider.clone(), url);
     tracing::info!(chain_id, "watching a chain for automation triggers");
     let mut failing = false;
     loop {

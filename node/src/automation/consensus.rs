@@ -51,7 +51,9 @@ pub fn check_request(
     match &request.action {
         Some(pb::replicated_request::Action::Create(definition)) => spec::check(definition, at)?,
         Some(
-            pb::replicated_request::Action::Cancel(id) | pb::replicated_request::Action::Delete(id),
+            pb::replicated_request::Action::Cancel(id)
+            | pb::replicated_request::Action::Delete(id)
+            | pb::replicated_request::Action::Trigger(id),
         ) => {
             parse_id(id)?;
         }
@@ -72,11 +74,17 @@ impl AutomationRequests {
 }
 
 impl Automation {
-    /// Registers internal tasks 10002 (requests) and 10003 (firings) with the engine.
+    /// Registers internal tasks 10002 (requests), 10003 (firings) and 10004 (workflow
+    /// results) with the engine.
     pub fn register(self: &Arc<Self>, registry: &mut TaskRegistry) -> anyhow::Result<()> {
         registry
             .register(Arc::new(AutomationRequests::new(Arc::clone(self))))
             .and_then(|()| registry.register(Arc::new(AutomationFirings::new(Arc::clone(self)))))
+            .and_then(|()| {
+                registry.register(Arc::new(super::execution::AutomationExecutions::new(
+                    Arc::clone(self),
+                )))
+            })
             .map_err(|e| anyhow::anyhow!("registering the automation tasks: {e}"))
     }
 }

@@ -19,8 +19,8 @@ use super::{Automation, AutomationError, TaskId, is_state, parse_id};
 
 /// The internal task that carries firings.
 pub const FIRING_TASK_ID: u16 = FIRST_INTERNAL_TASK_ID + 3;
-/// Firings one block carries at most (with the requests' 4 and VotingPowerSync's one, AVS
-/// results keep at least 7 of a block's 16 slots).
+/// Firings one block carries at most (with the requests' 4, the workflow results' 2 and
+/// VotingPowerSync's one, AVS results keep at least 5 of a block's 16 slots).
 pub const MAX_FIRINGS_PER_BLOCK: usize = 4;
 /// Firings of one owner's automations a leader puts in one block at most.
 pub const MAX_FIRINGS_PER_OWNER: usize = 1;
@@ -298,7 +298,7 @@ fn vote_event(
 /// once, checked by the caller against the executions). Only the table decides (the vote
 /// judged the firing), so every node records the same.
 pub fn record_refusal(task: &pb::AutomationTask, firing: &pb::Firing) -> Option<String> {
-    if !is_state(task, &[pb::TaskState::Active]) {
+    if !is_state(task, &[pb::TaskState::Active, pb::TaskState::Executing]) {
         return Some("the automation is not active".into());
     }
     match (trigger_of(task), &firing.chain) {

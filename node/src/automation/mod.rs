@@ -13,14 +13,21 @@
 //! - `0x06 ‖ id` → owner: a deleted automation (its creation is never applied again);
 //! - `0x07 ‖ owner` → how many automations the owner holds (u64 BE), kept in the finality's
 //!   write, so the bound is the same on every node whatever blocks one write holds;
-//! - `0x08 ‖ id ‖ instant (u64 BE)` → an `Execution`: a final firing ([`firing`]).
+//! - `0x08 ‖ id ‖ key (u64 BE)` → an `Execution`: a final firing ([`firing`]), its key the
+//!   instant, the block number or `number · 2^20 + log index`, and its workflow's result once
+//!   final ([`execution`]);
+//! - `0x09 ‖ id ‖ key` → (empty): an execution whose result is not final yet;
+//! - `0x0a ‖ id ‖ key ‖ step (u8)` → a contract write this node sends (`PendingWrite`: empty
+//!   until signed, then the signed transaction, so a restart sends the same one again).
 //!
-//! Not here yet (issue 15): trigger watching and attestation, executions, the operator stream.
+//! Not here yet (issue 15): the operator stream.
 
 pub mod auth;
 pub mod chain;
 pub mod consensus;
+pub mod execution;
 pub mod firing;
+pub mod runner;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -45,6 +52,8 @@ const PENDING: u8 = 0x05;
 const TOMBSTONE: u8 = 0x06;
 const COUNT: u8 = 0x07;
 const EXECUTION: u8 = 0x08;
+const OPEN: u8 = 0x09;
+const SEND: u8 = 0x0a;
 
 /// Largest page of `ListTasks`, and the page size when none is asked for.
 pub const MAX_PAGE: usize = 100;
@@ -105,18 +114,25 @@ struct Inner {
     /// Firings this node proposed, and when, until they are final or [`firing::REPROPOSE_AFTER_MS`].
     /// Keyed by automation and firing key.
     firing_proposed: HashMap<(TaskId, u64), u64>,
+    /// Workflow results this node ran, by automation and execution key, until final.
+    prepared: HashMap<(TaskId, u64), execution::Prepared>,
 }
 
 /// The automations a node holds, its sign-in and the requests it replicates.
 pub struct Automation {
     store: Arc<dyn Store>,
     digest: [u8; 4],
+    node: Address,
     auth: Mutex<Auth>,
     inner: Mutex<Inner>,
     /// Serializes the read-check-write of submissions.
     writes: Mutex<()>,
     /// The chains this node watches for block and event triggers.
     chains: ChainWatch,
+    /// Contract reads re-run for votes.
+    reads: Mutex<execution::Reads>,
+    /// The aggregator flag (set by the node): only an aggregator proposes contract writes.
+    aggregator: std::sync::OnceLock<crate::aggregator::AggregatorController>,
 }
 
 impl std::fmt::Debug for Automation {
@@ -165,8 +181,16 @@ fn count_key(owner: &Address) -> Vec<u8> {
     [&[COUNT][..], owner.as_slice()].concat()
 }
 
-fn execution_key(id: &TaskId, instant: u64) -> Vec<u8> {
-    [&[EXECUTION][..], id, &instant.to_be_bytes()].concat()
+fn execution_key(id: &TaskId, key: u64) -> Vec<u8> {
+    [&[EXECUTION][..], id, &key.to_be_bytes()].concat()
+}
+
+fn open_key(id: &TaskId, key: u64) -> Vec<u8> {
+    [&[OPEN][..], id, &key.to_be_bytes()].concat()
+}
+
+fn send_key(id: &TaskId, key: u64, step: u8) -> Vec<u8> {
+    [&[SEND][..], id, &key.to_be_bytes(), &[step]].concat()
 }
 
 /// `sha256(owner ‖ created_at_ms (u64 BE) ‖ encoded definition)` (docs/protocol.md, 7.5).
@@ -215,6 +239,7 @@ impl Automation {
             }
         };
         let digest = network.digest;
+        let node = network.node;
         let mut inner = Inner::default();
         let now = crate::node::now_ms();
         let mut expired = WriteBatch::new();
@@ -242,16 +267,37 @@ impl Automation {
         Ok(Self {
             store,
             digest,
+            node,
             auth: Mutex::new(Auth::new(network, secret)),
             inner: Mutex::new(inner),
             writes: Mutex::new(()),
             chains: ChainWatch::default(),
+            reads: Mutex::default(),
+            aggregator: std::sync::OnceLock::new(),
         })
     }
 
     /// The chains this node watches (filled by [`chain::watch`]).
     pub fn chains(&self) -> &ChainWatch {
         &self.chains
+    }
+
+    /// This node's address: the grants name it, the executions it runs carry it.
+    pub fn node_address(&self) -> Address {
+        self.node
+    }
+
+    /// Follows the node's aggregator flag (read fresh at each proposal).
+    pub fn set_aggregator(&self, aggregator: crate::aggregator::AggregatorController) {
+        let _ = self.aggregator.set(aggregator);
+    }
+
+    fn is_aggregator(&self) -> bool {
+        self.aggregator.get().is_some_and(|a| a.is_enabled())
+    }
+
+    fn reads(&self) -> MutexGuard<'_, execution::Reads> {
+        self.reads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn auth(&self) -> MutexGuard<'_, Auth> {
@@ -373,9 +419,12 @@ impl Automation {
                 return Err(AutomationError::Busy);
             }
             let same = |p: &Pending| p.owner == owner && p.request.action.as_ref() == Some(&action);
-            if !matches!(action, pb::replicated_request::Action::Create(_))
-                && inner.pending.values().any(same)
-            {
+            let once = matches!(
+                action,
+                pb::replicated_request::Action::Cancel(_)
+                    | pb::replicated_request::Action::Delete(_)
+            );
+            if once && inner.pending.values().any(same) {
                 return Ok(()); // The same cancel or delete waits already.
             }
         }
@@ -439,6 +488,20 @@ impl Automation {
         let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         let task = self.owned(owner, id, "cancelling", "active or executing", &CANCELLABLE)?;
         self.submit(*owner, now_ms, pb::replicated_request::Action::Cancel(id.to_vec()))?;
+        Ok(task)
+    }
+
+    /// Submits a manual run of an active or executing automation of `owner`: when final, it
+    /// is an execution like a firing's.
+    pub fn trigger(
+        &self,
+        owner: &Address,
+        id: &TaskId,
+        now_ms: u64,
+    ) -> Result<pb::AutomationTask, AutomationError> {
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let task = self.owned(owner, id, "running", "active or executing", &CANCELLABLE)?;
+        self.submit(*owner, now_ms, pb::replicated_request::Action::Trigger(id.to_vec()))?;
         Ok(task)
     }
 
@@ -574,6 +637,12 @@ impl Automation {
                 }
                 continue;
             }
+            if result.task_definition_id == execution::EXECUTION_TASK_ID {
+                if self.record_execution(result.data.as_ref(), &at, batch)? {
+                    applied += 1;
+                }
+                continue;
+            }
             if result.task_definition_id != consensus::AUTOMATION_TASK_ID {
                 continue;
             }
@@ -583,7 +652,7 @@ impl Automation {
                 batch.delete(Column::Automation, pending_key(&hash));
             }
             match consensus::check_request(bytes, self.digest) {
-                Ok((request, terms)) => match self.apply(&request, terms.owner, batch)? {
+                Ok((request, terms)) => match self.apply(&request, terms.owner, &at, batch)? {
                     Ok(()) => applied += 1,
                     Err(refusal) => {
                         tracing::info!(%refusal, "an automation request of a final block does nothing")
@@ -609,6 +678,7 @@ impl Automation {
         &self,
         request: &pb::ReplicatedRequest,
         owner: Address,
+        point: &FinalityPoint<'_>,
         batch: &mut WriteBatch,
     ) -> Result<Result<(), String>, AutomationError> {
         let at = request.created_at_ms;
@@ -644,6 +714,18 @@ impl Automation {
                 task.updated_at_ms = at;
                 batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
             }
+            Some(pb::replicated_request::Action::Trigger(raw)) => {
+                let (id, mut task) = match self.final_in(&owner, raw, &CANCELLABLE, batch)? {
+                    Ok(found) => found,
+                    Err(refusal) => return Ok(Err(refusal)),
+                };
+                let key = execution::MANUAL_KEY.saturating_add(at);
+                if self.read(Some(batch), &execution_key(&id, key))?.is_some() {
+                    return Ok(Err("this manual run is recorded already".into()));
+                }
+                let execution = pb::Execution { instant_ms: at, ..Default::default() };
+                self.open_execution(&owner, &id, &mut task, key, execution, point, batch);
+            }
             Some(pb::replicated_request::Action::Delete(raw)) => {
                 let id = match self.final_in(&owner, raw, &DELETABLE, batch)? {
                     Ok((id, _)) => id,
@@ -652,8 +734,11 @@ impl Automation {
                 batch.delete(Column::Automation, record_key(&owner, &id));
                 batch.delete(Column::Automation, owner_key(&id));
                 // Its executions go with it.
-                let end = [&[EXECUTION][..], &id[..], &[0xff; 9]].concat();
-                batch.delete_range(Column::Automation, execution_key(&id, 0), end);
+                for prefix in [EXECUTION, OPEN, SEND] {
+                    let start = [&[prefix][..], &id[..]].concat();
+                    let end = [&[prefix][..], &id[..], &[0xff; 10]].concat();
+                    batch.delete_range(Column::Automation, start, end);
+                }
                 // A replayed creation of this id stays a no-op (docs/protocol.md, 7.5).
                 batch.put(Column::Automation, tombstone_key(&id), owner.to_vec());
                 batch.put(
@@ -734,18 +819,135 @@ impl Automation {
         if firing.chain.is_none() && last_fixed == Some(firing.instant_ms) {
             task.state = pb::TaskState::Completed.into();
         }
-        batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
+        let execution = pb::Execution {
+            instant_ms: firing.instant_ms,
+            chain: firing.chain,
+            ..Default::default()
+        };
+        self.open_execution(&owner, &id, &mut task, key, execution, at, batch);
+        Ok(true)
+    }
+
+    /// Records a pending execution of `task` (a firing or a manual run) at `key`: the
+    /// automation is `executing` until its result is final.
+    #[allow(clippy::too_many_arguments)]
+    fn open_execution(
+        &self,
+        owner: &Address,
+        id: &TaskId,
+        task: &mut pb::AutomationTask,
+        key: u64,
+        execution: pb::Execution,
+        at: &FinalityPoint<'_>,
+        batch: &mut WriteBatch,
+    ) {
+        if task.state == i32::from(pb::TaskState::Active) {
+            task.state = pb::TaskState::Executing.into();
+        }
+        if key >= execution::MANUAL_KEY {
+            task.firings = task.firings.saturating_add(1);
+        }
+        task.open_executions = task.open_executions.saturating_add(1);
+        batch.put(Column::Automation, record_key(owner, id), task.encode_to_vec());
         let execution = pb::Execution {
             automation_id: id.to_vec(),
-            instant_ms: firing.instant_ms,
             height: at.height,
             block_root: at.root.to_vec(),
-            chain: firing.chain,
             key,
             certificate: at.certificate.clone(),
+            status: pb::ExecutionStatus::Pending.into(),
+            ..execution
         };
-        batch.put(Column::Automation, execution_key(&id, key), execution.encode_to_vec());
+        batch.put(Column::Automation, execution_key(id, key), execution.encode_to_vec());
+        batch.put(Column::Automation, open_key(id, key), Vec::new());
+    }
+
+    /// A final workflow result: recorded if its execution is still pending (the first result
+    /// counts); the automation leaves `executing` with its last open execution. A successful
+    /// result with contract writes that this node ran queues them to be sent.
+    fn record_execution(
+        &self,
+        bytes: &[u8],
+        at: &FinalityPoint<'_>,
+        batch: &mut WriteBatch,
+    ) -> Result<bool, AutomationError> {
+        let Ok((id, result)) = execution::decode_result(bytes) else { return Ok(false) };
+        self.inner().prepared.remove(&(id, result.key));
+        let Some(raw) = self.read(Some(batch), &execution_key(&id, result.key))? else {
+            return Ok(false);
+        };
+        let mut row = pb::Execution::decode(raw.as_slice())
+            .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+        if row.status != i32::from(pb::ExecutionStatus::Pending) {
+            tracing::info!("a second result of one execution does nothing");
+            return Ok(false);
+        }
+        let Some(mut task) = self.lookup(&id, Some(batch))? else { return Ok(false) };
+        let owner = Address::from_slice(&task.owner);
+        row.status = if result.success {
+            pb::ExecutionStatus::Succeeded
+        } else {
+            pb::ExecutionStatus::Failed
+        }
+        .into();
+        row.steps = result.steps;
+        row.result_height = at.height;
+        row.result_block_root = at.root.to_vec();
+        row.result_certificate = at.certificate.clone();
+        if result.runner.as_slice() == self.node.as_slice() && result.success {
+            let definition = task.definition.clone().unwrap_or_default();
+            for (i, node) in definition.nodes.iter().enumerate() {
+                if matches!(node.kind, Some(pb::workflow_node::Kind::ContractWrite(_))) {
+                    let step = u8::try_from(i).unwrap_or(u8::MAX);
+                    batch.put(Column::Automation, send_key(&id, result.key, step), Vec::new());
+                }
+            }
+        }
+        batch.put(Column::Automation, execution_key(&id, result.key), row.encode_to_vec());
+        batch.delete(Column::Automation, open_key(&id, result.key));
+        task.open_executions = task.open_executions.saturating_sub(1);
+        if task.open_executions == 0 && task.state == i32::from(pb::TaskState::Executing) {
+            task.state = pb::TaskState::Active.into();
+        }
+        batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
         Ok(true)
+    }
+
+    /// Execution `key` of automation `id`, as stored.
+    pub(crate) fn execution(
+        &self,
+        id: &TaskId,
+        key: u64,
+    ) -> Result<Option<pb::Execution>, AutomationError> {
+        self.store
+            .get(Column::Automation, &execution_key(id, key))?
+            .map(|raw| {
+                pb::Execution::decode(raw.as_slice())
+                    .map_err(|e| AutomationError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    /// Executions whose result is not final (at most `limit`), oldest key first per automation.
+    pub(crate) fn open_executions(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(TaskId, pb::AutomationTask, pb::Execution)>, AutomationError> {
+        let mut out = Vec::new();
+        for (k, _) in scan(&*self.store, OPEN, limit)? {
+            let (Ok(id), Some(key)) = (
+                parse_id(k.get(1..33).unwrap_or_default()),
+                k.get(33..41).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes),
+            ) else {
+                continue;
+            };
+            if let (Some(task), Some(execution)) =
+                (self.lookup(&id, None)?, self.execution(&id, key)?)
+            {
+                out.push((id, task, execution));
+            }
+        }
+        Ok(out)
     }
 
     /// Is there an execution of automation `id` with `key`?
@@ -778,13 +980,30 @@ impl Automation {
         Ok(self.store.get(Column::Automation, &tombstone_key(id))?.is_some())
     }
 
-    /// Every active automation (at most 100 000 read): what a leader may fire.
+    /// Every active or executing automation (at most 100 000 read): what a leader may fire.
     pub(crate) fn active_automations(&self) -> Result<Vec<pb::AutomationTask>, AutomationError> {
         Ok(scan(&*self.store, RECORD, 100_000)?
             .iter()
             .filter_map(|(_, v)| decode_record(v).ok())
-            .filter(|t| is_state(t, &[pb::TaskState::Active]))
+            .filter(|t| is_state(t, &CANCELLABLE))
             .collect())
+    }
+
+    /// Execution `key` of `owner`'s automation `id`.
+    pub fn get_execution(
+        &self,
+        owner: &Address,
+        id: &TaskId,
+        key: u64,
+    ) -> Result<pb::Execution, AutomationError> {
+        self.get(owner, id)?;
+        self.execution(id, key)?
+            .ok_or_else(|| AutomationError::NotFound(format!("{} execution {key}", id_hex(id))))
+    }
+
+    /// How many final automations `owner` holds.
+    pub fn workflow_count(&self, owner: &Address) -> Result<u64, AutomationError> {
+        Ok(owner_count(&self.store.get(Column::Automation, &count_key(owner))?))
     }
 
     /// One page of the firings of `owner`'s automation `id`, oldest first, after the instant
@@ -852,6 +1071,7 @@ fn pending_record(
         last_fired_ms: 0,
         firings: 0,
         last_fired_block: 0,
+        open_executions: 0,
     }
 }
 

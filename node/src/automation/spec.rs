@@ -283,6 +283,7 @@ pub(crate) mod tests {
                     chain_id: 31337,
                     address: vec![0xbb; 20],
                     calldata: vec![0x70, 0xa0, 0x82, 0x31],
+                    append_trigger_data: false,
                 })),
             }],
             ..cron_definition("0 * * * * *")
@@ -352,6 +353,7 @@ pub(crate) mod tests {
             chain_id: 1,
             address: vec![1; 19],
             calldata: Vec::new(),
+            append_trigger_data: false,
         }));
         assert_eq!(field_of(&short), "nodes[0].contract_write.address");
     }

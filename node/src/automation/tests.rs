@@ -723,3 +723,170 @@ fn an_event_fires_once_per_log_and_a_log_the_chain_does_not_hold_gets_no_vote() 
     assert_eq!(node.get(&owner, &id).unwrap().firings, 1);
     assert!(node.due_firings(NOW + 62_000, 8).is_empty());
 }
+
+const WRITE_TO: [u8; 20] = [0xd0; 20];
+
+/// A cron automation that reads the test contract and writes the trigger's instant.
+fn read_then_write() -> pb::TaskDefinition {
+    let call = |address: [u8; 20], calldata: Vec<u8>, append| pb::ContractCall {
+        chain_id: CHAIN,
+        address: address.to_vec(),
+        calldata,
+        append_trigger_data: append,
+    };
+    pb::TaskDefinition {
+        nodes: vec![
+            pb::WorkflowNode {
+                name: "read".into(),
+                kind: Some(pb::workflow_node::Kind::ContractRead(call(
+                    CONTRACT,
+                    vec![1, 2],
+                    false,
+                ))),
+            },
+            pb::WorkflowNode {
+                name: "write".into(),
+                kind: Some(pb::workflow_node::Kind::ContractWrite(call(WRITE_TO, vec![9], true))),
+            },
+        ],
+        ..every_second()
+    }
+}
+
+fn execution_result(
+    id: &TaskId,
+    key: u64,
+    runner: Address,
+    steps: Vec<pb::StepResult>,
+) -> pb::ExecutionResult {
+    let success = steps.len() == 2 && steps.iter().all(|s| s.ok);
+    pb::ExecutionResult { automation_id: id.to_vec(), key, steps, success, runner: runner.to_vec() }
+}
+
+fn step(name: &str, ok: bool, output: Vec<u8>, block_number: u64) -> pb::StepResult {
+    pb::StepResult { name: name.into(), ok, output, block_number, ..Default::default() }
+}
+
+fn execution_task(result: &pb::ExecutionResult, proposer: usize) -> TaskResult {
+    TaskResult {
+        task_definition_id: execution::EXECUTION_TASK_ID,
+        performer_index: avs_consensus::types::OperatorIndex::at(proposer),
+        data: byte_list(&result.encode_to_vec()).unwrap(),
+        ..TaskResult::default()
+    }
+}
+
+#[test]
+fn a_workflow_result_counts_once_and_only_when_every_read_returns_the_same_here() {
+    let db = MemoryDb::default();
+    let node = Arc::new(open(&db));
+    node.chains().add(CHAIN);
+    let id = active(&node, &db, read_then_write(), NOW);
+    let owner = wallet(1).address();
+    let instant = NOW + 1000;
+    finalize(&[(&node, &db)], &[firing(&id, instant)]);
+    let task = node.get(&owner, &id).unwrap();
+    assert_eq!(task.state, i32::from(pb::TaskState::Executing));
+    assert_eq!(task.open_executions, 1);
+    let pending = node.get_execution(&owner, &id, instant).unwrap();
+    assert_eq!(pending.status, i32::from(pb::ExecutionStatus::Pending));
+
+    chain_blocks(&node, 0, 10);
+    let written = [vec![9], execution::trigger_data(&pending)].concat();
+    let honest = execution_result(
+        &id,
+        instant,
+        node_address(0),
+        vec![step("read", true, vec![0xaa], 10), step("write", true, written.clone(), 0)],
+    );
+    let executions = execution::AutomationExecutions::new(Arc::clone(&node));
+    let parent = chain_state();
+    let vote = |result: &pb::ExecutionResult, proposer: usize| {
+        executions.validate(&parent, &execution_task(result, proposer), NOW + 2000)
+    };
+    // The read is re-run off the thread first.
+    assert!(matches!(vote(&honest, 0), TaskValidity::NotYet(_)));
+    let read = node.wanted_reads();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].address, read[0].block, read[0].calldata.clone()),
+        (CONTRACT, 10, vec![1, 2])
+    );
+    node.read_done(read[0].clone(), (true, vec![0xaa]));
+    assert_eq!(vote(&honest, 0), TaskValidity::Valid);
+
+    // A lying runner: a read that returned otherwise, another write, a success with a failed
+    // step, a read at a block long past, a result another node claims to have run.
+    let mut lie = honest.clone();
+    lie.steps[0].output = vec![0xbb];
+    assert!(matches!(vote(&lie, 0), TaskValidity::Invalid(_)));
+    let mut lie = honest.clone();
+    lie.steps[1].output = vec![9, 9];
+    assert!(matches!(vote(&lie, 0), TaskValidity::Invalid(_)));
+    let mut lie = honest.clone();
+    lie.steps.truncate(1);
+    lie.steps[0].ok = false;
+    assert!(matches!(vote(&lie, 0), TaskValidity::Invalid(_)), "success with a failed step");
+    assert!(matches!(vote(&honest, 1), TaskValidity::Invalid(_)), "runner is not the proposer");
+    chain_blocks(&node, 11, 100);
+    assert!(matches!(vote(&honest, 0), TaskValidity::Invalid(_)), "a read 90 blocks old");
+
+    // Proposed only by an aggregator (it sends the write).
+    node.inner().prepared.insert(
+        (id, instant),
+        execution::Prepared {
+            bytes: honest.encode_to_vec(),
+            at_ms: NOW + 2000,
+            proposed_ms: None,
+            writes: true,
+        },
+    );
+    assert!(node.take_executions(NOW + 2000, 2).is_empty());
+    node.set_aggregator(crate::aggregator::AggregatorController::unregistered(true));
+    assert_eq!(node.take_executions(NOW + 2000, 2), vec![honest.encode_to_vec()]);
+
+    // Final: recorded with its certificate, once; the write is queued on the runner's node.
+    finalize(&[(&node, &db)], &[execution_task(&honest, 0)]);
+    let mut other = honest.clone();
+    other.steps[0].output = vec![0xcc];
+    finalize(&[(&node, &db)], &[execution_task(&other, 0)]);
+    let done = node.get_execution(&owner, &id, instant).unwrap();
+    assert_eq!(done.status, i32::from(pb::ExecutionStatus::Succeeded));
+    assert_eq!(done.steps, honest.steps, "the first final result counts");
+    let task = node.get(&owner, &id).unwrap();
+    assert_eq!((task.state, task.open_executions), (i32::from(pb::TaskState::Active), 0));
+    assert_eq!(rows(&db, SEND), 1);
+    assert_eq!(rows(&db, OPEN), 0);
+    assert!(node.take_executions(NOW + 40_000, 2).is_empty(), "final: no longer proposed");
+}
+
+#[test]
+fn only_the_node_that_ran_a_workflow_sends_its_writes_and_a_manual_run_is_an_execution() {
+    let (db0, db1) = (MemoryDb::default(), MemoryDb::default());
+    let (node0, node1) = (open_node(&db0, 0), open_node(&db1, 1));
+    let nodes = [(&node0, &db0), (&node1, &db1)];
+    let alice = wallet(1);
+    sign_in(&node0, &alice, NOW);
+    let task = node0.create(alice.address(), read_then_write(), NOW).unwrap();
+    let id = parse_id(&task.id).unwrap();
+    finalize(&nodes, &propose(&node0, 0, NOW));
+    // A manual run, final on both nodes.
+    node0.trigger(&alice.address(), &id, NOW + 5).unwrap();
+    finalize(&nodes, &propose(&node0, 0, NOW + 5));
+    let key = execution::MANUAL_KEY + NOW + 5;
+    for node in [&node0, &node1] {
+        let execution = node.get_execution(&alice.address(), &id, key).unwrap();
+        assert_eq!(execution.status, i32::from(pb::ExecutionStatus::Pending));
+        assert_eq!(node.get(&alice.address(), &id).unwrap().firings, 1);
+    }
+    let pending = node0.get_execution(&alice.address(), &id, key).unwrap();
+    let written = [vec![9], execution::trigger_data(&pending)].concat();
+    let result = execution_result(
+        &id,
+        key,
+        node_address(1),
+        vec![step("read", true, vec![1], 3), step("write", true, written, 0)],
+    );
+    finalize(&nodes, &[execution_task(&result, 1)]);
+    assert_eq!((rows(&db0, SEND), rows(&db1, SEND)), (0, 1), "node 1 ran it and sends");
+}

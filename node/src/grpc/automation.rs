@@ -172,6 +172,55 @@ impl AutomationService for AutomationApi {
         }))
     }
 
+    async fn get_execution(
+        &self,
+        request: Request<pb::ExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let owner = self.owner(&request)?;
+        let request = request.into_inner();
+        let (id, key) = (id_of(&request.id)?, request.key);
+        Ok(Response::new(self.blocking(move |a| a.get_execution(&owner, &id, key)).await?))
+    }
+
+    async fn get_execution_status(
+        &self,
+        request: Request<pb::ExecutionRequest>,
+    ) -> Result<Response<pb::ExecutionStatusResponse>, Status> {
+        let owner = self.owner(&request)?;
+        let request = request.into_inner();
+        let (id, key) = (id_of(&request.id)?, request.key);
+        let execution = self.blocking(move |a| a.get_execution(&owner, &id, key)).await?;
+        Ok(Response::new(pb::ExecutionStatusResponse { status: execution.status }))
+    }
+
+    async fn get_execution_count(
+        &self,
+        request: Request<pb::TaskIdRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        let owner = self.owner(&request)?;
+        let id = id_of(&request.into_inner().id)?;
+        let task = self.blocking(move |a| a.get(&owner, &id)).await?;
+        Ok(Response::new(pb::CountResponse { count: task.firings }))
+    }
+
+    async fn get_workflow_count(
+        &self,
+        request: Request<pb::WorkflowCountRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        let owner = self.owner(&request)?;
+        let count = self.blocking(move |a| a.workflow_count(&owner)).await?;
+        Ok(Response::new(pb::CountResponse { count }))
+    }
+
+    async fn trigger_task(
+        &self,
+        request: Request<pb::TaskIdRequest>,
+    ) -> Result<Response<pb::AutomationTask>, Status> {
+        let owner = self.owner(&request)?;
+        let id = id_of(&request.into_inner().id)?;
+        Ok(Response::new(self.blocking(move |a| a.trigger(&owner, &id, now_ms())).await?))
+    }
+
     async fn delete_task(
         &self,
         request: Request<pb::TaskIdRequest>,

@@ -1,0 +1,342 @@
+//! The work executions need off the consensus thread (docs/protocol.md, 7.5): running the
+//! workflows of pending executions (the results this node proposes when it leads), re-running
+//! the contract reads of results it votes on, and sending the contract writes of results it
+//! ran once they are final.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::eips::BlockId;
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, Bytes, keccak256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use avs_proto::automation_v1 as pb;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::execution::{
+    MAX_OUTPUT_BYTES, PREPARED_FOR_MS, Prepared, ReadKey, ReadOutcome, calldata, has_writes,
+    pinned_block, with_trigger,
+};
+use super::{Automation, AutomationError, SEND, TaskId, execution_key, parse_id, scan, send_key};
+use crate::store::{Column, Durability, WriteBatch};
+
+/// How often the runner looks for work.
+const TICK: Duration = Duration::from_millis(250);
+/// A REST call's deadline.
+const REST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A chain call's deadline.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pending executions read per tick at most.
+const OPEN_PER_TICK: usize = 256;
+
+/// Runs until `shutdown`; contract writes are signed with `eth_secret` (the operator's key).
+pub async fn run(
+    automation: Arc<Automation>,
+    eth_secret: zeroize::Zeroizing<[u8; 32]>,
+    shutdown: CancellationToken,
+) {
+    let http = match alloy::transports::http::reqwest::Client::builder()
+        .timeout(REST_TIMEOUT)
+        .redirect(alloy::transports::http::reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "automation runner: no HTTP client; executions stop");
+            return;
+        }
+    };
+    let signer = match PrivateKeySigner::from_bytes(&B256::from(*eth_secret)) {
+        Ok(signer) => signer,
+        Err(e) => {
+            tracing::error!(error = %e, "automation runner: the operator key does not sign");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(TICK) => {}
+        }
+        rerun_reads(&automation).await;
+        if let Err(e) = prepare(&automation, &http).await {
+            tracing::warn!(error = %e, "automation runner: cannot read pending executions");
+        }
+        if let Err(e) = send_writes(&automation, &signer).await {
+            tracing::warn!(error = %e, "automation runner: sending a contract write failed");
+        }
+    }
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    what: &str,
+    call: impl std::future::IntoFuture<Output = Result<T, E>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, call.into_future()).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(anyhow::anyhow!("{what}: {e}")),
+        Err(_) => Err(anyhow::anyhow!("{what}: no answer within {CALL_TIMEOUT:?}")),
+    }
+}
+
+/// `eth_call` of `key`: the return data, or a revert's data; an error for anything else (the
+/// read is tried again, never reported as its result).
+pub async fn read(provider: &DynProvider, key: &ReadKey) -> anyhow::Result<ReadOutcome> {
+    let request = TransactionRequest::default()
+        .to(Address::from(key.address))
+        .input(Bytes::from(key.calldata.clone()).into());
+    let call = provider.call(request).block(BlockId::number(key.block));
+    match tokio::time::timeout(CALL_TIMEOUT, call.into_future()).await {
+        Ok(Ok(data)) => Ok((true, data.to_vec())),
+        Ok(Err(e)) => match e.as_error_resp().and_then(|r| r.as_revert_data()) {
+            Some(data) => Ok((false, data.to_vec())),
+            None => Err(anyhow::anyhow!("eth_call: {e}")),
+        },
+        Err(_) => Err(anyhow::anyhow!("eth_call: no answer within {CALL_TIMEOUT:?}")),
+    }
+}
+
+/// The reads votes wait for.
+async fn rerun_reads(automation: &Automation) {
+    for key in automation.wanted_reads() {
+        let Some(provider) = automation.chains().provider(key.chain_id) else { continue };
+        match read(&provider, &key).await {
+            Ok(outcome) => automation.read_done(key, outcome),
+            Err(e) => tracing::debug!(error = %e, "re-running a read failed; trying again"),
+        }
+    }
+}
+
+/// Runs the workflow of each pending execution this node has no fresh result for.
+async fn prepare(
+    automation: &Automation,
+    http: &alloy::transports::http::reqwest::Client,
+) -> Result<(), AutomationError> {
+    let open = automation.open_executions(OPEN_PER_TICK)?;
+    let now = crate::node::now_ms();
+    {
+        // Results of executions no longer pending leave.
+        let keep: std::collections::HashSet<(TaskId, u64)> =
+            open.iter().map(|(id, _, e)| (*id, e.key)).collect();
+        automation.inner().prepared.retain(|k, _| keep.contains(k));
+    }
+    for (id, task, execution) in open {
+        let definition = task.definition.unwrap_or_default();
+        let writes = has_writes(&definition);
+        // Only an aggregator proposes writes: others need not run them.
+        if writes && !automation.is_aggregator() {
+            continue;
+        }
+        let fresh = automation
+            .inner()
+            .prepared
+            .get(&(id, execution.key))
+            .is_some_and(|p| p.at_ms.saturating_add(PREPARED_FOR_MS) > now);
+        if fresh {
+            continue;
+        }
+        match run_workflow(automation, http, &definition, &execution).await {
+            Ok(result) => {
+                let result = pb::ExecutionResult {
+                    automation_id: id.to_vec(),
+                    key: execution.key,
+                    runner: automation.node_address().to_vec(),
+                    ..result
+                };
+                tracing::debug!(id = %super::id_hex(&id), key = execution.key, success = result.success, "workflow ran");
+                automation.inner().prepared.insert(
+                    (id, execution.key),
+                    Prepared {
+                        bytes: result.encode_to_vec(),
+                        at_ms: crate::node::now_ms(),
+                        proposed_ms: None,
+                        writes,
+                    },
+                );
+            }
+            Err(e) => tracing::debug!(error = %e, "a workflow could not run yet; trying again"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `definition`'s steps for `execution`, stopping at the first failed one. A chain that
+/// cannot be read is an error (tried again later), never a failed step: attesters re-run
+/// reads and would not agree.
+async fn run_workflow(
+    automation: &Automation,
+    http: &alloy::transports::http::reqwest::Client,
+    definition: &pb::TaskDefinition,
+    execution: &pb::Execution,
+) -> anyhow::Result<pb::ExecutionResult> {
+    let mut steps = Vec::new();
+    for node in &definition.nodes {
+        let step = match &node.kind {
+            Some(pb::workflow_node::Kind::ContractRead(call)) => {
+                let provider = automation
+                    .chains()
+                    .provider(call.chain_id)
+                    .ok_or_else(|| anyhow::anyhow!("chain {} is not watched", call.chain_id))?;
+                let block = match pinned_block(call, execution) {
+                    Some(block) => block,
+                    None => {
+                        automation.chains().read(call.chain_id, |c| c.head()).flatten().ok_or_else(
+                            || anyhow::anyhow!("no block of chain {} yet", call.chain_id),
+                        )?
+                    }
+                };
+                let key = ReadKey {
+                    chain_id: call.chain_id,
+                    address: <[u8; 20]>::try_from(call.address.as_slice())?,
+                    calldata: calldata(call, execution),
+                    block,
+                };
+                let (ok, output) = read(&provider, &key).await?;
+                pb::StepResult {
+                    name: node.name.clone(),
+                    ok,
+                    error: if ok { String::new() } else { "reverted".into() },
+                    output: output.into_iter().take(MAX_OUTPUT_BYTES).collect(),
+                    block_number: block,
+                    ..Default::default()
+                }
+            }
+            Some(pb::workflow_node::Kind::ContractWrite(call)) => pb::StepResult {
+                name: node.name.clone(),
+                ok: true,
+                output: calldata(call, execution),
+                ..Default::default()
+            },
+            Some(pb::workflow_node::Kind::Rest(rest)) => {
+                let (status, output, error) = rest_call(http, rest, execution).await;
+                pb::StepResult {
+                    name: node.name.clone(),
+                    ok: (200..300).contains(&status),
+                    output,
+                    error,
+                    http_status: status,
+                    ..Default::default()
+                }
+            }
+            None => anyhow::bail!("node {:?} has no kind", node.name),
+        };
+        let ok = step.ok;
+        steps.push(step);
+        if !ok {
+            break;
+        }
+    }
+    let success = steps.len() == definition.nodes.len() && steps.iter().all(|s| s.ok);
+    Ok(pb::ExecutionResult { steps, success, ..Default::default() })
+}
+
+/// One REST call: its status (0 when none came), body (at most [`MAX_OUTPUT_BYTES`]) and error.
+async fn rest_call(
+    http: &alloy::transports::http::reqwest::Client,
+    rest: &pb::RestCall,
+    execution: &pb::Execution,
+) -> (u32, Vec<u8>, String) {
+    let url = with_trigger(&rest.url, execution);
+    let request = if rest.method.eq_ignore_ascii_case("POST") {
+        http.post(&url).body(with_trigger(&rest.body, execution))
+    } else {
+        http.get(&url)
+    };
+    let mut response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return (0, Vec::new(), format!("request failed: {}", e.without_url())),
+    };
+    let status = u32::from(response.status().as_u16());
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_OUTPUT_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= MAX_OUTPUT_BYTES {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return (0, Vec::new(), format!("reading the body: {}", e.without_url())),
+        }
+    }
+    (status, body, String::new())
+}
+
+/// Sends the contract writes queued for this node: each is signed once and the signed
+/// transaction kept before it is sent, so a restart sends the same transaction (same nonce)
+/// rather than a second one. Its hash is then recorded in the execution.
+async fn send_writes(automation: &Automation, signer: &PrivateKeySigner) -> anyhow::Result<()> {
+    for (k, signed) in scan(&*automation.store, SEND, 64)? {
+        let (Ok(id), Some(key), Some(&step)) = (
+            parse_id(k.get(1..33).unwrap_or_default()),
+            k.get(33..41).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes),
+            k.get(41),
+        ) else {
+            continue;
+        };
+        let Some(mut execution) = automation.execution(&id, key)? else { continue };
+        let Some(task) = automation.lookup(&id, None)? else { continue };
+        let definition = task.definition.unwrap_or_default();
+        let Some(pb::workflow_node::Kind::ContractWrite(call)) =
+            definition.nodes.get(usize::from(step)).and_then(|n| n.kind.clone())
+        else {
+            continue;
+        };
+        let Some(url) = automation.chains().url(call.chain_id) else {
+            tracing::warn!(
+                chain_id = call.chain_id,
+                "a contract write on a chain not watched waits"
+            );
+            continue;
+        };
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer.clone()))
+            .connect_http(url.parse()?);
+        let raw = if signed.is_empty() {
+            let output = execution.steps.get(usize::from(step)).map(|s| s.output.clone());
+            let request = TransactionRequest::default()
+                .to(Address::from_slice(&call.address))
+                .input(Bytes::from(output.unwrap_or_default()).into());
+            let filled = timed("filling the transaction", provider.fill(request)).await?;
+            let envelope = filled
+                .try_into_envelope()
+                .map_err(|e| anyhow::anyhow!("the transaction is not signed: {e}"))?;
+            let raw = envelope.encoded_2718();
+            let mut batch = WriteBatch::new();
+            batch.put(Column::Automation, send_key(&id, key, step), raw.clone());
+            automation.store.write(batch, Durability::Sync)?;
+            raw
+        } else {
+            signed
+        };
+        let hash = keccak256(&raw);
+        let mined = timed("eth_getTransactionReceipt", provider.get_transaction_receipt(hash))
+            .await?
+            .is_some();
+        if !mined {
+            let _sent =
+                timed("eth_sendRawTransaction", provider.send_raw_transaction(&raw)).await?;
+        }
+        tracing::info!(
+            id = %super::id_hex(&id),
+            key,
+            tx = %hash,
+            chain_id = call.chain_id,
+            "automation contract write sent"
+        );
+        if let Some(step) = execution.steps.get_mut(usize::from(step)) {
+            step.tx_hash = hash.to_vec();
+        }
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Automation, execution_key(&id, key), execution.encode_to_vec());
+        batch.delete(Column::Automation, send_key(&id, key, step));
+        automation.store.write(batch, Durability::Sync)?;
+    }
+    Ok(())
+}
