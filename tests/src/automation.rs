@@ -39,18 +39,25 @@ fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
     request
 }
 
-/// Waits until every node in `sessions` answers `id` in `state`.
+/// Waits until every node in `sessions` answers `id` in `state` (active: or executing).
 async fn until_everywhere(
     sessions: &mut [(AutomationServiceClient<Channel>, String)],
     id: &[u8],
     state: pb::TaskState,
 ) {
     let deadline = Instant::now() + PATIENCE;
+    let states: &[pb::TaskState] = match state {
+        pb::TaskState::Active => &[pb::TaskState::Active, pb::TaskState::Executing],
+        _ => std::slice::from_ref(&state),
+    };
     for (i, (client, token)) in sessions.iter_mut().enumerate() {
         loop {
             let request = with_token(token, pb::TaskIdRequest { id: id.to_vec() });
             let answer = client.get_task(request).await;
-            if answer.as_ref().is_ok_and(|t| t.get_ref().state == i32::from(state)) {
+            if answer
+                .as_ref()
+                .is_ok_and(|t| states.iter().any(|s| t.get_ref().state == i32::from(*s)))
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "node {i} never showed {state:?}: {answer:?}");
@@ -187,4 +194,299 @@ fn an_automation_created_on_one_node_is_served_by_every_node_once_final() {
     let heights: Vec<u64> =
         cluster.nodes.iter().map(|n| n.status().map_or(0, |s| s.finalized_height)).collect();
     assert!(heights.iter().all(|h| *h > 2), "{heights:?}");
+}
+
+/// The test contract, hand-assembled: a call with data stores its first word and emits it
+/// (`LOG1(data, PING_TOPIC)`); a call without data returns the stored word.
+const PING_RUNTIME: &str = concat!(
+    "3615603657",                                                       // size == 0: to 0x36
+    "6000356000553660006000377f",                                       // store, copy, PUSH32
+    "5049ab1f2eac1c8c1b8bb4e50b4e3bb0e7f6a1e3c5a3d2f1e0c9b8a7f6e5d4c3", // the topic
+    "366000a1",                                                         // LOG1(0, size, topic)
+    "5b60005460005260206000f3",                                         // 0x36: return slot 0
+);
+
+fn ping_topic() -> Vec<u8> {
+    alloy::primitives::hex::decode(
+        "5049ab1f2eac1c8c1b8bb4e50b4e3bb0e7f6a1e3c5a3d2f1e0c9b8a7f6e5d4c3",
+    )
+    .unwrap()
+}
+
+fn word(value: u64) -> Vec<u8> {
+    let mut word = vec![0u8; 32];
+    word[24..].copy_from_slice(&value.to_be_bytes());
+    word
+}
+
+/// Deploys the ping contract from `from`; its address.
+async fn deploy_ping(
+    evm: &alloy::providers::DynProvider,
+    from: alloy::primitives::Address,
+) -> alloy::primitives::Address {
+    use alloy::network::TransactionBuilder;
+    use alloy::providers::Provider;
+    let runtime = alloy::primitives::hex::decode(PING_RUNTIME).unwrap();
+    assert_eq!(runtime.len(), 0x42);
+    let init =
+        [alloy::primitives::hex::decode("604280600b6000396000f3").unwrap(), runtime].concat();
+    let tx = alloy::rpc::types::TransactionRequest::default().from(from).with_deploy_code(init);
+    let receipt = evm.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    receipt.contract_address.expect("a deployment")
+}
+
+/// Sends `data` to `to` from `from` and waits for it to be mined.
+async fn send(
+    evm: &alloy::providers::DynProvider,
+    from: alloy::primitives::Address,
+    to: alloy::primitives::Address,
+    data: Vec<u8>,
+) {
+    use alloy::providers::Provider;
+    let tx = alloy::rpc::types::TransactionRequest::default().from(from).to(to).input(data.into());
+    let receipt = evm.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    assert!(receipt.status());
+}
+
+async fn executions_of(
+    sessions: &mut [(AutomationServiceClient<Channel>, String)],
+    id: &[u8],
+) -> Vec<Vec<pb::Execution>> {
+    let mut all = Vec::new();
+    for (client, token) in sessions.iter_mut() {
+        let request =
+            pb::ListExecutionsRequest { id: id.to_vec(), page_size: 100, page_token: Vec::new() };
+        let answer = client.list_executions(with_token(token, request)).await.unwrap();
+        all.push(answer.into_inner().executions);
+    }
+    all
+}
+
+/// Waits until every node holds at least `count` executions of `id` with a final result.
+async fn until_executed(
+    sessions: &mut [(AutomationServiceClient<Channel>, String)],
+    id: &[u8],
+    count: usize,
+) -> Vec<Vec<pb::Execution>> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let all = executions_of(sessions, id).await;
+        let finished = |list: &Vec<pb::Execution>| {
+            list.iter().filter(|e| e.status != i32::from(pb::ExecutionStatus::Pending)).count()
+        };
+        if all.iter().all(|list| finished(list) >= count) {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "executions never final everywhere: {all:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Issue 15's done-when: a client signs in, creates an event automation and a cron one on a
+/// local anvil chain; the event is emitted; each fires and executes once per firing with more
+/// than 2/3 of the power attesting (the certificate is in every execution); an operator whose
+/// chain node shows an event that did not happen (its own anvil) makes nothing execute; the
+/// write is sent by the aggregator and lands on chain; a cancelled automation never fires again.
+#[test]
+fn automations_execute_once_per_attested_firing_on_a_real_chain() {
+    use alloy::providers::Provider;
+    let dir = tempfile::tempdir().unwrap();
+    let anvil = crate::evm::anvil().unwrap();
+    let chain =
+        crate::evm::Anvil::start(&anvil, 31337, Some(1), &dir.path().join("a.log")).unwrap();
+    // Node 3's chain node: another chain under the same id, where it will see a ping that the
+    // real chain never had.
+    let forged =
+        crate::evm::Anvil::start(&anvil, 31337, Some(1), &dir.path().join("b.log")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (evm, deployer) = runtime.block_on(crate::evm::provider(&chain.url)).unwrap();
+    let (fake_evm, fake_deployer) = runtime.block_on(crate::evm::provider(&forged.url)).unwrap();
+    let (ping, sink) = runtime
+        .block_on(async { (deploy_ping(&evm, deployer).await, deploy_ping(&evm, deployer).await) });
+    let fake_ping = runtime.block_on(deploy_ping(&fake_evm, fake_deployer));
+    assert_eq!(fake_ping, ping, "the same address on both chains");
+
+    let rpc = |url: &str| vec!["--automation-rpc".to_string(), url.to_string()];
+    let spec = ClusterSpec {
+        encrypted_node0: false,
+        per_node_args: vec![rpc(&chain.url), rpc(&chain.url), rpc(&chain.url), rpc(&forged.url)],
+        ..ClusterSpec::default()
+    };
+    let cluster = Cluster::start(&spec).unwrap();
+    // The aggregator (node 0) pays for the writes it sends.
+    let genesis =
+        avs_node::genesis::GenesisFile::load(&cluster.dir().join("genesis.json")).unwrap();
+    runtime.block_on(async {
+        for op in &genesis.operators {
+            let to: alloy::primitives::Address = op.address.parse().unwrap();
+            let tx = alloy::rpc::types::TransactionRequest::default()
+                .from(deployer)
+                .to(to)
+                .value(alloy::primitives::U256::from(10u128.pow(19)));
+            evm.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+        }
+    });
+    cluster
+        .wait_for("every node's gRPC", Duration::from_secs(30), |c| {
+            Ok(c.nodes.iter().all(|n| n.status().is_ok()))
+        })
+        .unwrap();
+    let health = cluster.nodes[1].url("/lean/v0/health");
+    runtime.block_on(async {
+        let wallet = PrivateKeySigner::from_slice(&[0x43; 32]).unwrap();
+        let mut sessions = Vec::new();
+        for node in &cluster.nodes {
+            let mut client = client(node).await;
+            let token = sign_in(&mut client, &wallet).await;
+            sessions.push((client, token));
+        }
+        let call = |address: alloy::primitives::Address, append| pb::ContractCall {
+            chain_id: 31337,
+            address: address.to_vec(),
+            calldata: Vec::new(),
+            append_trigger_data: append,
+        };
+        let on_ping = pb::TaskDefinition {
+            name: "copy each ping to the sink".into(),
+            trigger: Some(pb::Trigger {
+                kind: Some(pb::trigger::Kind::Event(pb::EventTrigger {
+                    chain_id: 31337,
+                    address: ping.to_vec(),
+                    topics: vec![ping_topic()],
+                    confirmations: 1,
+                })),
+            }),
+            nodes: vec![
+                pb::WorkflowNode {
+                    name: "read_ping".into(),
+                    kind: Some(pb::workflow_node::Kind::ContractRead(call(ping, false))),
+                },
+                pb::WorkflowNode {
+                    name: "write_sink".into(),
+                    kind: Some(pb::workflow_node::Kind::ContractWrite(call(sink, true))),
+                },
+            ],
+        };
+        let every_two_seconds = pb::TaskDefinition {
+            name: "health every two seconds".into(),
+            trigger: Some(pb::Trigger {
+                kind: Some(pb::trigger::Kind::Cron(pb::CronTrigger {
+                    expression: "*/2 * * * * *".into(),
+                })),
+            }),
+            nodes: vec![pb::WorkflowNode {
+                name: "health".into(),
+                kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
+                    url: health.clone(),
+                    method: "GET".into(),
+                    body: String::new(),
+                })),
+            }],
+        };
+        let (client0, token0) = &mut sessions[0];
+        let request = pb::CreateTaskRequest { definition: Some(on_ping) };
+        let event_task =
+            client0.create_task(with_token(token0, request)).await.unwrap().into_inner();
+        let request = pb::CreateTaskRequest { definition: Some(every_two_seconds) };
+        let cron_task =
+            client0.create_task(with_token(token0, request)).await.unwrap().into_inner();
+        until_everywhere(&mut sessions, &event_task.id, pb::TaskState::Active).await;
+        until_everywhere(&mut sessions, &cron_task.id, pb::TaskState::Active).await;
+
+        // The real ping, and the one only node 3's chain node shows.
+        send(&evm, deployer, ping, word(0x1234)).await;
+        send(&fake_evm, fake_deployer, fake_ping, word(0x6666)).await;
+
+        let executed = until_executed(&mut sessions, &event_task.id, 1).await;
+        let cron = until_executed(&mut sessions, &cron_task.id, 2).await;
+        // The cron automation ran its REST step: node 1's health, answered 200.
+        for list in &cron {
+            let done: Vec<_> = list.iter().filter(|e| !e.steps.is_empty()).collect();
+            assert!(done.iter().all(|e| e.status == i32::from(pb::ExecutionStatus::Succeeded)));
+            assert!(done.iter().all(|e| e.steps[0].http_status == 200), "{done:?}");
+            assert!(list.iter().all(|e| !e.certificate.is_empty() && e.instant_ms % 2000 == 0));
+        }
+        // Let node 3 lead a few times with its forged ping in hand, then count again.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let executed_later = executions_of(&mut sessions, &event_task.id).await;
+        for (list, later) in executed.iter().zip(&executed_later) {
+            assert_eq!(list.len(), 1, "the real ping fired once: {list:?}");
+            assert_eq!(later.len(), 1, "and the forged one never: {later:?}");
+            let execution = &later[0];
+            assert_eq!(execution.chain.as_ref().unwrap().data, word(0x1234));
+            assert_eq!(execution.status, i32::from(pb::ExecutionStatus::Succeeded));
+            assert!(!execution.certificate.is_empty() && !execution.result_certificate.is_empty());
+            assert_eq!(execution.steps[0].output, word(0x1234), "read at the event's block");
+            assert_eq!(execution.steps[1].output, word(0x1234), "the write carries the ping");
+        }
+        // Refused for what the honest chain shows (node 3's block has another hash there).
+        let refused = (0..3).any(|i| {
+            cluster.nodes[i].log().lines().any(|line| {
+                line.contains("a firing in a proposal is refused")
+                    && line.contains("this node's chain")
+            })
+        });
+        assert!(refused, "node 3 proposed its forged ping and the others refused it");
+
+        // The aggregator sent the write: the sink holds the ping, and node 0 records the
+        // transaction.
+        let deadline = Instant::now() + PATIENCE;
+        let tx_hash = loop {
+            let (client0, token0) = &mut sessions[0];
+            let key = executed[0][0].key;
+            let request = pb::ExecutionRequest { id: event_task.id.clone(), key };
+            let execution = client0.get_execution(with_token(token0, request)).await.unwrap();
+            let hash = execution.into_inner().steps[1].tx_hash.clone();
+            if !hash.is_empty() {
+                break alloy::primitives::B256::from_slice(&hash);
+            }
+            assert!(Instant::now() < deadline, "the write was never sent");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let receipt = loop {
+            if let Some(receipt) = evm.get_transaction_receipt(tx_hash).await.unwrap() {
+                break receipt;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        assert!(receipt.status());
+        assert_eq!(receipt.to, Some(sink));
+        let stored =
+            evm.call(alloy::rpc::types::TransactionRequest::default().to(sink)).await.unwrap();
+        assert_eq!(stored.to_vec(), word(0x1234));
+
+        // Counts, a manual run, and cancellation.
+        let (client1, token1) = &mut sessions[1];
+        let count = client1
+            .get_execution_count(with_token(
+                token1,
+                pb::TaskIdRequest { id: event_task.id.clone() },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .count;
+        assert_eq!(count, 1);
+        let workflows = client1
+            .get_workflow_count(with_token(token1, pb::WorkflowCountRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .count;
+        assert_eq!(workflows, 2);
+        let (client0, token0) = &mut sessions[0];
+        client0
+            .cancel_task(with_token(token0, pb::TaskIdRequest { id: cron_task.id.clone() }))
+            .await
+            .unwrap();
+        until_everywhere(&mut sessions, &cron_task.id, pb::TaskState::Cancelled).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let settled = executions_of(&mut sessions, &cron_task.id).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let later = executions_of(&mut sessions, &cron_task.id).await;
+        let keys = |all: &Vec<Vec<pb::Execution>>| -> Vec<Vec<u64>> {
+            all.iter().map(|l| l.iter().map(|e| e.key).collect()).collect()
+        };
+        assert_eq!(keys(&later), keys(&settled), "a cancelled automation never fires again");
+    });
 }

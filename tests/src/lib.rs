@@ -201,6 +201,8 @@ pub struct ClusterSpec {
     pub genesis_args: Vec<String>,
     /// More `avs-node run` arguments, for every node.
     pub node_args: Vec<String>,
+    /// More `avs-node run` arguments for node `i` (entry `i`).
+    pub per_node_args: Vec<Vec<String>>,
 }
 
 impl Default for ClusterSpec {
@@ -214,6 +216,7 @@ impl Default for ClusterSpec {
             encrypted_node0: true,
             genesis_args: Vec::new(),
             node_args: Vec::new(),
+            per_node_args: Vec::new(),
         }
     }
 }
@@ -330,6 +333,7 @@ impl Cluster {
                 args.push("--is-aggregator".into());
             }
             args.extend(spec.node_args.iter().cloned());
+            args.extend(spec.per_node_args.get(i).into_iter().flatten().cloned());
             let mut node = NodeProcess::new(i, node_dir, node_ports, args);
             node.start()?;
             nodes.push(node);

@@ -459,7 +459,14 @@ impl TaskDefinition for AutomationFirings {
             Err(e) => return TaskValidity::Invalid(e.to_string()),
         };
         match self.automation.lookup(&id, None) {
-            Ok(Some(task)) => vote(&task, &firing, now_ms, &self.automation.chains),
+            Ok(Some(task)) => {
+                let verdict = vote(&task, &firing, now_ms, &self.automation.chains);
+                if let TaskValidity::Invalid(reason) = &verdict {
+                    // Once per proposal: an invalid one is not judged again.
+                    tracing::info!(%reason, "a firing in a proposal is refused");
+                }
+                verdict
+            }
             // Deleted here: a no-op at finality, whatever the leader's table said.
             Ok(None) if self.automation.is_deleted(&id).unwrap_or(false) => TaskValidity::Valid,
             Ok(None) => TaskValidity::NotYet("automation not final here yet".into()),
