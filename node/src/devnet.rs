@@ -116,6 +116,10 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
             .arg("--stake-schedule")
             .arg(&schedule_path)
             .args(&avs.node_args);
+        if let Some(rpc) = &avs.chain {
+            // The example automations' chain: every node watches it.
+            cmd.args(["--automation-rpc", rpc]);
+        }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).kill_on_drop(true);
         println!(
             "  node{i}: http://127.0.0.1:{http}  p2p {p2p}  log {}{}",
@@ -156,6 +160,15 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
         avs.submitted.clone(),
         shutdown.child_token(),
     );
+    let automations = avs.chain.as_ref().filter(|_| n >= 2).map(|rpc| {
+        crate::automation::example::spawn(
+            rpc.clone(),
+            crate::example_avs::devnet::CHAIN_ID,
+            format!("http://127.0.0.1:{}", ports[0].2),
+            format!("http://127.0.0.1:{}/lean/v0/health", ports[1].1),
+            shutdown.child_token(),
+        )
+    });
     println!("Ctrl-C stops the devnet. Switch the aggregator role of node i at runtime with:");
     println!(
         "  curl -X POST -H 'Content-Type: application/json' -d '{{\"enabled\":true}}' http://127.0.0.1:{}/lean/v0/admin/aggregator",
@@ -199,6 +212,12 @@ pub async fn run(args: DevnetArgs, shutdown: CancellationToken) -> anyhow::Resul
                 println!("{}", progress_line(started.elapsed(), &nodes).await);
                 if let Some(line) = avs_line(&nodes, &avs).await {
                     println!("  {line}");
+                    let example = automations.as_ref().and_then(|p| {
+                        p.line.lock().unwrap_or_else(|e| e.into_inner()).clone()
+                    });
+                    if let Some(line) = example {
+                        println!("  {line}");
+                    }
                 }
                 for event in task_events(&nodes, &mut task_counts).await {
                     println!("  {event}");

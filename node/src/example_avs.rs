@@ -199,6 +199,8 @@ pub mod devnet {
     /// The example task's id in the devnet's genesis.
     pub const TASK_ID: u16 = 1;
     pub const TASK_NAME: &str = "hash-chain";
+    /// The devnet chain's id (anvil's default).
+    pub const CHAIN_ID: u64 = 31337;
     /// How often the devnet's performer submits a task.
     pub const DEVNET_TASK_EVERY: Duration = Duration::from_secs(3);
 

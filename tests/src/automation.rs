@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::signers::SignerSync;
 use alloy::signers::local::PrivateKeySigner;
 use avs_proto::automation_v1 as pb;
 use avs_proto::automation_v1::automation_service_client::AutomationServiceClient;
 use tonic::transport::Channel;
+
+use avs_node::automation::example::{self, with_token, word};
 
 use super::*;
 
@@ -19,24 +20,11 @@ async fn client(node: &NodeProcess) -> AutomationServiceClient<Channel> {
     AutomationServiceClient::connect(url).await.unwrap()
 }
 
-/// Signs `wallet` in on `client`'s node; the bearer token.
 async fn sign_in(
     client: &mut AutomationServiceClient<Channel>,
     wallet: &PrivateKeySigner,
 ) -> String {
-    let owner = wallet.address().to_vec();
-    let challenge =
-        client.get_challenge(pb::GetChallengeRequest { owner }).await.unwrap().into_inner();
-    let signature =
-        wallet.sign_message_sync(challenge.message.as_bytes()).unwrap().as_bytes().to_vec();
-    let request = pb::GetKeyRequest { message: challenge.message, signature };
-    client.get_key(request).await.unwrap().into_inner().token
-}
-
-fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
+    example::sign_in(client, wallet).await.unwrap()
 }
 
 /// Waits until every node in `sessions` answers `id` in `state` (active: or executing).
@@ -196,56 +184,20 @@ fn an_automation_created_on_one_node_is_served_by_every_node_once_final() {
     assert!(heights.iter().all(|h| *h > 2), "{heights:?}");
 }
 
-/// The test contract, hand-assembled: a call with data stores its first word and emits it
-/// (`LOG1(data, PING_TOPIC)`); a call without data returns the stored word.
-const PING_RUNTIME: &str = concat!(
-    "3615603657",                                                       // size == 0: to 0x36
-    "6000356000553660006000377f",                                       // store, copy, PUSH32
-    "5049ab1f2eac1c8c1b8bb4e50b4e3bb0e7f6a1e3c5a3d2f1e0c9b8a7f6e5d4c3", // the topic
-    "366000a1",                                                         // LOG1(0, size, topic)
-    "5b60005460005260206000f3",                                         // 0x36: return slot 0
-);
-
-fn ping_topic() -> Vec<u8> {
-    alloy::primitives::hex::decode(
-        "5049ab1f2eac1c8c1b8bb4e50b4e3bb0e7f6a1e3c5a3d2f1e0c9b8a7f6e5d4c3",
-    )
-    .unwrap()
-}
-
-fn word(value: u64) -> Vec<u8> {
-    let mut word = vec![0u8; 32];
-    word[24..].copy_from_slice(&value.to_be_bytes());
-    word
-}
-
-/// Deploys the ping contract from `from`; its address.
 async fn deploy_ping(
     evm: &alloy::providers::DynProvider,
     from: alloy::primitives::Address,
 ) -> alloy::primitives::Address {
-    use alloy::network::TransactionBuilder;
-    use alloy::providers::Provider;
-    let runtime = alloy::primitives::hex::decode(PING_RUNTIME).unwrap();
-    assert_eq!(runtime.len(), 0x42);
-    let init =
-        [alloy::primitives::hex::decode("604280600b6000396000f3").unwrap(), runtime].concat();
-    let tx = alloy::rpc::types::TransactionRequest::default().from(from).with_deploy_code(init);
-    let receipt = evm.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
-    receipt.contract_address.expect("a deployment")
+    example::deploy_ping(evm, from).await.unwrap()
 }
 
-/// Sends `data` to `to` from `from` and waits for it to be mined.
 async fn send(
     evm: &alloy::providers::DynProvider,
     from: alloy::primitives::Address,
     to: alloy::primitives::Address,
     data: Vec<u8>,
 ) {
-    use alloy::providers::Provider;
-    let tx = alloy::rpc::types::TransactionRequest::default().from(from).to(to).input(data.into());
-    let receipt = evm.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
-    assert!(receipt.status());
+    example::send(evm, from, to, data).await.unwrap()
 }
 
 async fn executions_of(
@@ -352,7 +304,7 @@ fn automations_execute_once_per_attested_firing_on_a_real_chain() {
                 kind: Some(pb::trigger::Kind::Event(pb::EventTrigger {
                     chain_id: 31337,
                     address: ping.to_vec(),
-                    topics: vec![ping_topic()],
+                    topics: vec![example::PING_TOPIC.to_vec()],
                     confirmations: 1,
                 })),
             }),

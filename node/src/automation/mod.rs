@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod chain;
 pub mod consensus;
+pub mod example;
 pub mod execution;
 pub mod firing;
 pub mod runner;
