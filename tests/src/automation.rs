@@ -2,6 +2,7 @@
 //! automation created on one node is carried in a block and served by every node once final,
 //! and a cancellation submitted to another node reaches them all.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::signers::local::PrivateKeySigner;
@@ -441,4 +442,112 @@ fn automations_execute_once_per_attested_firing_on_a_real_chain() {
         };
         assert_eq!(keys(&later), keys(&settled), "a cancelled automation never fires again");
     });
+}
+
+/// Issue 15, item 5: an operator outside the mesh follows the change log through node 0, then
+/// node 1 when node 0 is killed mid-stream (and node 0 again once back): every change arrives
+/// once, in order, numbered as every node numbers it.
+#[test]
+fn an_operator_outside_the_mesh_follows_every_change_once_across_a_killed_stream() {
+    let mut cluster =
+        Cluster::start(&ClusterSpec { encrypted_node0: false, ..ClusterSpec::default() }).unwrap();
+    cluster
+        .wait_for("every node's gRPC", Duration::from_secs(30), |c| {
+            Ok(c.nodes.iter().all(|n| n.status().is_ok()))
+        })
+        .unwrap();
+    let url = |i: usize, c: &Cluster| format!("http://127.0.0.1:{}", c.nodes[i].grpc_port);
+    // The follower runs on its own worker while the test waits.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let received: Arc<std::sync::Mutex<Vec<pb::SyncMessage>>> = Arc::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let operator = PrivateKeySigner::from_slice(&[0x77; 32]).unwrap();
+    let follower = {
+        let received = received.clone();
+        let nodes = vec![url(0, &cluster), url(1, &cluster)];
+        let operator = operator.clone();
+        let shutdown = shutdown.clone();
+        runtime.spawn(avs_node::automation::stream::follow(
+            nodes,
+            operator,
+            0,
+            move |m| received.lock().unwrap().push(m),
+            shutdown,
+        ))
+    };
+    let wallet = PrivateKeySigner::from_slice(&[0x44; 32]).unwrap();
+    let hourly = |name: &str| pb::TaskDefinition {
+        name: name.into(),
+        trigger: Some(pb::Trigger {
+            kind: Some(pb::trigger::Kind::Cron(pb::CronTrigger {
+                expression: "0 0 * * * *".into(),
+            })),
+        }),
+        nodes: vec![pb::WorkflowNode {
+            name: "ping".into(),
+            kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
+                url: "http://127.0.0.1:9/hook".into(),
+                method: "GET".into(),
+                body: String::new(),
+            })),
+        }],
+    };
+    let assigned = |id: &[u8]| {
+        let id = id.to_vec();
+        move |m: &pb::SyncMessage| matches!(&m.kind, Some(pb::sync_message::Kind::Assigned(t)) if t.id == id)
+    };
+    let until = |what: &str, check: &dyn Fn(&[pb::SyncMessage]) -> bool| {
+        let deadline = Instant::now() + PATIENCE;
+        while !check(&received.lock().unwrap()) {
+            assert!(Instant::now() < deadline, "the follower never got {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let create = |i: usize, name: &str, cluster: &Cluster| -> Vec<u8> {
+        runtime.block_on(async {
+            let mut client = AutomationServiceClient::connect(url(i, cluster)).await.unwrap();
+            let token = sign_in(&mut client, &wallet).await;
+            let request = pb::CreateTaskRequest { definition: Some(hourly(name)) };
+            client.create_task(with_token(&token, request)).await.unwrap().into_inner().id
+        })
+    };
+
+    let a = create(1, "a", &cluster);
+    until("a", &|got| got.iter().any(assigned(&a)));
+    // The stream's node dies mid-run; changes go on meanwhile.
+    cluster.nodes[0].kill_9().unwrap();
+    let b = create(1, "b", &cluster);
+    runtime.block_on(async {
+        let mut client = AutomationServiceClient::connect(url(2, &cluster)).await.unwrap();
+        let token = sign_in(&mut client, &wallet).await;
+        client.cancel_task(with_token(&token, pb::TaskIdRequest { id: a.clone() })).await.unwrap();
+    });
+    let cancelled_a = |m: &pb::SyncMessage| matches!(&m.kind, Some(pb::sync_message::Kind::Cancelled(id)) if *id == a);
+    until("b and a's cancellation", &|got| {
+        got.iter().any(assigned(&b)) && got.iter().any(cancelled_a)
+    });
+    cluster.nodes[0].start().unwrap();
+    let c = create(3, "c", &cluster);
+    until("c", &|got| got.iter().any(assigned(&c)));
+    shutdown.cancel();
+    let _ = runtime.block_on(follower);
+
+    let got = received.lock().unwrap().clone();
+    let sequences: Vec<u64> = got.iter().map(|m| m.sequence).collect();
+    assert_eq!(sequences, (1..=got.len() as u64).collect::<Vec<_>>(), "once each, in order");
+    // Node 3 numbers the same changes the same: read afresh from it.
+    let fresh = runtime.block_on(async {
+        let mut client = AutomationServiceClient::connect(url(3, &cluster)).await.unwrap();
+        let token = sign_in(&mut client, &operator).await;
+        let request = pb::SyncMessagesRequest { from_sequence: 1 };
+        let mut stream =
+            client.sync_messages(with_token(&token, request)).await.unwrap().into_inner();
+        let mut fresh = Vec::new();
+        while fresh.len() < got.len() {
+            fresh.push(stream.message().await.unwrap().unwrap());
+        }
+        fresh
+    });
+    assert_eq!(fresh, got);
 }

@@ -20,7 +20,9 @@
 //! - `0x0a ‖ id ‖ key ‖ step (u8)` → a contract write this node sends (`PendingWrite`: empty
 //!   until signed, then the signed transaction, so a restart sends the same one again).
 //!
-//! Not here yet (issue 15): the operator stream.
+//! - `0x0b ‖ sequence (u64 BE)` → a `SyncMessage`: the table's final changes in order, the
+//!   same on every node ([`stream`]); `0x0c next` → the next sequence; `0x0d ‖ address` → the
+//!   sequence an operator acknowledged on this node.
 
 pub mod auth;
 pub mod chain;
@@ -30,6 +32,7 @@ pub mod execution;
 pub mod firing;
 pub mod runner;
 pub mod spec;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,6 +58,11 @@ const COUNT: u8 = 0x07;
 const EXECUTION: u8 = 0x08;
 const OPEN: u8 = 0x09;
 const SEND: u8 = 0x0a;
+const LOG: u8 = 0x0b;
+const LOG_NEXT_KEY: &[u8] = b"\x0cnext";
+const ACKED: u8 = 0x0d;
+/// Changes the log keeps; older ones leave it (a follower that far behind starts over).
+pub const MAX_LOG: u64 = 100_000;
 
 /// Largest page of `ListTasks`, and the page size when none is asked for.
 pub const MAX_PAGE: usize = 100;
@@ -184,6 +192,14 @@ fn count_key(owner: &Address) -> Vec<u8> {
 
 fn execution_key(id: &TaskId, key: u64) -> Vec<u8> {
     [&[EXECUTION][..], id, &key.to_be_bytes()].concat()
+}
+
+fn log_key(sequence: u64) -> Vec<u8> {
+    [&[LOG][..], &sequence.to_be_bytes()].concat()
+}
+
+fn acked_key(operator: &Address) -> Vec<u8> {
+    [&[ACKED][..], operator.as_slice()].concat()
 }
 
 fn open_key(id: &TaskId, key: u64) -> Vec<u8> {
@@ -698,6 +714,7 @@ impl Automation {
                 }
                 let mut task = pending_record(&owner, &id, definition, at);
                 task.state = pb::TaskState::Active.into();
+                self.log_change(point, pb::sync_message::Kind::Assigned(task.clone()), batch)?;
                 batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
                 batch.put(Column::Automation, owner_key(&id), owner.to_vec());
                 batch.put(
@@ -713,6 +730,7 @@ impl Automation {
                 };
                 task.state = pb::TaskState::Cancelled.into();
                 task.updated_at_ms = at;
+                self.log_change(point, pb::sync_message::Kind::Cancelled(id.to_vec()), batch)?;
                 batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
             }
             Some(pb::replicated_request::Action::Trigger(raw)) => {
@@ -735,6 +753,7 @@ impl Automation {
                 batch.delete(Column::Automation, record_key(&owner, &id));
                 batch.delete(Column::Automation, owner_key(&id));
                 // Its executions go with it.
+                self.log_change(point, pb::sync_message::Kind::Deleted(id.to_vec()), batch)?;
                 for prefix in [EXECUTION, OPEN, SEND] {
                     let start = [&[prefix][..], &id[..]].concat();
                     let end = [&[prefix][..], &id[..], &[0xff; 10]].concat();
@@ -949,6 +968,67 @@ impl Automation {
             }
         }
         Ok(out)
+    }
+
+    /// Appends a change to the log, numbered from the count this write leaves (so every node
+    /// numbers the same changes the same), dropping the one [`MAX_LOG`] before it.
+    fn log_change(
+        &self,
+        at: &FinalityPoint<'_>,
+        kind: pb::sync_message::Kind,
+        batch: &mut WriteBatch,
+    ) -> Result<(), AutomationError> {
+        let next = owner_count(&self.read(Some(batch), LOG_NEXT_KEY)?).max(1);
+        let message = pb::SyncMessage { sequence: next, height: at.height, kind: Some(kind) };
+        batch.put(Column::Automation, log_key(next), message.encode_to_vec());
+        if let Some(old) = next.checked_sub(MAX_LOG) {
+            batch.delete(Column::Automation, log_key(old));
+        }
+        batch.put(Column::Automation, LOG_NEXT_KEY, (next + 1).to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    /// Up to `limit` logged changes from `from` on.
+    pub fn changes(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<pb::SyncMessage>, AutomationError> {
+        let rows = self.store.range(Column::Automation, &log_key(from), limit)?;
+        rows.iter()
+            .take_while(|(k, _)| k.first() == Some(&LOG))
+            .map(|(_, v)| {
+                pb::SyncMessage::decode(v.as_slice())
+                    .map_err(|e| AutomationError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The oldest sequence the log still holds, and the next one it will number.
+    pub fn log_bounds(&self) -> Result<(u64, u64), AutomationError> {
+        let next = owner_count(&self.store.get(Column::Automation, LOG_NEXT_KEY)?).max(1);
+        Ok((next.saturating_sub(MAX_LOG).max(1), next))
+    }
+
+    /// The sequence `operator` acknowledged on this node (0: none).
+    pub fn acked(&self, operator: &Address) -> Result<u64, AutomationError> {
+        Ok(owner_count(&self.store.get(Column::Automation, &acked_key(operator))?))
+    }
+
+    /// Records that `operator` handled every change up to `sequence` (never moves back).
+    pub fn ack(&self, operator: &Address, sequence: u64) -> Result<u64, AutomationError> {
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, next) = self.log_bounds()?;
+        if sequence >= next {
+            return Err(AutomationError::BadRequest(format!(
+                "sequence {sequence} is not logged yet (next is {next})"
+            )));
+        }
+        let acked = self.acked(operator)?.max(sequence);
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Automation, acked_key(operator), acked.to_be_bytes().to_vec());
+        self.store.write(batch, Durability::Sync)?;
+        Ok(acked)
     }
 
     /// Is there an execution of automation `id` with `key`?

@@ -890,3 +890,43 @@ fn only_the_node_that_ran_a_workflow_sends_its_writes_and_a_manual_run_is_an_exe
     finalize(&nodes, &[execution_task(&result, 1)]);
     assert_eq!((rows(&db0, SEND), rows(&db1, SEND)), (0, 1), "node 1 ran it and sends");
 }
+
+#[test]
+fn the_change_log_numbers_the_same_changes_the_same_on_every_node_and_acks_never_move_back() {
+    let (db0, db1) = (MemoryDb::default(), MemoryDb::default());
+    let (node0, node1) = (open_node(&db0, 0), open_node(&db1, 1));
+    let nodes = [(&node0, &db0), (&node1, &db1)];
+    let alice = wallet(1);
+    sign_in(&node0, &alice, NOW);
+    let first = node0.create(alice.address(), every_second(), NOW).unwrap();
+    let second = node0.create(alice.address(), every_second(), NOW + 1).unwrap();
+    finalize(&nodes, &propose(&node0, 0, NOW + 1));
+    let id = parse_id(&first.id).unwrap();
+    node0.cancel(&alice.address(), &id, NOW + 2).unwrap();
+    finalize(&nodes, &propose(&node0, 0, NOW + 2));
+    node0.delete(&alice.address(), &id, NOW + 3).unwrap();
+    finalize(&nodes, &propose(&node0, 0, NOW + 3));
+
+    let log = node0.changes(1, 100).unwrap();
+    assert_eq!(log, node1.changes(1, 100).unwrap(), "the same log on every node");
+    let kinds: Vec<_> = log
+        .iter()
+        .map(|m| match m.kind.as_ref().unwrap() {
+            pb::sync_message::Kind::Assigned(t) => ("assigned", t.id.clone()),
+            pb::sync_message::Kind::Cancelled(id) => ("cancelled", id.clone()),
+            pb::sync_message::Kind::Deleted(id) => ("deleted", id.clone()),
+        })
+        .collect();
+    assert_eq!(kinds.len(), 4);
+    assert_eq!(kinds[2..], [("cancelled", first.id.clone()), ("deleted", first.id.clone())]);
+    assert!(kinds[..2].contains(&("assigned", second.id.clone())));
+    assert_eq!(log.iter().map(|m| m.sequence).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(node0.changes(3, 100).unwrap(), log[2..], "resumes at a sequence");
+    assert_eq!(node0.log_bounds().unwrap(), (1, 5));
+
+    let operator = wallet(9).address();
+    assert!(node0.ack(&operator, 5).is_err(), "not logged yet");
+    assert_eq!(node0.ack(&operator, 3).unwrap(), 3);
+    assert_eq!(node0.ack(&operator, 1).unwrap(), 3, "never back");
+    assert_eq!(node0.acked(&operator).unwrap(), 3);
+}

@@ -15,11 +15,16 @@ use crate::node::now_ms;
 
 pub struct AutomationApi {
     automation: Arc<Automation>,
+    /// Open `SyncMessages` streams, bounded.
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// `SyncMessages` streams open at once; more are refused with `RESOURCE_EXHAUSTED`.
+pub const MAX_SYNC_STREAMS: usize = 64;
 
 impl AutomationApi {
     pub fn new(automation: Arc<Automation>) -> Self {
-        Self { automation }
+        Self { automation, streams: Arc::new(tokio::sync::Semaphore::new(MAX_SYNC_STREAMS)) }
     }
 
     /// The owner the request's bearer token names.
@@ -219,6 +224,49 @@ impl AutomationService for AutomationApi {
         let owner = self.owner(&request)?;
         let id = id_of(&request.into_inner().id)?;
         Ok(Response::new(self.blocking(move |a| a.trigger(&owner, &id, now_ms())).await?))
+    }
+
+    type SyncMessagesStream =
+        tonic::codegen::tokio_stream::wrappers::ReceiverStream<Result<pb::SyncMessage, Status>>;
+
+    async fn sync_messages(
+        &self,
+        request: Request<pb::SyncMessagesRequest>,
+    ) -> Result<Response<Self::SyncMessagesStream>, Status> {
+        let operator = self.owner(&request)?;
+        let permit = Arc::clone(&self.streams).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!("{MAX_SYNC_STREAMS} change streams are open"))
+        })?;
+        let asked = request.into_inner().from_sequence;
+        let (from, (oldest, _)) = self
+            .blocking(move |a| {
+                let from = if asked == 0 { a.acked(&operator)? + 1 } else { asked };
+                Ok((from, a.log_bounds()?))
+            })
+            .await?;
+        if from < oldest {
+            return Err(Status::out_of_range(format!(
+                "changes before {oldest} left the log; follow from {oldest} after reading the \
+                 table with ListTasks"
+            )));
+        }
+        let (sink, rx) = tokio::sync::mpsc::channel(64);
+        let automation = Arc::clone(&self.automation);
+        tokio::spawn(async move {
+            crate::automation::stream::serve(automation, from, sink).await;
+            drop(permit);
+        });
+        Ok(Response::new(tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx)))
+    }
+
+    async fn ack(
+        &self,
+        request: Request<pb::AckRequest>,
+    ) -> Result<Response<pb::AckResponse>, Status> {
+        let operator = self.owner(&request)?;
+        let sequence = request.into_inner().sequence;
+        let acked = self.blocking(move |a| a.ack(&operator, sequence)).await?;
+        Ok(Response::new(pb::AckResponse { acked }))
     }
 
     async fn delete_task(
