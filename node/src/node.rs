@@ -182,11 +182,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         ));
     }
     automation.set_aggregator(aggregator.clone());
-    tokio::spawn(crate::automation::runner::run(
-        automation.clone(),
-        keys.eth_secret.clone(),
-        shutdown.child_token(),
-    ));
+    tokio::spawn(crate::automation::runner::run(automation.clone(), shutdown.child_token()));
     avs.spawn_workers(
         net.handle.clone(),
         GossipTopic::new(digest, TopicKind::Task),

@@ -266,15 +266,29 @@ fn automations_execute_once_per_attested_firing_on_a_real_chain() {
         ..ClusterSpec::default()
     };
     let cluster = Cluster::start(&spec).unwrap();
-    // The aggregator (node 0) pays for the writes it sends.
-    let genesis =
-        avs_node::genesis::GenesisFile::load(&cluster.dir().join("genesis.json")).unwrap();
+    // Each node sends clients' writes from its own automation key (never the operator key),
+    // which the operator funds: the test reads it from the node's log.
+    let mut senders = Vec::new();
+    cluster
+        .wait_for("every node's automation sender", Duration::from_secs(30), |c| {
+            senders = c
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    let log = n.log();
+                    let line = log.lines().find(|l| l.contains("automation contract writes"))?;
+                    let at = line.find("sender=0x")? + "sender=".len();
+                    line.get(at..at + 42)?.parse::<alloy::primitives::Address>().ok()
+                })
+                .collect();
+            Ok(senders.len() == c.nodes.len())
+        })
+        .unwrap();
     runtime.block_on(async {
-        for op in &genesis.operators {
-            let to: alloy::primitives::Address = op.address.parse().unwrap();
+        for to in &senders {
             let tx = alloy::rpc::types::TransactionRequest::default()
                 .from(deployer)
-                .to(to)
+                .to(*to)
                 .value(alloy::primitives::U256::from(10u128.pow(19)));
             evm.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
         }
@@ -404,6 +418,7 @@ fn automations_execute_once_per_attested_firing_on_a_real_chain() {
         };
         assert!(receipt.status());
         assert_eq!(receipt.to, Some(sink));
+        assert_eq!(receipt.from, senders[0], "sent from node 0's automation key");
         let stored =
             evm.call(alloy::rpc::types::TransactionRequest::default().to(sink)).await.unwrap();
         assert_eq!(stored.to_vec(), word(0x1234));

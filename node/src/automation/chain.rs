@@ -60,6 +60,8 @@ pub struct ChainCache {
     logs: BTreeMap<(u64, u64), ChainLog>,
     /// Per watched contract: its logs are held for every block of the window up to this one.
     covered: HashMap<[u8; 20], u64>,
+    /// Per contract: the newest block whose logs were evicted ([`MAX_LOGS`]); not held there.
+    evicted: HashMap<[u8; 20], u64>,
 }
 
 impl ChainCache {
@@ -85,6 +87,7 @@ impl ChainCache {
     pub fn covers(&self, address: &[u8; 20], number: u64) -> bool {
         self.low().is_some_and(|low| low <= number)
             && self.covered.get(address).is_some_and(|to| number <= *to)
+            && self.evicted.get(address).is_none_or(|gone| number > *gone)
     }
 
     /// The held logs of `address`, oldest first, with their block number and index.
@@ -128,7 +131,11 @@ impl ChainCache {
         }
         self.logs.insert((number, index), log);
         while self.logs.len() > MAX_LOGS {
-            self.logs.pop_first();
+            // Evicted logs are no longer "held": votes on them wait rather than refuse.
+            if let Some(((gone, _), log)) = self.logs.pop_first() {
+                let mark = self.evicted.entry(log.address).or_default();
+                *mark = (*mark).max(gone);
+            }
         }
         true
     }

@@ -206,6 +206,11 @@ impl Automation {
         self.reads().wanted.iter().cloned().collect()
     }
 
+    /// Forgets a read that could not run (asked again by the next vote that needs it).
+    pub(crate) fn read_failed(&self, key: &ReadKey) {
+        self.reads().wanted.remove(key);
+    }
+
     /// Keeps a re-run's outcome.
     pub(crate) fn read_done(&self, key: ReadKey, outcome: ReadOutcome) {
         let mut reads = self.reads();
@@ -304,7 +309,8 @@ impl Automation {
                         .is_none_or(|at| at.saturating_add(REPROPOSE_AFTER_MS) <= now_ms)
             })
             .collect();
-        due.sort_by_key(|(key, _)| (key.1, key.0));
+        // Oldest prepared first (keys of different triggers are in different units).
+        due.sort_by_key(|(key, p)| (p.at_ms, key.0, key.1));
         due.into_iter()
             .take(max)
             .map(|(_, p)| {

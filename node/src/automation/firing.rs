@@ -217,6 +217,15 @@ fn vote_block(
     chains: &ChainWatch,
 ) -> TaskValidity {
     let number = point.block_number;
+    // A block firing carries no log: its trigger data is the block number, nothing a leader
+    // could add.
+    if point.log_index != 0
+        || !point.tx_hash.is_empty()
+        || !point.topics.is_empty()
+        || !point.data.is_empty()
+    {
+        return TaskValidity::Invalid("a block firing carries a log".into());
+    }
     if trigger.interval == 0 || !number.is_multiple_of(trigger.interval) {
         return TaskValidity::Invalid(format!("block {number} is not a multiple of the interval"));
     }

@@ -22,7 +22,8 @@
 //!
 //! - `0x0b ‖ sequence (u64 BE)` → a `SyncMessage`: the table's final changes in order, the
 //!   same on every node ([`stream`]); `0x0c next` → the next sequence; `0x0d ‖ address` → the
-//!   sequence an operator acknowledged on this node.
+//!   sequence an operator acknowledged on this node;
+//! - `0x0e sender-secret` → the key contract writes are sent with (not the operator's).
 
 pub mod auth;
 pub mod chain;
@@ -51,6 +52,7 @@ use spec::SpecError;
 const RECORD: u8 = 0x01;
 const OWNER_OF: u8 = 0x02;
 const TOKEN_SECRET_KEY: &[u8] = b"\x03token-secret";
+const SENDER_SECRET_KEY: &[u8] = b"\x0esender-secret";
 const GRANT: u8 = 0x04;
 const PENDING: u8 = 0x05;
 const TOMBSTONE: u8 = 0x06;
@@ -292,6 +294,25 @@ impl Automation {
             reads: Mutex::default(),
             aggregator: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The key this node sends automations' contract writes with: its own, drawn once and
+    /// kept in the store, never the operator's key (a client chooses what a write calls; the
+    /// operator funds this address with what it is willing to spend on clients' writes).
+    pub fn sender_secret(&self) -> Result<zeroize::Zeroizing<[u8; 32]>, AutomationError> {
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(raw) = self.store.get(Column::Automation, SENDER_SECRET_KEY)? {
+            let secret = <[u8; 32]>::try_from(raw.as_slice())
+                .map_err(|_| AutomationError::Corrupt("sender secret is not 32 bytes".into()))?;
+            return Ok(zeroize::Zeroizing::new(secret));
+        }
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(secret.as_mut())
+            .map_err(|e| AutomationError::BadRequest(format!("no randomness: {e}")))?;
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Automation, SENDER_SECRET_KEY, secret.to_vec());
+        self.store.write(batch, Durability::Sync)?;
+        Ok(secret)
     }
 
     /// The chains this node watches (filled by [`chain::watch`]).

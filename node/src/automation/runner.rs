@@ -32,13 +32,13 @@ const REST_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pending executions read per tick at most.
 const OPEN_PER_TICK: usize = 256;
+/// Gas one contract write may use at most (the sender pays what it uses).
+const MAX_WRITE_GAS: u64 = 1_000_000;
+/// Re-run reads per tick at most: one slow chain cannot hold up the runner's other work.
+const READS_PER_TICK: usize = 16;
 
-/// Runs until `shutdown`; contract writes are signed with `eth_secret` (the operator's key).
-pub async fn run(
-    automation: Arc<Automation>,
-    eth_secret: zeroize::Zeroizing<[u8; 32]>,
-    shutdown: CancellationToken,
-) {
+/// Runs until `shutdown`; contract writes are signed with the automation's own sender key.
+pub async fn run(automation: Arc<Automation>, shutdown: CancellationToken) {
     let http = match alloy::transports::http::reqwest::Client::builder()
         .timeout(REST_TIMEOUT)
         .redirect(alloy::transports::http::reqwest::redirect::Policy::none())
@@ -50,13 +50,21 @@ pub async fn run(
             return;
         }
     };
-    let signer = match PrivateKeySigner::from_bytes(&B256::from(*eth_secret)) {
+    let signer = match automation
+        .sender_secret()
+        .map_err(anyhow::Error::from)
+        .and_then(|secret| Ok(PrivateKeySigner::from_bytes(&B256::from(*secret))?))
+    {
         Ok(signer) => signer,
         Err(e) => {
-            tracing::error!(error = %e, "automation runner: the operator key does not sign");
+            tracing::error!(error = %e, "automation runner: no sender key; writes stop");
             return;
         }
     };
+    tracing::info!(
+        sender = %signer.address(),
+        "automation contract writes are sent from this address (not the operator key): fund it"
+    );
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -90,10 +98,12 @@ pub async fn read(provider: &DynProvider, key: &ReadKey) -> anyhow::Result<ReadO
         .to(Address::from(key.address))
         .input(Bytes::from(key.calldata.clone()).into());
     let call = provider.call(request).block(BlockId::number(key.block));
+    // Truncated here, so the runner and every re-run compare the same bytes.
+    let capped = |data: Bytes| data.iter().copied().take(MAX_OUTPUT_BYTES).collect::<Vec<u8>>();
     match tokio::time::timeout(CALL_TIMEOUT, call.into_future()).await {
-        Ok(Ok(data)) => Ok((true, data.to_vec())),
+        Ok(Ok(data)) => Ok((true, capped(data))),
         Ok(Err(e)) => match e.as_error_resp().and_then(|r| r.as_revert_data()) {
-            Some(data) => Ok((false, data.to_vec())),
+            Some(data) => Ok((false, capped(data))),
             None => Err(anyhow::anyhow!("eth_call: {e}")),
         },
         Err(_) => Err(anyhow::anyhow!("eth_call: no answer within {CALL_TIMEOUT:?}")),
@@ -102,11 +112,18 @@ pub async fn read(provider: &DynProvider, key: &ReadKey) -> anyhow::Result<ReadO
 
 /// The reads votes wait for.
 async fn rerun_reads(automation: &Automation) {
-    for key in automation.wanted_reads() {
-        let Some(provider) = automation.chains().provider(key.chain_id) else { continue };
-        match read(&provider, &key).await {
+    for key in automation.wanted_reads().into_iter().take(READS_PER_TICK) {
+        let outcome = match automation.chains().provider(key.chain_id) {
+            Some(provider) => read(&provider, &key).await,
+            None => Err(anyhow::anyhow!("chain {} is not watched", key.chain_id)),
+        };
+        match outcome {
             Ok(outcome) => automation.read_done(key, outcome),
-            Err(e) => tracing::debug!(error = %e, "re-running a read failed; trying again"),
+            // Dropped from the queue: the next judgement of a vote that needs it asks again.
+            Err(e) => {
+                automation.read_failed(&key);
+                tracing::debug!(error = %e, "re-running a read failed");
+            }
         }
     }
 }
@@ -200,7 +217,7 @@ async fn run_workflow(
                     name: node.name.clone(),
                     ok,
                     error: if ok { String::new() } else { "reverted".into() },
-                    output: output.into_iter().take(MAX_OUTPUT_BYTES).collect(),
+                    output,
                     block_number: block,
                     ..Default::default()
                 }
@@ -272,28 +289,39 @@ async fn rest_call(
 /// transaction kept before it is sent, so a restart sends the same transaction (same nonce)
 /// rather than a second one. Its hash is then recorded in the execution.
 async fn send_writes(automation: &Automation, signer: &PrivateKeySigner) -> anyhow::Result<()> {
-    for (k, signed) in scan(&*automation.store, SEND, 64)? {
+    for (k, signed) in scan(&*automation.store, SEND, 256)? {
+        // One row's failure (an unwatched chain, a reverting write) never holds up the others.
+        if let Err(e) = send_one(automation, signer, &k, signed).await {
+            tracing::warn!(error = %e, "an automation contract write failed; trying again later");
+        }
+    }
+    Ok(())
+}
+
+async fn send_one(
+    automation: &Automation,
+    signer: &PrivateKeySigner,
+    k: &[u8],
+    signed: Vec<u8>,
+) -> anyhow::Result<()> {
+    {
         let (Ok(id), Some(key), Some(&step)) = (
             parse_id(k.get(1..33).unwrap_or_default()),
             k.get(33..41).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes),
             k.get(41),
         ) else {
-            continue;
+            return Ok(());
         };
-        let Some(mut execution) = automation.execution(&id, key)? else { continue };
-        let Some(task) = automation.lookup(&id, None)? else { continue };
+        let Some(mut execution) = automation.execution(&id, key)? else { return Ok(()) };
+        let Some(task) = automation.lookup(&id, None)? else { return Ok(()) };
         let definition = task.definition.unwrap_or_default();
         let Some(pb::workflow_node::Kind::ContractWrite(call)) =
             definition.nodes.get(usize::from(step)).and_then(|n| n.kind.clone())
         else {
-            continue;
+            return Ok(());
         };
         let Some(url) = automation.chains().url(call.chain_id) else {
-            tracing::warn!(
-                chain_id = call.chain_id,
-                "a contract write on a chain not watched waits"
-            );
-            continue;
+            anyhow::bail!("a contract write on chain {} (not watched) waits", call.chain_id);
         };
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer.clone()))
@@ -302,7 +330,8 @@ async fn send_writes(automation: &Automation, signer: &PrivateKeySigner) -> anyh
             let output = execution.steps.get(usize::from(step)).map(|s| s.output.clone());
             let request = TransactionRequest::default()
                 .to(Address::from_slice(&call.address))
-                .input(Bytes::from(output.unwrap_or_default()).into());
+                .input(Bytes::from(output.unwrap_or_default()).into())
+                .gas_limit(MAX_WRITE_GAS);
             let filled = timed("filling the transaction", provider.fill(request)).await?;
             let envelope = filled
                 .try_into_envelope()

@@ -603,6 +603,9 @@ fn a_block_trigger_fires_at_confirmed_multiples_of_its_interval_once_each() {
     let forged = pb::ChainPoint { block_hash: vec![0xee; 32], ..block_point(5) };
     assert!(matches!(vote(forged, NOW + 12_000), TaskValidity::Invalid(_)));
     assert!(matches!(vote(block_point(10), NOW + 12_000), TaskValidity::NotYet(_)));
+    // A block firing with log fields a leader made up (trigger data for the workflow).
+    let padded = pb::ChainPoint { tx_hash: vec![1; 32], data: vec![9; 32], ..block_point(5) };
+    assert!(matches!(vote(padded, NOW + 12_000), TaskValidity::Invalid(_)));
     let other_chain = pb::ChainPoint { chain_id: 1, ..block_point(5) };
     assert!(matches!(vote(other_chain, NOW + 12_000), TaskValidity::Invalid(_)));
 
