@@ -34,6 +34,9 @@ pub const REPROPOSE_AFTER_MS: u64 = 30_000;
 pub const PREPARED_FOR_MS: u64 = 30_000;
 /// Re-run reads kept for votes at most.
 const MAX_READS: usize = 4096;
+/// A pending execution may be closed as expired by a block this many heights above its
+/// firing's: nothing a client defines can keep an execution pending forever.
+pub const EXPIRE_AFTER_BLOCKS: u64 = 300;
 /// A manual run's key: `MANUAL_KEY + created_at_ms` (apart from every trigger's keys).
 pub const MANUAL_KEY: u64 = 1 << 63;
 
@@ -117,6 +120,12 @@ pub fn check_shape(
     result: &pb::ExecutionResult,
 ) -> Result<(), String> {
     let steps = &result.steps;
+    if result.expired {
+        if !steps.is_empty() || result.success {
+            return Err("an expired execution has no steps and no success".into());
+        }
+        return Ok(());
+    }
     if steps.is_empty() || steps.len() > definition.nodes.len() {
         return Err(format!("{} steps for {} nodes", steps.len(), definition.nodes.len()));
     }
@@ -221,12 +230,14 @@ impl Automation {
         reads.done.insert(key, outcome);
     }
 
-    /// The vote on an execution result at `now_ms`, with `proposer` the block's proposer.
+    /// The vote on an execution result in a block at `height`, with `proposer` the block's
+    /// proposer.
     fn vote_execution(
         &self,
         result: &pb::ExecutionResult,
         id: &TaskId,
         proposer: Option<Address>,
+        height: u64,
     ) -> TaskValidity {
         match proposer {
             Some(address) if address.as_slice() == result.runner.as_slice() => {}
@@ -248,6 +259,17 @@ impl Automation {
         };
         if let Err(e) = check_shape(&definition, &execution, result) {
             return TaskValidity::Invalid(e);
+        }
+        if result.expired {
+            // The block's height and the firing's: the same judgement on every node.
+            return if height >= execution.height.saturating_add(EXPIRE_AFTER_BLOCKS) {
+                TaskValidity::Valid
+            } else {
+                TaskValidity::Invalid(format!(
+                    "fired at height {}, not expired at {height}",
+                    execution.height
+                ))
+            };
         }
         let mut waiting = None;
         for (step, node) in result.steps.iter().zip(&definition.nodes) {
@@ -339,7 +361,8 @@ impl TaskDefinition for AutomationExecutions {
             let i = result.performer_index.position()?;
             base.operators.operators.get(i).map(|op| Address::from(op.address))
         });
-        self.automation.vote_execution(&decoded, &id, proposer)
+        let height = parent.height.get().saturating_add(1);
+        self.automation.vote_execution(&decoded, &id, proposer, height)
     }
 
     fn apply(&self, _: &mut ChainState, _: &TaskResult) -> Result<(), String> {

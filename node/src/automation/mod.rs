@@ -127,6 +127,10 @@ struct Inner {
     firing_proposed: HashMap<(TaskId, u64), u64>,
     /// Workflow results this node ran, by automation and execution key, until final.
     prepared: HashMap<(TaskId, u64), execution::Prepared>,
+    /// The last finalized height this node applied (what the runner expires against).
+    finalized_height: u64,
+    /// Where the runner's next scan of pending executions starts (it wraps around).
+    open_cursor: Vec<u8>,
 }
 
 /// The automations a node holds, its sign-in and the requests it replicates.
@@ -665,6 +669,7 @@ impl Automation {
             root,
             certificate: avs_consensus::types::encode(certificate).unwrap_or_default(),
         };
+        self.inner().finalized_height = at.height;
         let mut applied = 0usize;
         // One firing per automation per block counts (docs/protocol.md, 7.5).
         let mut fired = std::collections::HashSet::new();
@@ -925,7 +930,9 @@ impl Automation {
         }
         let Some(mut task) = self.lookup(&id, Some(batch))? else { return Ok(false) };
         let owner = Address::from_slice(&task.owner);
-        row.status = if result.success {
+        row.status = if result.expired {
+            pb::ExecutionStatus::Expired
+        } else if result.success {
             pb::ExecutionStatus::Succeeded
         } else {
             pb::ExecutionStatus::Failed
@@ -969,13 +976,38 @@ impl Automation {
             .transpose()
     }
 
-    /// Executions whose result is not final (at most `limit`), oldest key first per automation.
+    /// Is execution `key` of `id` still pending here?
+    pub(crate) fn is_open(&self, id: &TaskId, key: u64) -> bool {
+        self.store.get(Column::Automation, &open_key(id, key)).ok().flatten().is_some()
+    }
+
+    /// The last finalized height this node applied.
+    pub(crate) fn finalized_height(&self) -> u64 {
+        self.inner().finalized_height
+    }
+
+    /// Up to `limit` executions whose result is not final, from where the last call stopped
+    /// (wrapping around), so no set of executions can hold the runner's attention for good.
     pub(crate) fn open_executions(
         &self,
         limit: usize,
     ) -> Result<Vec<(TaskId, pb::AutomationTask, pb::Execution)>, AutomationError> {
+        let cursor = self.inner().open_cursor.clone();
+        let start = if cursor.first() == Some(&OPEN) { cursor } else { vec![OPEN] };
+        let mut rows: Vec<crate::store::Entry> = self
+            .store
+            .range(Column::Automation, &start, limit)?
+            .into_iter()
+            .take_while(|(k, _)| k.first() == Some(&OPEN))
+            .collect();
+        if rows.len() < limit && start != [OPEN] {
+            let wrapped = scan(&*self.store, OPEN, limit - rows.len())?;
+            rows.extend(wrapped.into_iter().filter(|(k, _)| *k < start));
+        }
+        self.inner().open_cursor =
+            rows.last().map(|(k, _)| [&k[..], &[0]].concat()).unwrap_or_default();
         let mut out = Vec::new();
-        for (k, _) in scan(&*self.store, OPEN, limit)? {
+        for (k, _) in rows {
             let (Ok(id), Some(key)) = (
                 parse_id(k.get(1..33).unwrap_or_default()),
                 k.get(33..41).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes),

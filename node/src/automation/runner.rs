@@ -18,8 +18,8 @@ use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::execution::{
-    MAX_OUTPUT_BYTES, PREPARED_FOR_MS, Prepared, ReadKey, ReadOutcome, calldata, has_writes,
-    pinned_block, with_trigger,
+    EXPIRE_AFTER_BLOCKS, MAX_OUTPUT_BYTES, PREPARED_FOR_MS, Prepared, ReadKey, ReadOutcome,
+    calldata, has_writes, pinned_block, with_trigger,
 };
 use super::{Automation, AutomationError, SEND, TaskId, execution_key, parse_id, scan, send_key};
 use crate::store::{Column, Durability, WriteBatch};
@@ -136,13 +136,43 @@ async fn prepare(
     let open = automation.open_executions(OPEN_PER_TICK)?;
     let now = crate::node::now_ms();
     {
-        // Results of executions no longer pending leave.
-        let keep: std::collections::HashSet<(TaskId, u64)> =
-            open.iter().map(|(id, _, e)| (*id, e.key)).collect();
-        automation.inner().prepared.retain(|k, _| keep.contains(k));
+        // Results of executions no longer pending (deleted with their automation) leave.
+        let held: Vec<(TaskId, u64)> = automation.inner().prepared.keys().copied().collect();
+        let gone: Vec<(TaskId, u64)> =
+            held.into_iter().filter(|(id, key)| !automation.is_open(id, *key)).collect();
+        let mut inner = automation.inner();
+        for key in gone {
+            inner.prepared.remove(&key);
+        }
     }
+    let finalized = automation.finalized_height();
     for (id, task, execution) in open {
         let definition = task.definition.unwrap_or_default();
+        if finalized.saturating_add(1) >= execution.height.saturating_add(EXPIRE_AFTER_BLOCKS) {
+            // Too old to run: closed as expired by whoever leads next.
+            let result = pb::ExecutionResult {
+                automation_id: id.to_vec(),
+                key: execution.key,
+                runner: automation.node_address().to_vec(),
+                expired: true,
+                ..Default::default()
+            };
+            let prepared = Prepared {
+                bytes: result.encode_to_vec(),
+                at_ms: now,
+                proposed_ms: None,
+                writes: false,
+            };
+            let mut inner = automation.inner();
+            let fresh = inner
+                .prepared
+                .get(&(id, execution.key))
+                .is_some_and(|p| p.at_ms.saturating_add(PREPARED_FOR_MS) > now);
+            if !fresh {
+                inner.prepared.insert((id, execution.key), prepared);
+            }
+            continue;
+        }
         let writes = has_writes(&definition);
         // Only an aggregator proposes writes: others need not run them.
         if writes && !automation.is_aggregator() {

@@ -763,7 +763,14 @@ fn execution_result(
     steps: Vec<pb::StepResult>,
 ) -> pb::ExecutionResult {
     let success = steps.len() == 2 && steps.iter().all(|s| s.ok);
-    pb::ExecutionResult { automation_id: id.to_vec(), key, steps, success, runner: runner.to_vec() }
+    pb::ExecutionResult {
+        automation_id: id.to_vec(),
+        key,
+        steps,
+        success,
+        runner: runner.to_vec(),
+        expired: false,
+    }
 }
 
 fn step(name: &str, ok: bool, output: Vec<u8>, block_number: u64) -> pb::StepResult {
@@ -932,4 +939,45 @@ fn the_change_log_numbers_the_same_changes_the_same_on_every_node_and_acks_never
     assert_eq!(node0.ack(&operator, 3).unwrap(), 3);
     assert_eq!(node0.ack(&operator, 1).unwrap(), 3, "never back");
     assert_eq!(node0.acked(&operator).unwrap(), 3);
+}
+
+#[test]
+fn a_pending_execution_closes_as_expired_only_300_blocks_after_its_firing() {
+    let db = MemoryDb::default();
+    let node = Arc::new(open(&db));
+    node.chains().add(CHAIN);
+    let id = active(&node, &db, read_then_write(), NOW);
+    let owner = wallet(1).address();
+    finalize(&[(&node, &db)], &[firing(&id, NOW + 1000)]);
+    let firing_height = node.get_execution(&owner, &id, NOW + 1000).unwrap().height;
+    let expired = pb::ExecutionResult {
+        automation_id: id.to_vec(),
+        key: NOW + 1000,
+        runner: node_address(0).to_vec(),
+        expired: true,
+        ..Default::default()
+    };
+    let executions = execution::AutomationExecutions::new(Arc::clone(&node));
+    let at_height = |h: u64| {
+        let mut parent = chain_state();
+        parent.height = avs_consensus::types::Height::new(h);
+        executions.validate(&parent, &execution_task(&expired, 0), NOW + 2000)
+    };
+    let due = firing_height + execution::EXPIRE_AFTER_BLOCKS;
+    assert!(matches!(at_height(due - 2), TaskValidity::Invalid(_)), "too early");
+    assert_eq!(at_height(due - 1), TaskValidity::Valid, "the block at `due`");
+    let mut with_steps = expired.clone();
+    with_steps.steps.push(step("read", false, vec![], 1));
+    let mut parent = chain_state();
+    parent.height = avs_consensus::types::Height::new(due);
+    assert!(matches!(
+        executions.validate(&parent, &execution_task(&with_steps, 0), NOW),
+        TaskValidity::Invalid(_)
+    ));
+    finalize(&[(&node, &db)], &[execution_task(&expired, 0)]);
+    let execution = node.get_execution(&owner, &id, NOW + 1000).unwrap();
+    assert_eq!(execution.status, i32::from(pb::ExecutionStatus::Expired));
+    let task = node.get(&owner, &id).unwrap();
+    assert_eq!((task.state, task.open_executions), (i32::from(pb::TaskState::Active), 0));
+    assert_eq!((rows(&db, OPEN), rows(&db, SEND)), (0, 0), "nothing sent for an expired one");
 }
