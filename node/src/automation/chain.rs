@@ -227,7 +227,8 @@ pub fn provider(url: &str) -> anyhow::Result<DynProvider> {
     Ok(ProviderBuilder::new().connect_client(client).erased())
 }
 
-async fn timed<T, E: std::fmt::Display>(
+/// `call` within [`CALL_TIMEOUT`], its error named by `what`.
+pub(crate) async fn timed<T, E: std::fmt::Display>(
     what: &str,
     call: impl std::future::IntoFuture<Output = Result<T, E>>,
 ) -> anyhow::Result<T> {

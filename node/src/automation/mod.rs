@@ -212,6 +212,13 @@ fn open_key(id: &TaskId, key: u64) -> Vec<u8> {
     [&[OPEN][..], id, &key.to_be_bytes()].concat()
 }
 
+/// The automation id and execution key of an `OPEN` or `SEND` key (`prefix ‖ id ‖ key ‖ …`).
+fn execution_of_key(k: &[u8]) -> Option<(TaskId, u64)> {
+    let id = parse_id(k.get(1..33)?).ok()?;
+    let key = u64::from_be_bytes(k.get(33..41)?.try_into().ok()?);
+    Some((id, key))
+}
+
 fn send_key(id: &TaskId, key: u64, step: u8) -> Vec<u8> {
     [&[SEND][..], id, &key.to_be_bytes(), &[step]].concat()
 }
@@ -981,6 +988,15 @@ impl Automation {
         self.store.get(Column::Automation, &open_key(id, key)).ok().flatten().is_some()
     }
 
+    /// Does this node hold a result for `execution` prepared less than
+    /// [`execution::PREPARED_FOR_MS`] before `now_ms`?
+    pub(crate) fn is_prepared(&self, execution: &(TaskId, u64), now_ms: u64) -> bool {
+        self.inner()
+            .prepared
+            .get(execution)
+            .is_some_and(|p| p.at_ms.saturating_add(execution::PREPARED_FOR_MS) > now_ms)
+    }
+
     /// The last finalized height this node applied.
     pub(crate) fn finalized_height(&self) -> u64 {
         self.inner().finalized_height
@@ -1008,12 +1024,7 @@ impl Automation {
             rows.last().map(|(k, _)| [&k[..], &[0]].concat()).unwrap_or_default();
         let mut out = Vec::new();
         for (k, _) in rows {
-            let (Ok(id), Some(key)) = (
-                parse_id(k.get(1..33).unwrap_or_default()),
-                k.get(33..41).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes),
-            ) else {
-                continue;
-            };
+            let Some((id, key)) = execution_of_key(&k) else { continue };
             if let (Some(task), Some(execution)) =
                 (self.lookup(&id, None)?, self.execution(&id, key)?)
             {

@@ -17,11 +17,12 @@ use avs_proto::automation_v1 as pb;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::chain::timed;
 use super::execution::{
-    EXPIRE_AFTER_BLOCKS, MAX_OUTPUT_BYTES, PREPARED_FOR_MS, Prepared, ReadKey, ReadOutcome,
-    calldata, has_writes, pinned_block, with_trigger,
+    EXPIRE_AFTER_BLOCKS, MAX_OUTPUT_BYTES, Prepared, ReadKey, ReadOutcome, calldata, has_writes,
+    pinned_block, with_trigger,
 };
-use super::{Automation, AutomationError, SEND, TaskId, execution_key, parse_id, scan, send_key};
+use super::{Automation, AutomationError, SEND, TaskId, execution_key, scan, send_key};
 use crate::store::{Column, Durability, WriteBatch};
 
 /// How often the runner looks for work.
@@ -77,17 +78,6 @@ pub async fn run(automation: Arc<Automation>, shutdown: CancellationToken) {
         if let Err(e) = send_writes(&automation, &signer).await {
             tracing::warn!(error = %e, "automation runner: sending a contract write failed");
         }
-    }
-}
-
-async fn timed<T, E: std::fmt::Display>(
-    what: &str,
-    call: impl std::future::IntoFuture<Output = Result<T, E>>,
-) -> anyhow::Result<T> {
-    match tokio::time::timeout(CALL_TIMEOUT, call.into_future()).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(anyhow::anyhow!("{what}: {e}")),
-        Err(_) => Err(anyhow::anyhow!("{what}: no answer within {CALL_TIMEOUT:?}")),
     }
 }
 
@@ -163,13 +153,8 @@ async fn prepare(
                 proposed_ms: None,
                 writes: false,
             };
-            let mut inner = automation.inner();
-            let fresh = inner
-                .prepared
-                .get(&(id, execution.key))
-                .is_some_and(|p| p.at_ms.saturating_add(PREPARED_FOR_MS) > now);
-            if !fresh {
-                inner.prepared.insert((id, execution.key), prepared);
+            if !automation.is_prepared(&(id, execution.key), now) {
+                automation.inner().prepared.insert((id, execution.key), prepared);
             }
             continue;
         }
@@ -178,12 +163,7 @@ async fn prepare(
         if writes && !automation.is_aggregator() {
             continue;
         }
-        let fresh = automation
-            .inner()
-            .prepared
-            .get(&(id, execution.key))
-            .is_some_and(|p| p.at_ms.saturating_add(PREPARED_FOR_MS) > now);
-        if fresh {
+        if automation.is_prepared(&(id, execution.key), now) {
             continue;
         }
         match run_workflow(automation, http, &definition, &execution).await {
@@ -335,11 +315,7 @@ async fn send_one(
     signed: Vec<u8>,
 ) -> anyhow::Result<()> {
     {
-        let (Ok(id), Some(key), Some(&step)) = (
-            parse_id(k.get(1..33).unwrap_or_default()),
-            k.get(33..41).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes),
-            k.get(41),
-        ) else {
+        let (Some((id, key)), Some(&step)) = (super::execution_of_key(k), k.get(41)) else {
             return Ok(());
         };
         let Some(mut execution) = automation.execution(&id, key)? else { return Ok(()) };
