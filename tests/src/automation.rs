@@ -566,3 +566,139 @@ fn an_operator_outside_the_mesh_follows_every_change_once_across_a_killed_stream
     });
     assert_eq!(fresh, got);
 }
+
+/// A chain node with the limits real ones set, in front of anvil at `upstream`: `eth_getLogs`
+/// over more than 100 blocks is refused, and so is any that asks for `busy`'s logs of block
+/// `busy_block` (a block where that contract has more logs than the node will return). Counts
+/// the `eth_getLogs` requests in `asked`. Returns its URL.
+async fn limited_chain_node(
+    upstream: String,
+    busy: [u8; 20],
+    busy_block: u64,
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    use axum::Json;
+    use serde_json::{Value, json};
+    let http = alloy::transports::http::reqwest::Client::new();
+    let handler = move |Json(request): Json<Value>| {
+        let (http, upstream, asked) = (http.clone(), upstream.clone(), Arc::clone(&asked));
+        async move {
+            if request["method"] == "eth_getLogs" {
+                asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let filter = &request["params"][0];
+                let number =
+                    |v: &Value| u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok();
+                let (from, to) =
+                    (number(&filter["fromBlock"]).unwrap(), number(&filter["toBlock"]).unwrap());
+                let busy = format!("0x{}", hex_lower(&busy));
+                let addresses: Vec<String> = match &filter["address"] {
+                    Value::Array(list) => {
+                        list.iter().filter_map(|a| a.as_str()).map(str::to_lowercase).collect()
+                    }
+                    Value::String(one) => vec![one.to_lowercase()],
+                    _ => Vec::new(),
+                };
+                let refusal = if to - from + 1 > 100 {
+                    Some("block range too large: at most 100 blocks")
+                } else if addresses.contains(&busy) && (from..=to).contains(&busy_block) {
+                    Some("query returned more than 10000 results")
+                } else {
+                    None
+                };
+                if let Some(message) = refusal {
+                    let error = json!({"code": -32005, "message": message});
+                    return Json(json!({"jsonrpc": "2.0", "id": request["id"], "error": error}));
+                }
+            }
+            let answer = http.post(&upstream).json(&request).send().await.unwrap();
+            Json(answer.json::<Value>().await.unwrap())
+        }
+    };
+    let app = axum::Router::new().route("/", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Issue 15's review, defect 1: a chain node refuses wide `eth_getLogs` ranges and one busy
+/// contract's block; the watcher still holds every other contract's and block's logs, and
+/// after three polls marks only that contract's block unreadable (its events there get
+/// NotYet votes, never Invalid) and reads that contract on past it (docs/protocol.md, 7.5).
+#[test]
+fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
+    use alloy::providers::Provider;
+    use avs_node::automation::chain::{self, ChainWatch};
+    let dir = tempfile::tempdir().unwrap();
+    let anvil = crate::evm::anvil().unwrap();
+    let node = crate::evm::Anvil::start(&anvil, 31337, None, &dir.path().join("a.log")).unwrap();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (evm, from) = crate::evm::provider(&node.url).await.unwrap();
+        let mine = |blocks: u64| {
+            let evm = evm.clone();
+            async move {
+                let _: serde_json::Value =
+                    evm.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+            }
+        };
+        mine(20).await;
+        let busy = deploy_ping(&evm, from).await;
+        let quiet = deploy_ping(&evm, from).await;
+        send(&evm, from, busy, word(1)).await;
+        let busy_block = evm.get_block_number().await.unwrap();
+        mine(10).await;
+        send(&evm, from, quiet, word(2)).await;
+        let quiet_block = evm.get_block_number().await.unwrap();
+        mine(10).await;
+        send(&evm, from, busy, word(3)).await;
+        let busy_later = evm.get_block_number().await.unwrap();
+        mine(150).await;
+        let head = evm.get_block_number().await.unwrap();
+
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let url =
+            limited_chain_node(node.url.clone(), busy.0.0, busy_block, Arc::clone(&asked)).await;
+        let provider = chain::provider(&url).unwrap();
+        let chain_id = 31337;
+        let watch = ChainWatch::default();
+        chain::read_headers(&provider, chain_id, &watch).await.unwrap();
+        assert_eq!(watch.read(chain_id, |c| c.head()).flatten(), Some(head));
+        let watched = [busy.0.0, quiet.0.0].into_iter().collect();
+        let held = |address: alloy::primitives::Address, number: u64| {
+            watch.read(chain_id, |c| c.covers(&address.0.0, number)).unwrap()
+        };
+        let logs = |address: alloy::primitives::Address| {
+            watch
+                .read(chain_id, |c| {
+                    c.logs_of(&address.0.0, 0).map(|(at, _)| at.0).collect::<Vec<_>>()
+                })
+                .unwrap()
+        };
+
+        // First poll: the quiet contract is read to the head in ranges the node accepts; the
+        // busy one up to the block before its refused one, and no further.
+        chain::read_logs(&provider, chain_id, &watch, &watched).await.unwrap();
+        assert!(held(quiet, head), "the quiet contract is read to the head");
+        assert_eq!(logs(quiet), vec![quiet_block]);
+        assert!(held(busy, busy_block - 1));
+        assert!(!held(busy, busy_block) && !held(busy, busy_later), "stopped at its refused block");
+        let first_poll = asked.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(first_poll < 40, "narrowing down took {first_poll} requests");
+
+        // Two more polls refused at the same block: it is marked unreadable, and the contract's
+        // later logs are read.
+        chain::read_logs(&provider, chain_id, &watch, &watched).await.unwrap();
+        assert!(!held(busy, busy_later), "one more refusal is not enough");
+        chain::read_logs(&provider, chain_id, &watch, &watched).await.unwrap();
+        assert!(!held(busy, busy_block), "the refused block is never claimed as read");
+        assert!(held(busy, busy_block + 1) && held(busy, head));
+        assert_eq!(logs(busy), vec![busy_later]);
+        assert_eq!(logs(quiet), vec![quiet_block], "the quiet contract's logs are kept once");
+    });
+}

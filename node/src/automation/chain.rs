@@ -7,7 +7,7 @@
 //! before: a break (a reorganization) drops the last [`REORG_DEPTH`] blocks and their logs,
 //! which are read again. A log is kept only if its block hash is the header's.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -30,6 +30,12 @@ pub const REORG_DEPTH: u64 = 64;
 pub const MAX_BLOCKS_PER_POLL: u64 = 256;
 /// Logs kept per chain at most; beyond, the oldest blocks' logs leave first.
 pub const MAX_LOGS: usize = 100_000;
+/// Blocks one `eth_getLogs` asks for at most (chain nodes refuse wide ranges; 500 is within
+/// the limits common ones set).
+pub const LOG_RANGE_BLOCKS: u64 = 500;
+/// Polls running in which one contract's one block must be refused before it is marked
+/// unreadable (docs/protocol.md, 7.5).
+pub const UNREADABLE_AFTER: u32 = 3;
 /// How often each chain is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// One JSON-RPC call's deadline.
@@ -58,10 +64,17 @@ pub struct ChainLog {
 pub struct ChainCache {
     headers: BTreeMap<u64, Header>,
     logs: BTreeMap<(u64, u64), ChainLog>,
+    /// The held logs again, by contract: `(address, block, index)`.
+    by_address: BTreeSet<([u8; 20], u64, u64)>,
     /// Per watched contract: its logs are held for every block of the window up to this one.
     covered: HashMap<[u8; 20], u64>,
     /// Per contract: the newest block whose logs were evicted ([`MAX_LOGS`]); not held there.
     evicted: HashMap<[u8; 20], u64>,
+    /// Per contract: blocks whose logs the chain node would not give ([`UNREADABLE_AFTER`]
+    /// polls running); covered past, but not held there.
+    unreadable: HashMap<[u8; 20], BTreeSet<u64>>,
+    /// Per contract: the one block its last reads stopped at, and in how many polls running.
+    stuck: HashMap<[u8; 20], (u64, u32)>,
 }
 
 impl ChainCache {
@@ -88,14 +101,19 @@ impl ChainCache {
         self.low().is_some_and(|low| low <= number)
             && self.covered.get(address).is_some_and(|to| number <= *to)
             && self.evicted.get(address).is_none_or(|gone| number > *gone)
+            && self.unreadable.get(address).is_none_or(|blocks| !blocks.contains(&number))
     }
 
-    /// The held logs of `address`, oldest first, with their block number and index.
+    /// The held logs of `address` from block `from` on, oldest first, with their block number
+    /// and index (an index look-up: no walk over other contracts' logs).
     pub fn logs_of<'a>(
         &'a self,
         address: &'a [u8; 20],
+        from: u64,
     ) -> impl Iterator<Item = ((u64, u64), &'a ChainLog)> + 'a {
-        self.logs.iter().filter(move |(_, log)| log.address == *address).map(|(k, l)| (*k, l))
+        self.by_address
+            .range((*address, from, 0)..=(*address, u64::MAX, u64::MAX))
+            .filter_map(|(_, n, i)| Some(((*n, *i), self.logs.get(&(*n, *i))?)))
     }
 
     /// Appends `number`'s header if it extends the run; `false` (nothing changed) if its
@@ -113,9 +131,25 @@ impl ChainCache {
             self.headers.pop_first();
         }
         if let Some(low) = self.low() {
-            self.logs.retain(|(n, _), _| *n >= low);
+            self.drop_logs(|n, _| n < low);
+            for blocks in self.unreadable.values_mut() {
+                blocks.retain(|n| *n >= low);
+            }
+            self.unreadable.retain(|_, blocks| !blocks.is_empty());
         }
         true
+    }
+
+    /// Drops the logs `gone` picks, from both maps.
+    fn drop_logs(&mut self, gone: impl Fn(u64, &ChainLog) -> bool) {
+        let by_address = &mut self.by_address;
+        self.logs.retain(|(n, i), log| {
+            let drop = gone(*n, log);
+            if drop {
+                by_address.remove(&(log.address, *n, *i));
+            }
+            !drop
+        });
     }
 
     /// Keeps `log` of block `number` if that block is held with `block_hash`.
@@ -129,10 +163,15 @@ impl ChainCache {
         if self.headers.get(&number).is_none_or(|h| h.hash != block_hash) {
             return false;
         }
-        self.logs.insert((number, index), log);
+        let address = log.address;
+        if let Some(old) = self.logs.insert((number, index), log) {
+            self.by_address.remove(&(old.address, number, index));
+        }
+        self.by_address.insert((address, number, index));
         while self.logs.len() > MAX_LOGS {
             // Evicted logs are no longer "held": votes on them wait rather than refuse.
-            if let Some(((gone, _), log)) = self.logs.pop_first() {
+            if let Some(((gone, index), log)) = self.logs.pop_first() {
+                self.by_address.remove(&(log.address, gone, index));
                 let mark = self.evicted.entry(log.address).or_default();
                 *mark = (*mark).max(gone);
             }
@@ -143,21 +182,45 @@ impl ChainCache {
     /// `address`'s logs are now held up to block `to`.
     pub fn set_covered(&mut self, address: [u8; 20], to: u64) {
         self.covered.insert(address, to);
+        self.stuck.remove(&address);
+    }
+
+    /// `address`'s logs of block `number` could not be read in this poll; `true` once that
+    /// is [`UNREADABLE_AFTER`] polls running, when the block is marked unreadable for it and
+    /// its logs are held past it.
+    fn read_failed(&mut self, address: [u8; 20], number: u64) -> bool {
+        let stuck = self.stuck.entry(address).or_insert((number, 0));
+        if stuck.0 != number {
+            *stuck = (number, 0);
+        }
+        stuck.1 += 1;
+        if stuck.1 < UNREADABLE_AFTER {
+            return false;
+        }
+        self.unreadable.entry(address).or_default().insert(number);
+        self.set_covered(address, number);
+        true
     }
 
     /// Stops holding the logs of contracts not in `watched`.
     pub fn retain_addresses(&mut self, watched: &HashSet<[u8; 20]>) {
         self.covered.retain(|a, _| watched.contains(a));
-        self.logs.retain(|_, log| watched.contains(&log.address));
+        self.unreadable.retain(|a, _| watched.contains(a));
+        self.stuck.retain(|a, _| watched.contains(a));
+        self.drop_logs(|_, log| !watched.contains(&log.address));
     }
 
     /// Drops every block after `to`, and their logs (a reorganization).
     pub fn rewind(&mut self, to: u64) {
         self.headers.retain(|n, _| *n <= to);
-        self.logs.retain(|(n, _), _| *n <= to);
+        self.drop_logs(|n, _| n > to);
         for covered in self.covered.values_mut() {
             *covered = (*covered).min(to);
         }
+        for blocks in self.unreadable.values_mut() {
+            blocks.retain(|n| *n <= to);
+        }
+        self.stuck.clear();
     }
 }
 
@@ -292,6 +355,18 @@ async fn poll(
     automation: &Automation,
 ) -> anyhow::Result<()> {
     let watch = automation.chains();
+    read_headers(provider, chain_id, watch).await?;
+    let watched: HashSet<[u8; 20]> = automation.watched_contracts(chain_id).into_iter().collect();
+    read_logs(provider, chain_id, watch, &watched).await
+}
+
+/// Reads the headers after the last one held (from [`BACKLOG_BLOCKS`] before the head on the
+/// first poll), at most [`MAX_BLOCKS_PER_POLL`]; a broken parent link rewinds [`REORG_DEPTH`].
+pub async fn read_headers(
+    provider: &DynProvider,
+    chain_id: u64,
+    watch: &ChainWatch,
+) -> anyhow::Result<()> {
     let head = timed("eth_blockNumber", provider.get_block_number()).await?;
     let from = watch
         .read(chain_id, ChainCache::head)
@@ -317,53 +392,128 @@ async fn poll(
             return Ok(());
         }
     }
+    Ok(())
+}
+
+/// Reads the logs of the `watched` contracts up to the last header held, each from where its
+/// logs are held (a contract new here from the window's start), in requests of at most
+/// [`LOG_RANGE_BLOCKS`] blocks shared by the contracts at the same point. A refused request
+/// is split, contracts first, then blocks, so one contract or block the chain node will not
+/// answer for holds up only itself (docs/protocol.md, 7.5). An error only for a
+/// reorganization seen between the reads (the range is read again on the next poll).
+pub async fn read_logs(
+    provider: &DynProvider,
+    chain_id: u64,
+    watch: &ChainWatch,
+    watched: &HashSet<[u8; 20]>,
+) -> anyhow::Result<()> {
+    watch.write(chain_id, |cache| cache.retain_addresses(watched));
     let Some((low, last)) = watch.read(chain_id, |c| c.low().zip(c.head())).flatten() else {
         return Ok(());
     };
-    let watched: HashSet<[u8; 20]> = automation.watched_contracts(chain_id)?.into_iter().collect();
-    watch.write(chain_id, |cache| cache.retain_addresses(&watched));
-    // Each contract's logs from where they are held to the last header: a new contract from the
-    // window's start. Contracts at the same point share one request.
-    let mut by_start: BTreeMap<u64, Vec<Address>> = BTreeMap::new();
-    for address in &watched {
+    let mut by_start: BTreeMap<u64, Vec<[u8; 20]>> = BTreeMap::new();
+    for address in watched {
         let start = watch
-            .read(chain_id, |c| c.covered.get(address).map_or(low, |to| to + 1))
+            .read(chain_id, |c| c.covered.get(address).map_or(low, |to| (to + 1).max(low)))
             .unwrap_or(low);
         if start <= last {
-            by_start.entry(start).or_default().push(Address::from(*address));
+            by_start.entry(start).or_default().push(*address);
         }
     }
-    for (start, addresses) in by_start {
-        let filter = Filter::new().address(addresses.clone()).from_block(start).to_block(last);
-        let logs = timed("eth_getLogs", provider.get_logs(&filter)).await?;
-        let kept = watch.write(chain_id, |cache| {
-            for log in logs {
-                let (Some(number), Some(index), Some(block_hash), Some(tx)) =
-                    (log.block_number, log.log_index, log.block_hash, log.transaction_hash)
-                else {
+    // Contracts whose logs stopped in this poll: not read further until the next one.
+    let mut stopped: HashSet<[u8; 20]> = HashSet::new();
+    for (start, mut addresses) in by_start {
+        addresses.sort_unstable();
+        let mut from = start;
+        while from <= last {
+            let to = last.min(from.saturating_add(LOG_RANGE_BLOCKS - 1));
+            // Depth first, the earlier blocks first, so each contract's logs are read in order.
+            let mut requests = vec![(addresses.clone(), from, to)];
+            while let Some((mut group, a, b)) = requests.pop() {
+                group.retain(|address| !stopped.contains(address));
+                if group.is_empty() {
                     continue;
-                };
-                let entry = ChainLog {
-                    address: log.inner.address.0.0,
-                    topics: log.inner.data.topics().iter().map(|t| t.0).collect(),
-                    data: log.inner.data.data.to_vec(),
-                    tx_hash: tx.0,
-                };
-                if !cache.push_log(number, index, block_hash.0, entry) {
-                    // The chain moved between the two reads: read this range again.
-                    return false;
+                }
+                let filter = Filter::new()
+                    .address(group.iter().map(|a| Address::from(*a)).collect::<Vec<_>>())
+                    .from_block(a)
+                    .to_block(b);
+                match timed("eth_getLogs", provider.get_logs(&filter)).await {
+                    Ok(logs) => keep_logs(watch, chain_id, &group, b, logs)?,
+                    Err(e) if group.len() > 1 => {
+                        tracing::debug!(chain_id, from = a, to = b, error = %e, "logs refused; splitting the contracts");
+                        let right = group.split_off(group.len() / 2);
+                        requests.push((right, a, b));
+                        requests.push((group, a, b));
+                    }
+                    Err(e) if a < b => {
+                        tracing::debug!(chain_id, from = a, to = b, error = %e, "logs refused; splitting the blocks");
+                        let middle = a + (b - a) / 2;
+                        requests.push((group.clone(), middle + 1, b));
+                        requests.push((group, a, middle));
+                    }
+                    Err(e) => {
+                        let address = group[0];
+                        if watch.write(chain_id, |cache| cache.read_failed(address, a)) {
+                            tracing::warn!(
+                                chain_id,
+                                contract = %Address::from(address),
+                                block = a,
+                                error = %e,
+                                "the chain node will not give this contract's logs of this block: \
+                                 its events there get no vote from this node"
+                            );
+                        } else {
+                            stopped.insert(address);
+                            tracing::debug!(chain_id, block = a, error = %e, "one contract's logs refused; trying again next poll");
+                        }
+                    }
                 }
             }
-            for address in &addresses {
-                cache.set_covered(address.0.0, last);
-            }
-            true
-        });
-        if !kept {
-            let back = last.saturating_sub(REORG_DEPTH);
-            watch.write(chain_id, |cache| cache.rewind(back));
-            anyhow::bail!("a log's block is not the one read; reading from {back} again");
+            from = to + 1;
         }
+    }
+    Ok(())
+}
+
+/// Holds `logs`, the answer for `group` up to block `to`; an error (after a rewind) if a log's
+/// block is not the header held: the chain moved between the reads.
+fn keep_logs(
+    watch: &ChainWatch,
+    chain_id: u64,
+    group: &[[u8; 20]],
+    to: u64,
+    logs: Vec<alloy::rpc::types::Log>,
+) -> anyhow::Result<()> {
+    let kept = watch.write(chain_id, |cache| {
+        for log in logs {
+            let (Some(number), Some(index), Some(block_hash), Some(tx)) =
+                (log.block_number, log.log_index, log.block_hash, log.transaction_hash)
+            else {
+                continue;
+            };
+            let entry = ChainLog {
+                address: log.inner.address.0.0,
+                topics: log.inner.data.topics().iter().map(|t| t.0).collect(),
+                data: log.inner.data.data.to_vec(),
+                tx_hash: tx.0,
+            };
+            if !group.contains(&entry.address) {
+                continue;
+            }
+            if !cache.push_log(number, index, block_hash.0, entry) {
+                return false;
+            }
+        }
+        for address in group {
+            cache.set_covered(*address, to);
+        }
+        true
+    });
+    if !kept {
+        let back = to.saturating_sub(REORG_DEPTH);
+        watch.write(chain_id, |cache| cache.rewind(back));
+        anyhow::bail!("a log's block is not the one read; reading from {back} again");
     }
     Ok(())
 }

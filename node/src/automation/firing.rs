@@ -103,6 +103,13 @@ fn latest_due(task: &pb::AutomationTask, now: u64) -> Option<u64> {
     (latest > task.last_fired_ms && latest >= task.created_at_ms).then_some(latest)
 }
 
+/// The first instant at which `task`'s time trigger may fire next: its first after the last
+/// firing and not before the creation (what [`latest_due`] needs to have come to be `Some`).
+pub(crate) fn next_due(task: &pb::AutomationTask) -> Option<u64> {
+    let after = task.last_fired_ms.max(task.created_at_ms.saturating_sub(1));
+    TimeTrigger::of(task)?.next_after(after)
+}
+
 /// The trigger of `task`.
 fn trigger_of(task: &pb::AutomationTask) -> Option<&pb::trigger::Kind> {
     task.definition.as_ref()?.trigger.as_ref()?.kind.as_ref()
@@ -356,8 +363,9 @@ fn chain_due(
         pb::trigger::Kind::Event(trigger) => chains.read(trigger.chain_id, |cache| {
             let confirmed = cache.head()?.checked_sub(u64::from(trigger.confirmations))?;
             let address = <[u8; 20]>::try_from(trigger.address.as_slice()).ok()?;
+            // From its last fired block: a leader never walks back over the logs it fired.
             cache
-                .logs_of(&address)
+                .logs_of(&address, task.last_fired_block)
                 .take_while(|((number, _), _)| *number <= confirmed)
                 .filter(|(_, log)| matches(trigger, log))
                 .find_map(|((number, index), log)| {
@@ -397,13 +405,7 @@ impl Automation {
     /// active time-triggered automation, at most `max`, none proposed in the last
     /// [`REPROPOSE_AFTER_MS`].
     pub(crate) fn due_firings(&self, now_ms: u64, max: usize) -> Vec<Vec<u8>> {
-        let tasks = match self.active_automations() {
-            Ok(tasks) => tasks,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the automations to fire");
-                return Vec::new();
-            }
-        };
+        let tasks = self.inner().active.candidates(now_ms);
         // Computed before the lock: one schedule step or cache look-up per automation.
         let mut due: Vec<(u64, TaskId, u64, Vec<u8>, pb::Firing)> = tasks
             .into_iter()
@@ -415,7 +417,8 @@ impl Automation {
                         pb::Firing { automation_id: id.to_vec(), instant_ms: instant, chain: None },
                     ),
                     None => {
-                        let fired = |key| self.has_execution(&id, key);
+                        let fired =
+                            |key| key < task.fired_kept_from || self.has_execution(&id, key);
                         let (at, point) = chain_due(&task, &self.chains, fired)?;
                         (
                             at,
@@ -428,7 +431,7 @@ impl Automation {
                     }
                 };
                 let key = firing_key(&task, &firing)?;
-                Some((at, id, key, task.owner, firing))
+                Some((at, id, key, task.owner.clone(), firing))
             })
             .collect();
         // The most overdue first; an owner's automations take one slot per block.

@@ -25,6 +25,7 @@
 //!   sequence an operator acknowledged on this node;
 //! - `0x0e sender-secret` → the key contract writes are sent with (not the operator's).
 
+mod active;
 pub mod auth;
 pub mod chain;
 pub mod consensus;
@@ -63,8 +64,11 @@ const SEND: u8 = 0x0a;
 const LOG: u8 = 0x0b;
 const LOG_NEXT_KEY: &[u8] = b"\x0cnext";
 const ACKED: u8 = 0x0d;
+const ORDINAL: u8 = 0x0f;
 /// Changes the log keeps; older ones leave it (a follower that far behind starts over).
 pub const MAX_LOG: u64 = 100_000;
+/// Executions an automation keeps; older ones are forgotten (docs/protocol.md, 7.5).
+pub const KEEP_EXECUTIONS: u64 = 1000;
 
 /// Largest page of `ListTasks`, and the page size when none is asked for.
 pub const MAX_PAGE: usize = 100;
@@ -131,6 +135,8 @@ struct Inner {
     finalized_height: u64,
     /// Where the runner's next scan of pending executions starts (it wraps around).
     open_cursor: Vec<u8>,
+    /// The active and executing automations of the table, indexed for proposals and watchers.
+    active: active::Active,
 }
 
 /// The automations a node holds, its sign-in and the requests it replicates.
@@ -219,6 +225,10 @@ fn execution_of_key(k: &[u8]) -> Option<(TaskId, u64)> {
     Some((id, key))
 }
 
+fn ordinal_key(id: &TaskId, ordinal: u64) -> Vec<u8> {
+    [&[ORDINAL][..], id, &ordinal.to_be_bytes()].concat()
+}
+
 fn send_key(id: &TaskId, key: u64, step: u8) -> Vec<u8> {
     [&[SEND][..], id, &key.to_be_bytes(), &[step]].concat()
 }
@@ -293,6 +303,17 @@ impl Automation {
                 .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
             let owner = Grant::of_request(&request).verify(digest)?.owner;
             inner.pending.insert(hash, Pending { bytes, request, owner, proposed_ms: None });
+        }
+        let mut from = vec![RECORD];
+        loop {
+            let page = scan_from(&*store, RECORD, &from, 1024)?;
+            for (_, raw) in &page {
+                inner.active.put(&decode_record(raw)?);
+            }
+            match page.last() {
+                Some((key, _)) if page.len() == 1024 => from = [&key[..], &[0]].concat(),
+                _ => break,
+            }
         }
         Ok(Self {
             store,
@@ -748,7 +769,7 @@ impl Automation {
                 let mut task = pending_record(&owner, &id, definition, at);
                 task.state = pb::TaskState::Active.into();
                 self.log_change(point, pb::sync_message::Kind::Assigned(task.clone()), batch)?;
-                batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
+                self.put_record(&owner, &task, batch);
                 batch.put(Column::Automation, owner_key(&id), owner.to_vec());
                 batch.put(
                     Column::Automation,
@@ -764,7 +785,7 @@ impl Automation {
                 task.state = pb::TaskState::Cancelled.into();
                 task.updated_at_ms = at;
                 self.log_change(point, pb::sync_message::Kind::Cancelled(id.to_vec()), batch)?;
-                batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
+                self.put_record(&owner, &task, batch);
             }
             Some(pb::replicated_request::Action::Trigger(raw)) => {
                 let (id, mut task) = match self.final_in(&owner, raw, &CANCELLABLE, batch)? {
@@ -772,11 +793,13 @@ impl Automation {
                     Err(refusal) => return Ok(Err(refusal)),
                 };
                 let key = execution::MANUAL_KEY.saturating_add(at);
-                if self.read(Some(batch), &execution_key(&id, key))?.is_some() {
+                if key < task.manual_kept_from
+                    || self.read(Some(batch), &execution_key(&id, key))?.is_some()
+                {
                     return Ok(Err("this manual run is recorded already".into()));
                 }
                 let execution = pb::Execution { instant_ms: at, ..Default::default() };
-                self.open_execution(&owner, &id, &mut task, key, execution, point, batch);
+                self.open_execution(&owner, &id, &mut task, key, execution, point, batch)?;
             }
             Some(pb::replicated_request::Action::Delete(raw)) => {
                 let id = match self.final_in(&owner, raw, &DELETABLE, batch)? {
@@ -784,10 +807,11 @@ impl Automation {
                     Err(refusal) => return Ok(Err(refusal)),
                 };
                 batch.delete(Column::Automation, record_key(&owner, &id));
+                self.inner().active.remove(&id);
                 batch.delete(Column::Automation, owner_key(&id));
                 // Its executions go with it.
                 self.log_change(point, pb::sync_message::Kind::Deleted(id.to_vec()), batch)?;
-                for prefix in [EXECUTION, OPEN, SEND] {
+                for prefix in [EXECUTION, OPEN, SEND, ORDINAL] {
                     let start = [&[prefix][..], &id[..]].concat();
                     let end = [&[prefix][..], &id[..], &[0xff; 10]].concat();
                     batch.delete_range(Column::Automation, start, end);
@@ -849,7 +873,8 @@ impl Automation {
             tracing::info!(%reason, "a final firing does nothing");
             return Ok(false);
         }
-        if self.read(Some(batch), &execution_key(&id, key))?.is_some() {
+        if key < task.fired_kept_from || self.read(Some(batch), &execution_key(&id, key))?.is_some()
+        {
             tracing::info!("a final firing recorded already does nothing");
             return Ok(false);
         }
@@ -877,12 +902,13 @@ impl Automation {
             chain: firing.chain,
             ..Default::default()
         };
-        self.open_execution(&owner, &id, &mut task, key, execution, at, batch);
+        self.open_execution(&owner, &id, &mut task, key, execution, at, batch)?;
         Ok(true)
     }
 
     /// Records a pending execution of `task` (a firing or a manual run) at `key`: the
-    /// automation is `executing` until its result is final.
+    /// automation is `executing` until its result is final. It is the automation's
+    /// `firings`-th execution; the one [`KEEP_EXECUTIONS`] before it is forgotten if final.
     #[allow(clippy::too_many_arguments)]
     fn open_execution(
         &self,
@@ -893,7 +919,7 @@ impl Automation {
         execution: pb::Execution,
         at: &FinalityPoint<'_>,
         batch: &mut WriteBatch,
-    ) {
+    ) -> Result<(), AutomationError> {
         if task.state == i32::from(pb::TaskState::Active) {
             task.state = pb::TaskState::Executing.into();
         }
@@ -901,7 +927,19 @@ impl Automation {
             task.firings = task.firings.saturating_add(1);
         }
         task.open_executions = task.open_executions.saturating_add(1);
-        batch.put(Column::Automation, record_key(owner, id), task.encode_to_vec());
+        let ordinal = task.firings;
+        if let Some(old) = ordinal.checked_sub(KEEP_EXECUTIONS).filter(|o| *o > 0)
+            && let Some(raw) = self.read(Some(batch), &ordinal_key(id, old))?
+            && let Ok(old_key) = <[u8; 8]>::try_from(raw.as_slice()).map(u64::from_be_bytes)
+            && let Some(row) = self.read(Some(batch), &execution_key(id, old_key))?
+        {
+            let row = pb::Execution::decode(row.as_slice())
+                .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+            if row.status != i32::from(pb::ExecutionStatus::Pending) {
+                forget(task, id, old_key, old, batch);
+            }
+        }
+        self.put_record(owner, task, batch);
         let execution = pb::Execution {
             automation_id: id.to_vec(),
             height: at.height,
@@ -909,10 +947,13 @@ impl Automation {
             key,
             certificate: at.certificate.clone(),
             status: pb::ExecutionStatus::Pending.into(),
+            ordinal,
             ..execution
         };
         batch.put(Column::Automation, execution_key(id, key), execution.encode_to_vec());
         batch.put(Column::Automation, open_key(id, key), Vec::new());
+        batch.put(Column::Automation, ordinal_key(id, ordinal), key.to_be_bytes().to_vec());
+        Ok(())
     }
 
     /// A final workflow result: recorded if its execution is still pending (the first result
@@ -953,18 +994,27 @@ impl Automation {
             let definition = task.definition.clone().unwrap_or_default();
             for (i, node) in definition.nodes.iter().enumerate() {
                 if matches!(node.kind, Some(pb::workflow_node::Kind::ContractWrite(_))) {
+                    // The row holds its call data: it is sent even if the execution is forgotten.
+                    let calldata =
+                        row.steps.get(i).map(|s| s.output.as_slice()).unwrap_or_default();
                     let step = u8::try_from(i).unwrap_or(u8::MAX);
-                    batch.put(Column::Automation, send_key(&id, result.key, step), Vec::new());
+                    let value = [&[SEND_UNSIGNED][..], calldata].concat();
+                    batch.put(Column::Automation, send_key(&id, result.key, step), value);
                 }
             }
         }
-        batch.put(Column::Automation, execution_key(&id, result.key), row.encode_to_vec());
         batch.delete(Column::Automation, open_key(&id, result.key));
+        if row.ordinal > 0 && row.ordinal.saturating_add(KEEP_EXECUTIONS) <= task.firings {
+            // Past the kept executions while it was pending.
+            forget(&mut task, &id, result.key, row.ordinal, batch);
+        } else {
+            batch.put(Column::Automation, execution_key(&id, result.key), row.encode_to_vec());
+        }
         task.open_executions = task.open_executions.saturating_sub(1);
         if task.open_executions == 0 && task.state == i32::from(pb::TaskState::Executing) {
             task.state = pb::TaskState::Active.into();
         }
-        batch.put(Column::Automation, record_key(&owner, &id), task.encode_to_vec());
+        self.put_record(&owner, &task, batch);
         Ok(true)
     }
 
@@ -1095,29 +1145,23 @@ impl Automation {
         Ok(acked)
     }
 
+    /// Writes `owner`'s automation record `task` into `batch`, and holds it in the index of
+    /// active automations. The index moves before the batch is written: a finality whose write
+    /// fails stops the node (see `Core`), so the index never runs ahead of a live table.
+    fn put_record(&self, owner: &Address, task: &pb::AutomationTask, batch: &mut WriteBatch) {
+        let Ok(id) = parse_id(&task.id) else { return };
+        batch.put(Column::Automation, record_key(owner, &id), task.encode_to_vec());
+        self.inner().active.put(task);
+    }
+
     /// Is there an execution of automation `id` with `key`?
     pub(crate) fn has_execution(&self, id: &TaskId, key: u64) -> bool {
         self.store.get(Column::Automation, &execution_key(id, key)).ok().flatten().is_some()
     }
 
     /// The contracts the active event automations on `chain_id` watch.
-    pub(crate) fn watched_contracts(
-        &self,
-        chain_id: u64,
-    ) -> Result<Vec<[u8; 20]>, AutomationError> {
-        let mut out: Vec<[u8; 20]> = self
-            .active_automations()?
-            .iter()
-            .filter_map(|task| match task.definition.as_ref()?.trigger.as_ref()?.kind.as_ref()? {
-                pb::trigger::Kind::Event(e) if e.chain_id == chain_id => {
-                    <[u8; 20]>::try_from(e.address.as_slice()).ok()
-                }
-                _ => None,
-            })
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
+    pub(crate) fn watched_contracts(&self, chain_id: u64) -> Vec<[u8; 20]> {
+        self.inner().active.contracts(chain_id)
     }
 
     /// Was automation `id` deleted (a tombstone)?
@@ -1125,13 +1169,9 @@ impl Automation {
         Ok(self.store.get(Column::Automation, &tombstone_key(id))?.is_some())
     }
 
-    /// Every active or executing automation (at most 100 000 read): what a leader may fire.
-    pub(crate) fn active_automations(&self) -> Result<Vec<pb::AutomationTask>, AutomationError> {
-        Ok(scan(&*self.store, RECORD, 100_000)?
-            .iter()
-            .filter_map(|(_, v)| decode_record(v).ok())
-            .filter(|t| is_state(t, &CANCELLABLE))
-            .collect())
+    /// How many automations are active or executing.
+    pub fn active_count(&self) -> usize {
+        self.inner().active.len()
     }
 
     /// Execution `key` of `owner`'s automation `id`.
@@ -1186,6 +1226,31 @@ impl Automation {
     }
 }
 
+/// A send row's first byte: the call data follows, not signed yet.
+pub(crate) const SEND_UNSIGNED: u8 = 0;
+/// A send row's first byte: the signed transaction follows.
+pub(crate) const SEND_SIGNED: u8 = 1;
+
+/// Forgets execution `key` (the automation's `ordinal`-th) of `task` into `batch`: its record
+/// goes, and keys below it are not recorded again (docs/protocol.md, 7.5).
+fn forget(
+    task: &mut pb::AutomationTask,
+    id: &TaskId,
+    key: u64,
+    ordinal: u64,
+    batch: &mut WriteBatch,
+) {
+    batch.delete(Column::Automation, execution_key(id, key));
+    batch.delete(Column::Automation, ordinal_key(id, ordinal));
+    task.forgotten_executions = task.forgotten_executions.saturating_add(1);
+    let kept_from = if key >= execution::MANUAL_KEY {
+        &mut task.manual_kept_from
+    } else {
+        &mut task.fired_kept_from
+    };
+    *kept_from = (*kept_from).max(key.saturating_add(1));
+}
+
 /// The finalized block a firing is recorded from.
 struct FinalityPoint<'a> {
     height: u64,
@@ -1217,6 +1282,7 @@ fn pending_record(
         firings: 0,
         last_fired_block: 0,
         open_executions: 0,
+        ..Default::default()
     }
 }
 
@@ -1226,7 +1292,17 @@ fn scan(
     prefix: u8,
     limit: usize,
 ) -> Result<Vec<crate::store::Entry>, AutomationError> {
-    let rows = store.range(Column::Automation, &[prefix], limit)?;
+    scan_from(store, prefix, &[prefix], limit)
+}
+
+/// The first `limit` entries of [`Column::Automation`] under `prefix` from key `from` on.
+fn scan_from(
+    store: &dyn Store,
+    prefix: u8,
+    from: &[u8],
+    limit: usize,
+) -> Result<Vec<crate::store::Entry>, AutomationError> {
+    let rows = store.range(Column::Automation, from, limit)?;
     Ok(rows.into_iter().take_while(|(k, _)| k.first() == Some(&prefix)).collect())
 }
 

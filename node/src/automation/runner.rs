@@ -3,6 +3,7 @@
 //! the contract reads of results it votes on, and sending the contract writes of results it
 //! ran once they are final.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,9 @@ use super::execution::{
     EXPIRE_AFTER_BLOCKS, MAX_OUTPUT_BYTES, Prepared, ReadKey, ReadOutcome, calldata, has_writes,
     pinned_block, with_trigger,
 };
-use super::{Automation, AutomationError, SEND, TaskId, execution_key, scan, send_key};
+use super::{
+    Automation, AutomationError, SEND, SEND_SIGNED, TaskId, execution_key, scan, send_key,
+};
 use crate::store::{Column, Durability, WriteBatch};
 
 /// How often the runner looks for work.
@@ -37,6 +40,23 @@ const OPEN_PER_TICK: usize = 256;
 const MAX_WRITE_GAS: u64 = 1_000_000;
 /// Re-run reads per tick at most: one slow chain cannot hold up the runner's other work.
 const READS_PER_TICK: usize = 16;
+
+/// The REST responses this node got, per execution and step, kept until the execution is
+/// final here: preparing a result again reuses them instead of calling the server again
+/// (docs/protocol.md, 7.5).
+#[derive(Debug, Default)]
+pub(crate) struct RestResponses(HashMap<(TaskId, u64, usize), RestResponse>);
+
+/// A REST call's status (0 when none came), body (at most [`MAX_OUTPUT_BYTES`]) and error.
+type RestResponse = (u32, Vec<u8>, String);
+
+impl RestResponses {
+    /// Holds no response.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// Runs until `shutdown`; contract writes are signed with the automation's own sender key.
 pub async fn run(automation: Arc<Automation>, shutdown: CancellationToken) {
@@ -66,13 +86,14 @@ pub async fn run(automation: Arc<Automation>, shutdown: CancellationToken) {
         sender = %signer.address(),
         "automation contract writes are sent from this address (not the operator key): fund it"
     );
+    let mut responses = RestResponses::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(TICK) => {}
         }
         rerun_reads(&automation).await;
-        if let Err(e) = prepare(&automation, &http).await {
+        if let Err(e) = prepare(&automation, &http, &mut responses).await {
             tracing::warn!(error = %e, "automation runner: cannot read pending executions");
         }
         if let Err(e) = send_writes(&automation, &signer).await {
@@ -119,9 +140,10 @@ async fn rerun_reads(automation: &Automation) {
 }
 
 /// Runs the workflow of each pending execution this node has no fresh result for.
-async fn prepare(
+pub(crate) async fn prepare(
     automation: &Automation,
     http: &alloy::transports::http::reqwest::Client,
+    responses: &mut RestResponses,
 ) -> Result<(), AutomationError> {
     let open = automation.open_executions(OPEN_PER_TICK)?;
     let now = crate::node::now_ms();
@@ -135,6 +157,7 @@ async fn prepare(
             inner.prepared.remove(&key);
         }
     }
+    responses.0.retain(|(id, key, _), _| automation.is_open(id, *key));
     let finalized = automation.finalized_height();
     for (id, task, execution) in open {
         let definition = task.definition.unwrap_or_default();
@@ -166,7 +189,7 @@ async fn prepare(
         if automation.is_prepared(&(id, execution.key), now) {
             continue;
         }
-        match run_workflow(automation, http, &definition, &execution).await {
+        match run_workflow(automation, http, &definition, (&id, &execution), responses).await {
             Ok(result) => {
                 let result = pb::ExecutionResult {
                     automation_id: id.to_vec(),
@@ -198,10 +221,11 @@ async fn run_workflow(
     automation: &Automation,
     http: &alloy::transports::http::reqwest::Client,
     definition: &pb::TaskDefinition,
-    execution: &pb::Execution,
+    (id, execution): (&TaskId, &pb::Execution),
+    responses: &mut RestResponses,
 ) -> anyhow::Result<pb::ExecutionResult> {
     let mut steps = Vec::new();
-    for node in &definition.nodes {
+    for (i, node) in definition.nodes.iter().enumerate() {
         let step = match &node.kind {
             Some(pb::workflow_node::Kind::ContractRead(call)) => {
                 let provider = automation
@@ -239,7 +263,15 @@ async fn run_workflow(
                 ..Default::default()
             },
             Some(pb::workflow_node::Kind::Rest(rest)) => {
-                let (status, output, error) = rest_call(http, rest, execution).await;
+                let cached = (*id, execution.key, i);
+                let (status, output, error) = match responses.0.get(&cached) {
+                    Some(response) => response.clone(),
+                    None => {
+                        let response = rest_call(http, rest, execution).await;
+                        responses.0.insert(cached, response.clone());
+                        response
+                    }
+                };
                 pb::StepResult {
                     name: node.name.clone(),
                     ok: (200..300).contains(&status),
@@ -261,12 +293,12 @@ async fn run_workflow(
     Ok(pb::ExecutionResult { steps, success, ..Default::default() })
 }
 
-/// One REST call: its status (0 when none came), body (at most [`MAX_OUTPUT_BYTES`]) and error.
+/// One REST call.
 async fn rest_call(
     http: &alloy::transports::http::reqwest::Client,
     rest: &pb::RestCall,
     execution: &pb::Execution,
-) -> (u32, Vec<u8>, String) {
+) -> RestResponse {
     let url = with_trigger(&rest.url, execution);
     let request = if rest.method.eq_ignore_ascii_case("POST") {
         http.post(&url).body(with_trigger(&rest.body, execution))
@@ -299,9 +331,9 @@ async fn rest_call(
 /// transaction kept before it is sent, so a restart sends the same transaction (same nonce)
 /// rather than a second one. Its hash is then recorded in the execution.
 async fn send_writes(automation: &Automation, signer: &PrivateKeySigner) -> anyhow::Result<()> {
-    for (k, signed) in scan(&*automation.store, SEND, 256)? {
+    for (k, row) in scan(&*automation.store, SEND, 256)? {
         // One row's failure (an unwatched chain, a reverting write) never holds up the others.
-        if let Err(e) = send_one(automation, signer, &k, signed).await {
+        if let Err(e) = send_one(automation, signer, &k, row).await {
             tracing::warn!(error = %e, "an automation contract write failed; trying again later");
         }
     }
@@ -312,66 +344,65 @@ async fn send_one(
     automation: &Automation,
     signer: &PrivateKeySigner,
     k: &[u8],
-    signed: Vec<u8>,
+    row: Vec<u8>,
 ) -> anyhow::Result<()> {
-    {
-        let (Some((id, key)), Some(&step)) = (super::execution_of_key(k), k.get(41)) else {
-            return Ok(());
-        };
-        let Some(mut execution) = automation.execution(&id, key)? else { return Ok(()) };
-        let Some(task) = automation.lookup(&id, None)? else { return Ok(()) };
-        let definition = task.definition.unwrap_or_default();
-        let Some(pb::workflow_node::Kind::ContractWrite(call)) =
-            definition.nodes.get(usize::from(step)).and_then(|n| n.kind.clone())
-        else {
-            return Ok(());
-        };
-        let Some(url) = automation.chains().url(call.chain_id) else {
-            anyhow::bail!("a contract write on chain {} (not watched) waits", call.chain_id);
-        };
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer.clone()))
-            .connect_http(url.parse()?);
-        let raw = if signed.is_empty() {
-            let output = execution.steps.get(usize::from(step)).map(|s| s.output.clone());
-            let request = TransactionRequest::default()
-                .to(Address::from_slice(&call.address))
-                .input(Bytes::from(output.unwrap_or_default()).into())
-                .gas_limit(MAX_WRITE_GAS);
-            let filled = timed("filling the transaction", provider.fill(request)).await?;
-            let envelope = filled
-                .try_into_envelope()
-                .map_err(|e| anyhow::anyhow!("the transaction is not signed: {e}"))?;
-            let raw = envelope.encoded_2718();
-            let mut batch = WriteBatch::new();
-            batch.put(Column::Automation, send_key(&id, key, step), raw.clone());
-            automation.store.write(batch, Durability::Sync)?;
-            raw
-        } else {
-            signed
-        };
-        let hash = keccak256(&raw);
-        let mined = timed("eth_getTransactionReceipt", provider.get_transaction_receipt(hash))
-            .await?
-            .is_some();
-        if !mined {
-            let _sent =
-                timed("eth_sendRawTransaction", provider.send_raw_transaction(&raw)).await?;
-        }
-        tracing::info!(
-            id = %super::id_hex(&id),
-            key,
-            tx = %hash,
-            chain_id = call.chain_id,
-            "automation contract write sent"
-        );
+    let (Some((id, key)), Some(&step)) = (super::execution_of_key(k), k.get(41)) else {
+        return Ok(());
+    };
+    let Some((&kind, body)) = row.split_first() else { return Ok(()) };
+    let Some(task) = automation.lookup(&id, None)? else { return Ok(()) };
+    let definition = task.definition.unwrap_or_default();
+    let Some(pb::workflow_node::Kind::ContractWrite(call)) =
+        definition.nodes.get(usize::from(step)).and_then(|n| n.kind.clone())
+    else {
+        return Ok(());
+    };
+    let Some(url) = automation.chains().url(call.chain_id) else {
+        anyhow::bail!("a contract write on chain {} (not watched) waits", call.chain_id);
+    };
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer.clone()))
+        .connect_http(url.parse()?);
+    let raw = if kind == SEND_SIGNED {
+        body.to_vec()
+    } else {
+        let request = TransactionRequest::default()
+            .to(Address::from_slice(&call.address))
+            .input(Bytes::from(body.to_vec()).into())
+            .gas_limit(MAX_WRITE_GAS);
+        let filled = timed("filling the transaction", provider.fill(request)).await?;
+        let envelope = filled
+            .try_into_envelope()
+            .map_err(|e| anyhow::anyhow!("the transaction is not signed: {e}"))?;
+        let raw = envelope.encoded_2718();
+        let mut batch = WriteBatch::new();
+        let value = [&[SEND_SIGNED][..], &raw].concat();
+        batch.put(Column::Automation, send_key(&id, key, step), value);
+        automation.store.write(batch, Durability::Sync)?;
+        raw
+    };
+    let hash = keccak256(&raw);
+    let mined =
+        timed("eth_getTransactionReceipt", provider.get_transaction_receipt(hash)).await?.is_some();
+    if !mined {
+        let _sent = timed("eth_sendRawTransaction", provider.send_raw_transaction(&raw)).await?;
+    }
+    tracing::info!(
+        id = %super::id_hex(&id),
+        key,
+        tx = %hash,
+        chain_id = call.chain_id,
+        "automation contract write sent"
+    );
+    let mut batch = WriteBatch::new();
+    // The hash goes into the execution while it is kept (it may have been forgotten).
+    if let Some(mut execution) = automation.execution(&id, key)? {
         if let Some(step) = execution.steps.get_mut(usize::from(step)) {
             step.tx_hash = hash.to_vec();
         }
-        let mut batch = WriteBatch::new();
         batch.put(Column::Automation, execution_key(&id, key), execution.encode_to_vec());
-        batch.delete(Column::Automation, send_key(&id, key, step));
-        automation.store.write(batch, Durability::Sync)?;
     }
+    batch.delete(Column::Automation, send_key(&id, key, step));
+    automation.store.write(batch, Durability::Sync)?;
     Ok(())
 }

@@ -981,3 +981,193 @@ fn a_pending_execution_closes_as_expired_only_300_blocks_after_its_firing() {
     assert_eq!((task.state, task.open_executions), (i32::from(pb::TaskState::Active), 0));
     assert_eq!((rows(&db, OPEN), rows(&db, SEND)), (0, 0), "nothing sent for an expired one");
 }
+
+/// A store that counts the range reads made through it.
+#[derive(Debug)]
+struct CountingStore {
+    inner: MemoryStore,
+    ranges: std::sync::atomic::AtomicUsize,
+}
+
+impl Store for CountingStore {
+    fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        self.inner.get(column, key)
+    }
+    fn write(
+        &self,
+        batch: WriteBatch,
+        durability: Durability,
+    ) -> Result<(), crate::store::StoreError> {
+        self.inner.write(batch, durability)
+    }
+    fn range(
+        &self,
+        column: Column,
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<crate::store::Entry>, crate::store::StoreError> {
+        self.ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.range(column, start, limit)
+    }
+    fn flush(&self) -> Result<(), crate::store::StoreError> {
+        self.inner.flush()
+    }
+}
+
+/// Issue 15's review, defect 2: a leader's proposal and each chain poll read the index of
+/// active automations, never a scan of every stored record (which grew with the table and
+/// stopped at 100 000); the index follows creations, firings, cancellations and a restart.
+#[test]
+fn proposals_and_chain_polls_read_the_index_of_active_automations_not_the_table() {
+    let db = MemoryDb::default();
+    let counting = Arc::new(CountingStore {
+        inner: MemoryStore::open(&db).unwrap(),
+        ranges: Default::default(),
+    });
+    let network = Network { name: "avs-test".into(), digest: DIGEST, node: node_address(0) };
+    let node = Automation::open(Arc::clone(&counting) as Arc<dyn Store>, network).unwrap();
+    node.chains().add(CHAIN);
+    let cron = active(&node, &db, every_second(), NOW);
+    let event = active(&node, &db, event_definition(), NOW);
+    let idle = active(&node, &db, cron_definition("0 0 0 1 1 *"), NOW);
+    assert_eq!(node.active_count(), 3);
+    let ranges = || counting.ranges.load(std::sync::atomic::Ordering::Relaxed);
+    let before = ranges();
+    let due = node.due_firings(NOW + 3_000, 8);
+    assert_eq!(due.len(), 1, "one per owner: the every-second cron");
+    assert_eq!(firing::decode_firing(&due[0]).unwrap().0, cron);
+    assert_eq!(node.watched_contracts(CHAIN), vec![CONTRACT]);
+    assert_eq!(ranges(), before, "no scan of the table for a proposal or a chain poll");
+
+    // A firing moves the cron's next instant; a cancellation drops the event automation.
+    finalize(&[(&node, &db)], &[firing(&cron, NOW + 3_000)]);
+    assert!(node.due_firings(NOW + 3_500, 8).is_empty(), "fired up to NOW + 3 s");
+    let owner = wallet(1).address();
+    node.cancel(&owner, &event, NOW + 4_000).unwrap();
+    finalize(&[(&node, &db)], &propose(&node, 0, NOW + 4_000));
+    assert!(node.watched_contracts(CHAIN).is_empty());
+    assert_eq!(node.active_count(), 2);
+
+    // A restart reloads the same index from the table.
+    let reopened = open(&db);
+    assert_eq!(reopened.active_count(), 2);
+    assert!(reopened.watched_contracts(CHAIN).is_empty());
+    let due = reopened.due_firings(NOW + 5_000, 8);
+    assert_eq!(firing::decode_firing(&due[0]).unwrap().0, cron);
+    let _ = idle;
+}
+
+/// Issue 15's review, defect 2: executions no longer grow without bound. An automation keeps
+/// its last 1000; the oldest is forgotten when a newer one opens (or, if it was still pending
+/// then, when its result is final), the same on every node; and a forgotten key never runs
+/// again (docs/protocol.md, 7.5, "What a node keeps").
+#[test]
+fn an_automation_keeps_its_last_1000_executions_and_a_forgotten_key_never_runs_again() {
+    let db = MemoryDb::default();
+    let node = Arc::new(open(&db));
+    node.chains().add(CHAIN);
+    let id = active(&node, &db, event_definition(), NOW);
+    let owner = wallet(1).address();
+    let log = event_log(1);
+    let key = |n: u64| n << firing::LOG_INDEX_BITS;
+    let fire = |n: u64| {
+        finalize(&[(&node, &db)], &[firing_result(&chain_firing(&id, event_point(n, 0, &log)))])
+    };
+    let close = |n: u64| {
+        let result = pb::ExecutionResult {
+            automation_id: id.to_vec(),
+            key: key(n),
+            runner: node_address(0).to_vec(),
+            expired: true,
+            ..Default::default()
+        };
+        finalize(&[(&node, &db)], &[execution_task(&result, 0)]);
+    };
+    // Block 1's execution stays pending; blocks 2 to 1000 fire and close.
+    fire(1);
+    for n in 2..=KEEP_EXECUTIONS {
+        fire(n);
+        close(n);
+    }
+    assert_eq!(rows(&db, EXECUTION), 1000);
+    // The 1001st: the 1st is pending, so it is kept for now.
+    fire(KEEP_EXECUTIONS + 1);
+    assert_eq!(rows(&db, EXECUTION), 1001);
+    assert_eq!(node.get_execution(&owner, &id, key(KEEP_EXECUTIONS + 1)).unwrap().ordinal, 1001);
+    // Its result is final: it is forgotten then, and its key is below the mark.
+    close(1);
+    assert_eq!(rows(&db, EXECUTION), 1000);
+    let task = node.get(&owner, &id).unwrap();
+    assert_eq!((task.forgotten_executions, task.fired_kept_from), (1, key(1) + 1));
+    assert!(matches!(node.get_execution(&owner, &id, key(1)), Err(AutomationError::NotFound(_))));
+    // The forgotten log fired again records nothing (its record is gone, the mark holds).
+    fire(1);
+    assert_eq!(rows(&db, EXECUTION), 1000);
+    assert_eq!(node.get(&owner, &id).unwrap().firings, 1001);
+    // The 1002nd: the 2nd is final, so it is forgotten as the new one opens.
+    fire(KEEP_EXECUTIONS + 2);
+    assert_eq!(rows(&db, EXECUTION), 1000);
+    assert_eq!(rows(&db, ORDINAL), 1000);
+    let (page, _) = node.list_executions(&owner, &id, None, 1).unwrap();
+    assert_eq!(page[0].key, key(3), "the oldest kept");
+    // A restart holds the same.
+    let reopened = open(&db);
+    let task = reopened.get(&owner, &id).unwrap();
+    assert_eq!((task.forgotten_executions, task.fired_kept_from), (2, key(2) + 1));
+}
+
+/// Issue 15's review, defect 3: a node calls a REST step once per execution. Preparing the
+/// result again (every 30 s until it is final) reuses the response instead of calling the
+/// server again, and the response is dropped once the result is final.
+#[tokio::test]
+async fn a_rest_step_is_called_once_per_execution_however_often_its_result_is_prepared() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::get(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { format!("call {n}") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let db = MemoryDb::default();
+    let node = Arc::new(open(&db));
+    let definition = pb::TaskDefinition {
+        nodes: vec![pb::WorkflowNode {
+            name: "hook".into(),
+            kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
+                url,
+                method: "GET".into(),
+                body: String::new(),
+            })),
+        }],
+        ..every_second()
+    };
+    let id = active(&node, &db, definition, NOW);
+    finalize(&[(&node, &db)], &[firing(&id, NOW + 1000)]);
+    let http = alloy::transports::http::reqwest::Client::new();
+    let mut responses = runner::RestResponses::default();
+    let prepared = |node: &Automation| {
+        let held = node.inner().prepared.get(&(id, NOW + 1000)).map(|p| p.bytes.clone());
+        execution::decode_result(&held.expect("prepared")).unwrap().1
+    };
+    runner::prepare(&node, &http, &mut responses).await.unwrap();
+    let first = prepared(&node);
+    assert_eq!(first.steps[0].output, b"call 1".to_vec());
+    // Its prepared result goes stale (30 s) twice: prepared again, from the kept response.
+    for _ in 0..2 {
+        node.inner().prepared.clear();
+        runner::prepare(&node, &http, &mut responses).await.unwrap();
+        assert_eq!(prepared(&node), first);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the server was called once");
+    // Final: the response is no longer held.
+    finalize(&[(&node, &db)], &[execution_task(&first, 0)]);
+    runner::prepare(&node, &http, &mut responses).await.unwrap();
+    assert!(responses.is_empty());
+}
