@@ -567,21 +567,23 @@ fn an_operator_outside_the_mesh_follows_every_change_once_across_a_killed_stream
     assert_eq!(fresh, got);
 }
 
-/// A chain node with the limits real ones set, in front of anvil at `upstream`: `eth_getLogs`
-/// over more than 100 blocks is refused, and so is any that asks for `busy`'s logs of block
-/// `busy_block` (a block where that contract has more logs than the node will return). Counts
-/// the `eth_getLogs` requests in `asked`. Returns its URL.
+/// Which `eth_getLogs` (lower-case 0x addresses, first and last block) a chain node refuses,
+/// and with what message.
+type Refusal = Arc<dyn Fn(&[String], u64, u64) -> Option<&'static str> + Send + Sync>;
+
+/// A chain node with limits, in front of anvil at `upstream`: it refuses the `eth_getLogs`
+/// that `refuse` picks, and counts the `eth_getLogs` requests in `asked`. Returns its URL.
 async fn limited_chain_node(
     upstream: String,
-    busy: [u8; 20],
-    busy_block: u64,
+    refuse: Refusal,
     asked: Arc<std::sync::atomic::AtomicUsize>,
 ) -> String {
     use axum::Json;
     use serde_json::{Value, json};
     let http = alloy::transports::http::reqwest::Client::new();
     let handler = move |Json(request): Json<Value>| {
-        let (http, upstream, asked) = (http.clone(), upstream.clone(), Arc::clone(&asked));
+        let (http, upstream) = (http.clone(), upstream.clone());
+        let (asked, refuse) = (Arc::clone(&asked), Arc::clone(&refuse));
         async move {
             if request["method"] == "eth_getLogs" {
                 asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -590,7 +592,6 @@ async fn limited_chain_node(
                     |v: &Value| u64::from_str_radix(v.as_str()?.trim_start_matches("0x"), 16).ok();
                 let (from, to) =
                     (number(&filter["fromBlock"]).unwrap(), number(&filter["toBlock"]).unwrap());
-                let busy = format!("0x{}", hex_lower(&busy));
                 let addresses: Vec<String> = match &filter["address"] {
                     Value::Array(list) => {
                         list.iter().filter_map(|a| a.as_str()).map(str::to_lowercase).collect()
@@ -598,14 +599,7 @@ async fn limited_chain_node(
                     Value::String(one) => vec![one.to_lowercase()],
                     _ => Vec::new(),
                 };
-                let refusal = if to - from + 1 > 100 {
-                    Some("block range too large: at most 100 blocks")
-                } else if addresses.contains(&busy) && (from..=to).contains(&busy_block) {
-                    Some("query returned more than 10000 results")
-                } else {
-                    None
-                };
-                if let Some(message) = refusal {
+                if let Some(message) = refuse(&addresses, from, to) {
                     let error = json!({"code": -32005, "message": message});
                     return Json(json!({"jsonrpc": "2.0", "id": request["id"], "error": error}));
                 }
@@ -662,8 +656,19 @@ fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
         let head = evm.get_block_number().await.unwrap();
 
         let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let url =
-            limited_chain_node(node.url.clone(), busy.0.0, busy_block, Arc::clone(&asked)).await;
+        // A provider's limits: at most 100 blocks a request, and the busy contract's block
+        // holds more logs than it returns.
+        let busy_hex = format!("0x{}", hex_lower(busy.as_slice()));
+        let refuse: Refusal = Arc::new(move |addresses, from, to| {
+            if to - from + 1 > 100 {
+                Some("block range too large: at most 100 blocks")
+            } else if addresses.contains(&busy_hex) && (from..=to).contains(&busy_block) {
+                Some("query returned more than 10000 results")
+            } else {
+                None
+            }
+        });
+        let url = limited_chain_node(node.url.clone(), refuse, Arc::clone(&asked)).await;
         let provider = chain::provider(&url).unwrap();
         let chain_id = 31337;
         let watch = ChainWatch::default();
@@ -683,7 +688,8 @@ fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
 
         // First poll: the quiet contract is read to the head in ranges the node accepts; the
         // busy one up to the block before its refused one, and no further.
-        chain::read_logs(&provider, chain_id, &watch, &watched).await.unwrap();
+        let t0 = 1_800_000_000_000;
+        chain::read_logs(&provider, chain_id, &watch, &watched, t0).await.unwrap();
         assert!(held(quiet, head), "the quiet contract is read to the head");
         assert_eq!(logs(quiet), vec![quiet_block]);
         assert!(held(busy, busy_block - 1));
@@ -691,14 +697,108 @@ fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
         let first_poll = asked.load(std::sync::atomic::Ordering::Relaxed);
         assert!(first_poll < 40, "narrowing down took {first_poll} requests");
 
-        // Two more polls refused at the same block: it is marked unreadable, and the contract's
-        // later logs are read.
-        chain::read_logs(&provider, chain_id, &watch, &watched).await.unwrap();
-        assert!(!held(busy, busy_later), "one more refusal is not enough");
-        chain::read_logs(&provider, chain_id, &watch, &watched).await.unwrap();
+        // Refused in more polls, but within a second (a passing refusal): nothing is marked.
+        for t in [t0 + 500, t0 + 1000] {
+            chain::read_logs(&provider, chain_id, &watch, &watched, t).await.unwrap();
+            assert!(!held(busy, busy_later), "a refusal of a second marks nothing");
+        }
+        // Still refused a minute later: the block is marked unreadable for that contract, and
+        // its later logs are read.
+        chain::read_logs(&provider, chain_id, &watch, &watched, t0 + 61_000).await.unwrap();
         assert!(!held(busy, busy_block), "the refused block is never claimed as read");
         assert!(held(busy, busy_block + 1) && held(busy, head));
         assert_eq!(logs(busy), vec![busy_later]);
         assert_eq!(logs(quiet), vec![quiet_block], "the quiet contract's logs are kept once");
+    });
+}
+
+/// Issue 15's review, left over: a chain node whose head goes back (a reorganization to a
+/// shorter chain) makes the watcher drop the blocks it no longer has at once, rather than
+/// holding them, and voting on them, until the chain grows past them (docs/protocol.md, 7.5).
+#[test]
+fn a_head_that_goes_back_drops_the_blocks_the_chain_no_longer_has() {
+    use alloy::providers::Provider;
+    use avs_node::automation::chain::{self, ChainWatch};
+    let dir = tempfile::tempdir().unwrap();
+    let anvil = crate::evm::anvil().unwrap();
+    let node = crate::evm::Anvil::start(&anvil, 31337, None, &dir.path().join("a.log")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (evm, from) = crate::evm::provider(&node.url).await.unwrap();
+        let raw = |method: &'static str, params: serde_json::Value| {
+            let evm = evm.clone();
+            async move {
+                evm.raw_request::<_, serde_json::Value>(method.into(), params).await.unwrap()
+            }
+        };
+        let provider = chain::provider(&node.url).unwrap();
+        let (chain_id, watch) = (31337, ChainWatch::default());
+        let held = |n: u64| watch.read(chain_id, |c| c.header(n).map(|h| h.hash)).flatten();
+        let hash = |n: u64| {
+            let evm = evm.clone();
+            async move {
+                let block = evm.get_block_by_number(n.into()).await.unwrap().unwrap();
+                block.header.hash.0
+            }
+        };
+
+        raw("anvil_mine", serde_json::json!([10])).await;
+        let at_ten = raw("evm_snapshot", serde_json::json!([])).await;
+        send(&evm, from, from, vec![1]).await;
+        raw("anvil_mine", serde_json::json!([9])).await;
+        chain::read_headers(&provider, chain_id, &watch).await.unwrap();
+        assert_eq!(watch.read(chain_id, |c| c.head()).flatten(), Some(20));
+        let old_eleven = held(11).unwrap();
+
+        // The chain goes back to block 10 and grows another block 11 (another transaction).
+        raw("evm_revert", serde_json::json!([at_ten])).await;
+        // A new provider: the first one's nonce cache still counts the reverted transaction.
+        let (evm, _) = crate::evm::provider(&node.url).await.unwrap();
+        send(&evm, from, from, vec![2]).await;
+        assert_eq!(evm.get_block_number().await.unwrap(), 11);
+        assert_ne!(hash(11).await, old_eleven);
+        chain::read_headers(&provider, chain_id, &watch).await.unwrap();
+        assert!(held(11).is_none_or(|h| h != old_eleven), "block 11 of the old chain is dropped");
+        assert!(held(20).is_none(), "blocks the chain no longer has are dropped");
+        chain::read_headers(&provider, chain_id, &watch).await.unwrap();
+        assert_eq!(held(11), Some(hash(11).await), "the new block 11 is read");
+        assert_eq!(held(10), Some(hash(10).await));
+    });
+}
+
+/// Review of c5c9d60: a chain node that refuses every log request is asked at most 64 times a
+/// poll, and then less and less often, not thousands of times a poll (a request split per
+/// contract and per block for each of many contracts).
+#[test]
+fn a_chain_node_that_refuses_every_log_request_is_asked_a_bounded_number_of_times() {
+    use avs_node::automation::chain::{self, ChainWatch, MAX_LOG_REQUESTS_PER_POLL};
+    let dir = tempfile::tempdir().unwrap();
+    let anvil = crate::evm::anvil().unwrap();
+    let node = crate::evm::Anvil::start(&anvil, 31337, None, &dir.path().join("a.log")).unwrap();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (evm, _) = crate::evm::provider(&node.url).await.unwrap();
+        use alloy::providers::Provider;
+        let _: serde_json::Value = evm.raw_request("anvil_mine".into(), (150,)).await.unwrap();
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refuse: Refusal = Arc::new(|_, _, _| Some("query returned more than 10000 results"));
+        let url = limited_chain_node(node.url.clone(), refuse, Arc::clone(&asked)).await;
+        let provider = chain::provider(&url).unwrap();
+        let (chain_id, watch) = (31337, ChainWatch::default());
+        chain::read_headers(&provider, chain_id, &watch).await.unwrap();
+        let watched = (0..100u8).map(|i| [i; 20]).collect();
+        let count = || asked.load(std::sync::atomic::Ordering::Relaxed);
+        let t0 = 1_800_000_000_000;
+        chain::read_logs(&provider, chain_id, &watch, &watched, t0).await.unwrap();
+        assert_eq!(count(), MAX_LOG_REQUESTS_PER_POLL, "one poll's budget");
+        // Nothing was answered: the next polls within the pause ask nothing.
+        chain::read_logs(&provider, chain_id, &watch, &watched, t0 + 500).await.unwrap();
+        assert_eq!(count(), MAX_LOG_REQUESTS_PER_POLL);
+        chain::read_logs(&provider, chain_id, &watch, &watched, t0 + 1_000).await.unwrap();
+        assert_eq!(count(), 2 * MAX_LOG_REQUESTS_PER_POLL, "asked again after the pause");
+        chain::read_logs(&provider, chain_id, &watch, &watched, t0 + 2_000).await.unwrap();
+        assert_eq!(count(), 2 * MAX_LOG_REQUESTS_PER_POLL, "the pause doubled");
+        assert!(watch.read(chain_id, |c| watched.iter().all(|a| !c.covers(a, 1))).unwrap());
     });
 }

@@ -34,8 +34,15 @@ pub const MAX_LOGS: usize = 100_000;
 /// the limits common ones set).
 pub const LOG_RANGE_BLOCKS: u64 = 500;
 /// Polls running in which one contract's one block must be refused before it is marked
-/// unreadable (docs/protocol.md, 7.5).
+/// unreadable (docs/protocol.md, 7.5) ...
 pub const UNREADABLE_AFTER: u32 = 3;
+/// ... over at least this long (ms): a passing refusal (a lagging or rate-limited chain node)
+/// marks nothing.
+pub const UNREADABLE_AFTER_MS: u64 = 60_000;
+/// `eth_getLogs` requests one poll makes at most per chain; the rest waits for the next poll.
+pub const MAX_LOG_REQUESTS_PER_POLL: usize = 64;
+/// The longest pause of log reading after polls in which no log request was answered.
+pub const MAX_LOG_PAUSE_MS: u64 = 30_000;
 /// How often each chain is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// One JSON-RPC call's deadline.
@@ -73,8 +80,13 @@ pub struct ChainCache {
     /// Per contract: blocks whose logs the chain node would not give ([`UNREADABLE_AFTER`]
     /// polls running); covered past, but not held there.
     unreadable: HashMap<[u8; 20], BTreeSet<u64>>,
-    /// Per contract: the one block its last reads stopped at, and in how many polls running.
-    stuck: HashMap<[u8; 20], (u64, u32)>,
+    /// Per contract: the one block its last reads were refused at, in how many polls running,
+    /// and since when (ms).
+    stuck: HashMap<[u8; 20], (u64, u32, u64)>,
+    /// Polls running in which no log request was answered, and no log request before this
+    /// time (ms): a chain node that answers none is not asked again every poll.
+    log_failures: u32,
+    logs_paused_until_ms: u64,
 }
 
 impl ChainCache {
@@ -185,21 +197,36 @@ impl ChainCache {
         self.stuck.remove(&address);
     }
 
-    /// `address`'s logs of block `number` could not be read in this poll; `true` once that
-    /// is [`UNREADABLE_AFTER`] polls running, when the block is marked unreadable for it and
-    /// its logs are held past it.
-    fn read_failed(&mut self, address: [u8; 20], number: u64) -> bool {
-        let stuck = self.stuck.entry(address).or_insert((number, 0));
+    /// `address`'s logs of block `number` were refused in this poll at `now_ms`; `true` once
+    /// that happened in [`UNREADABLE_AFTER`] polls running over [`UNREADABLE_AFTER_MS`], when
+    /// the block is marked unreadable for it and its logs are held past it.
+    fn read_failed(&mut self, address: [u8; 20], number: u64, now_ms: u64) -> bool {
+        let stuck = self.stuck.entry(address).or_insert((number, 0, now_ms));
         if stuck.0 != number {
-            *stuck = (number, 0);
+            *stuck = (number, 0, now_ms);
         }
         stuck.1 += 1;
-        if stuck.1 < UNREADABLE_AFTER {
+        if stuck.1 < UNREADABLE_AFTER || now_ms.saturating_sub(stuck.2) < UNREADABLE_AFTER_MS {
             return false;
         }
         self.unreadable.entry(address).or_default().insert(number);
         self.set_covered(address, number);
         true
+    }
+
+    /// Ends a poll's log reading at `now_ms`: after one in which requests were made and none
+    /// answered, log reading pauses: twice [`POLL_INTERVAL`], doubling after each such poll, up
+    /// to [`MAX_LOG_PAUSE_MS`].
+    fn logs_read(&mut self, asked: usize, answered: usize, now_ms: u64) {
+        if asked == 0 || answered > 0 {
+            self.log_failures = 0;
+            self.logs_paused_until_ms = 0;
+            return;
+        }
+        self.log_failures = self.log_failures.saturating_add(1);
+        let interval = u64::try_from(POLL_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        let pause = interval.saturating_mul(1 << self.log_failures.min(16)).min(MAX_LOG_PAUSE_MS);
+        self.logs_paused_until_ms = now_ms.saturating_add(pause);
     }
 
     /// Stops holding the logs of contracts not in `watched`.
@@ -357,17 +384,45 @@ async fn poll(
     let watch = automation.chains();
     read_headers(provider, chain_id, watch).await?;
     let watched: HashSet<[u8; 20]> = automation.watched_contracts(chain_id).into_iter().collect();
-    read_logs(provider, chain_id, watch, &watched).await
+    read_logs(provider, chain_id, watch, &watched, crate::node::now_ms()).await
 }
 
 /// Reads the headers after the last one held (from [`BACKLOG_BLOCKS`] before the head on the
 /// first poll), at most [`MAX_BLOCKS_PER_POLL`]; a broken parent link rewinds [`REORG_DEPTH`].
+/// A head below the one held drops the blocks above it, and [`REORG_DEPTH`] more if the block
+/// at the head is not the one held.
 pub async fn read_headers(
     provider: &DynProvider,
     chain_id: u64,
     watch: &ChainWatch,
 ) -> anyhow::Result<()> {
     let head = timed("eth_blockNumber", provider.get_block_number()).await?;
+    if let Some(held) = watch.read(chain_id, ChainCache::head).flatten()
+        && head < held
+    {
+        // The chain node's head went back: a reorganization to a shorter chain (or another
+        // chain node behind this one). Held blocks above its head are not on its chain now,
+        // and the block at its head is, only if it is still the one held.
+        let block = timed(
+            "eth_getBlockByNumber",
+            provider.get_block_by_number(BlockNumberOrTag::Number(head)),
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("block {head} not found"))?;
+        let same = watch
+            .read(chain_id, |c| c.header(head).is_some_and(|h| h.hash == block.header.hash.0))
+            .unwrap_or(false);
+        let back = if same { head } else { head.saturating_sub(1 + REORG_DEPTH) };
+        tracing::warn!(
+            chain_id,
+            head,
+            held,
+            back_to = back,
+            "the chain's head went back; reading again"
+        );
+        watch.write(chain_id, |cache| cache.rewind(back));
+        return Ok(());
+    }
     let from = watch
         .read(chain_id, ChainCache::head)
         .flatten()
@@ -395,22 +450,68 @@ pub async fn read_headers(
     Ok(())
 }
 
+/// What a chain node made of one `eth_getLogs`.
+enum LogAnswer {
+    Logs(Vec<alloy::rpc::types::Log>),
+    /// It answered with an error, or with more than the answer cap: this request is refused,
+    /// a narrower one may not be.
+    Refused(String),
+    /// No usable answer (no answer in time, the connection, a log without its block): the
+    /// chain node is in trouble, not this request.
+    Failed(String),
+}
+
+async fn get_logs(provider: &DynProvider, filter: &Filter) -> LogAnswer {
+    match tokio::time::timeout(CALL_TIMEOUT, provider.get_logs(filter)).await {
+        Err(_) => LogAnswer::Failed(format!("no answer within {CALL_TIMEOUT:?}")),
+        Ok(Ok(logs)) => {
+            let whole = logs.iter().all(|l| {
+                l.block_number.is_some()
+                    && l.log_index.is_some()
+                    && l.block_hash.is_some()
+                    && l.transaction_hash.is_some()
+                    && !l.removed
+            });
+            if whole {
+                LogAnswer::Logs(logs)
+            } else {
+                LogAnswer::Failed("a log without its block, index or transaction".into())
+            }
+        }
+        Ok(Err(e)) => {
+            let capped = e.to_string().contains("bytes; refused");
+            if e.as_error_resp().is_some() || capped {
+                LogAnswer::Refused(e.to_string())
+            } else {
+                LogAnswer::Failed(e.to_string())
+            }
+        }
+    }
+}
+
 /// Reads the logs of the `watched` contracts up to the last header held, each from where its
 /// logs are held (a contract new here from the window's start), in requests of at most
-/// [`LOG_RANGE_BLOCKS`] blocks shared by the contracts at the same point. A refused request
-/// is split, contracts first, then blocks, so one contract or block the chain node will not
-/// answer for holds up only itself (docs/protocol.md, 7.5). An error only for a
+/// [`LOG_RANGE_BLOCKS`] blocks shared by the contracts at the same point, at most
+/// [`MAX_LOG_REQUESTS_PER_POLL`] requests. A refused request is split, contracts first, then
+/// blocks, so one contract or block the chain node will not answer for holds up only itself
+/// (docs/protocol.md, 7.5); a failed one ends the poll's log reading. An error only for a
 /// reorganization seen between the reads (the range is read again on the next poll).
 pub async fn read_logs(
     provider: &DynProvider,
     chain_id: u64,
     watch: &ChainWatch,
     watched: &HashSet<[u8; 20]>,
+    now_ms: u64,
 ) -> anyhow::Result<()> {
     watch.write(chain_id, |cache| cache.retain_addresses(watched));
-    let Some((low, last)) = watch.read(chain_id, |c| c.low().zip(c.head())).flatten() else {
+    let Some((low, last, paused_until)) =
+        watch.read(chain_id, |c| Some((c.low()?, c.head()?, c.logs_paused_until_ms))).flatten()
+    else {
         return Ok(());
     };
+    if now_ms < paused_until {
+        return Ok(());
+    }
     let mut by_start: BTreeMap<u64, Vec<[u8; 20]>> = BTreeMap::new();
     for address in watched {
         let start = watch
@@ -420,9 +521,10 @@ pub async fn read_logs(
             by_start.entry(start).or_default().push(*address);
         }
     }
+    let (mut asked, mut answered) = (0usize, 0usize);
     // Contracts whose logs stopped in this poll: not read further until the next one.
     let mut stopped: HashSet<[u8; 20]> = HashSet::new();
-    for (start, mut addresses) in by_start {
+    'poll: for (start, mut addresses) in by_start {
         addresses.sort_unstable();
         let mut from = start;
         while from <= last {
@@ -434,27 +536,38 @@ pub async fn read_logs(
                 if group.is_empty() {
                     continue;
                 }
+                if asked == MAX_LOG_REQUESTS_PER_POLL {
+                    break 'poll;
+                }
+                asked += 1;
                 let filter = Filter::new()
                     .address(group.iter().map(|a| Address::from(*a)).collect::<Vec<_>>())
                     .from_block(a)
                     .to_block(b);
-                match timed("eth_getLogs", provider.get_logs(&filter)).await {
-                    Ok(logs) => keep_logs(watch, chain_id, &group, b, logs)?,
-                    Err(e) if group.len() > 1 => {
+                match get_logs(provider, &filter).await {
+                    LogAnswer::Logs(logs) => {
+                        answered += 1;
+                        keep_logs(watch, chain_id, &group, b, logs)?;
+                    }
+                    LogAnswer::Failed(e) => {
+                        tracing::debug!(chain_id, from = a, to = b, error = %e, "reading logs failed; trying again next poll");
+                        break 'poll;
+                    }
+                    LogAnswer::Refused(e) if group.len() > 1 => {
                         tracing::debug!(chain_id, from = a, to = b, error = %e, "logs refused; splitting the contracts");
                         let right = group.split_off(group.len() / 2);
                         requests.push((right, a, b));
                         requests.push((group, a, b));
                     }
-                    Err(e) if a < b => {
+                    LogAnswer::Refused(e) if a < b => {
                         tracing::debug!(chain_id, from = a, to = b, error = %e, "logs refused; splitting the blocks");
                         let middle = a + (b - a) / 2;
                         requests.push((group.clone(), middle + 1, b));
                         requests.push((group, a, middle));
                     }
-                    Err(e) => {
+                    LogAnswer::Refused(e) => {
                         let address = group[0];
-                        if watch.write(chain_id, |cache| cache.read_failed(address, a)) {
+                        if watch.write(chain_id, |cache| cache.read_failed(address, a, now_ms)) {
                             tracing::warn!(
                                 chain_id,
                                 contract = %Address::from(address),
@@ -473,6 +586,7 @@ pub async fn read_logs(
             from = to + 1;
         }
     }
+    watch.write(chain_id, |cache| cache.logs_read(asked, answered, now_ms));
     Ok(())
 }
 
@@ -485,7 +599,7 @@ fn keep_logs(
     to: u64,
     logs: Vec<alloy::rpc::types::Log>,
 ) -> anyhow::Result<()> {
-    let kept = watch.write(chain_id, |cache| {
+    let moved = watch.write(chain_id, |cache| {
         for log in logs {
             let (Some(number), Some(index), Some(block_hash), Some(tx)) =
                 (log.block_number, log.log_index, log.block_hash, log.transaction_hash)
@@ -498,20 +612,24 @@ fn keep_logs(
                 data: log.inner.data.data.to_vec(),
                 tx_hash: tx.0,
             };
-            if !group.contains(&entry.address) {
+            // Not asked for, or outside the blocks held: nothing this node would vote on.
+            let held =
+                cache.low().zip(cache.head()).is_some_and(|(l, h)| (l..=h).contains(&number));
+            if !group.contains(&entry.address) || !held {
                 continue;
             }
             if !cache.push_log(number, index, block_hash.0, entry) {
-                return false;
+                return Some(number);
             }
         }
         for address in group {
             cache.set_covered(*address, to);
         }
-        true
+        None
     });
-    if !kept {
-        let back = to.saturating_sub(REORG_DEPTH);
+    if let Some(number) = moved {
+        // From before the block whose hash differs, and at least the usual depth.
+        let back = to.saturating_sub(REORG_DEPTH).min(number.saturating_sub(1));
         watch.write(chain_id, |cache| cache.rewind(back));
         anyhow::bail!("a log's block is not the one read; reading from {back} again");
     }

@@ -363,9 +363,11 @@ fn chain_due(
         pb::trigger::Kind::Event(trigger) => chains.read(trigger.chain_id, |cache| {
             let confirmed = cache.head()?.checked_sub(u64::from(trigger.confirmations))?;
             let address = <[u8; 20]>::try_from(trigger.address.as_slice()).ok()?;
-            // From its last fired block: a leader never walks back over the logs it fired.
+            // From the first key kept: below it every log counts as fired. Above it, each fired
+            // log has its execution kept, so the walk to the oldest unfired log passes at most
+            // KEEP_EXECUTIONS fired ones (docs/protocol.md, 7.5).
             cache
-                .logs_of(&address, task.last_fired_block)
+                .logs_of(&address, task.fired_kept_from >> LOG_INDEX_BITS)
                 .take_while(|((number, _), _)| *number <= confirmed)
                 .filter(|(_, log)| matches(trigger, log))
                 .find_map(|((number, index), log)| {

@@ -60,11 +60,18 @@ const TOMBSTONE: u8 = 0x06;
 const COUNT: u8 = 0x07;
 const EXECUTION: u8 = 0x08;
 const OPEN: u8 = 0x09;
-const SEND: u8 = 0x0a;
+/// Writes to send, in the format of before the rows carried their call data: migrated at open.
+const OLD_SEND: u8 = 0x0a;
 const LOG: u8 = 0x0b;
 const LOG_NEXT_KEY: &[u8] = b"\x0cnext";
 const ACKED: u8 = 0x0d;
 const ORDINAL: u8 = 0x0f;
+/// Writes to send: a kind byte ([`SEND_UNSIGNED`], [`SEND_SIGNED`]), then the call data or the
+/// signed transaction. Node-local.
+const SEND: u8 = 0x10;
+/// The transaction hash of a write this node sent, per execution and step. Node-local, apart
+/// from the replicated execution record so that no write of the runner races finality's.
+const TX: u8 = 0x11;
 /// Changes the log keeps; older ones leave it (a follower that far behind starts over).
 pub const MAX_LOG: u64 = 100_000;
 /// Executions an automation keeps; older ones are forgotten (docs/protocol.md, 7.5).
@@ -229,6 +236,10 @@ fn ordinal_key(id: &TaskId, ordinal: u64) -> Vec<u8> {
     [&[ORDINAL][..], id, &ordinal.to_be_bytes()].concat()
 }
 
+fn tx_key(id: &TaskId, key: u64, step: u8) -> Vec<u8> {
+    [&[TX][..], id, &key.to_be_bytes(), &[step]].concat()
+}
+
 fn send_key(id: &TaskId, key: u64, step: u8) -> Vec<u8> {
     [&[SEND][..], id, &key.to_be_bytes(), &[step]].concat()
 }
@@ -304,6 +315,7 @@ impl Automation {
             let owner = Grant::of_request(&request).verify(digest)?.owner;
             inner.pending.insert(hash, Pending { bytes, request, owner, proposed_ms: None });
         }
+        migrate_send_rows(&*store)?;
         let mut from = vec![RECORD];
         loop {
             let page = scan_from(&*store, RECORD, &from, 1024)?;
@@ -811,7 +823,7 @@ impl Automation {
                 batch.delete(Column::Automation, owner_key(&id));
                 // Its executions go with it.
                 self.log_change(point, pb::sync_message::Kind::Deleted(id.to_vec()), batch)?;
-                for prefix in [EXECUTION, OPEN, SEND, ORDINAL] {
+                for prefix in [EXECUTION, OPEN, SEND, ORDINAL, TX] {
                     let start = [&[prefix][..], &id[..]].concat();
                     let end = [&[prefix][..], &id[..], &[0xff; 10]].concat();
                     batch.delete_range(Column::Automation, start, end);
@@ -1018,7 +1030,8 @@ impl Automation {
         Ok(true)
     }
 
-    /// Execution `key` of automation `id`, as stored.
+    /// Execution `key` of automation `id`, as stored, with the hashes of the writes this node
+    /// sent.
     pub(crate) fn execution(
         &self,
         id: &TaskId,
@@ -1026,11 +1039,42 @@ impl Automation {
     ) -> Result<Option<pb::Execution>, AutomationError> {
         self.store
             .get(Column::Automation, &execution_key(id, key))?
-            .map(|raw| {
-                pb::Execution::decode(raw.as_slice())
-                    .map_err(|e| AutomationError::Corrupt(e.to_string()))
-            })
+            .map(|raw| self.decode_execution(&raw))
             .transpose()
+    }
+
+    /// A stored execution, with the hashes of the writes this node sent filled in.
+    fn decode_execution(&self, raw: &[u8]) -> Result<pb::Execution, AutomationError> {
+        let mut execution =
+            pb::Execution::decode(raw).map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+        let Ok(id) = parse_id(&execution.automation_id) else { return Ok(execution) };
+        let from = tx_key(&id, execution.key, 0);
+        let prefix = &from[..from.len() - 1];
+        for (k, hash) in self.store.range(Column::Automation, &from, 256)? {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            let step = k.last().copied().map(usize::from);
+            if let Some(step) = step.and_then(|i| execution.steps.get_mut(i)) {
+                step.tx_hash = hash;
+            }
+        }
+        Ok(execution)
+    }
+
+    /// Records that this node sent the write of `step` of execution `key` of `id` as `hash`,
+    /// and that it is no longer to send.
+    pub(crate) fn write_sent(
+        &self,
+        id: &TaskId,
+        key: u64,
+        step: u8,
+        hash: [u8; 32],
+    ) -> Result<(), AutomationError> {
+        let mut batch = WriteBatch::new();
+        batch.put(Column::Automation, tx_key(id, key, step), hash.to_vec());
+        batch.delete(Column::Automation, send_key(id, key, step));
+        Ok(self.store.write(batch, Durability::Sync)?)
     }
 
     /// Is execution `key` of `id` still pending here?
@@ -1214,16 +1258,42 @@ impl Automation {
         let mut executions = rows
             .iter()
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, v)| {
-                pb::Execution::decode(v.as_slice())
-                    .map_err(|e| AutomationError::Corrupt(e.to_string()))
-            })
+            .map(|(_, v)| self.decode_execution(v))
             .collect::<Result<Vec<_>, _>>()?;
         let more = executions.len() > page;
         executions.truncate(page);
         let next = if more { executions.last().map(|e| e.key) } else { None };
         Ok((executions, next))
     }
+}
+
+/// Moves the send rows of the format before [`SEND`] (empty: not signed yet, the call data in
+/// the execution; else the signed transaction) to [`SEND`].
+fn migrate_send_rows(store: &dyn Store) -> Result<(), AutomationError> {
+    let old = scan(store, OLD_SEND, usize::from(u16::MAX))?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    let mut batch = WriteBatch::new();
+    for (k, value) in &old {
+        batch.delete(Column::Automation, k.clone());
+        let (Some((id, key)), Some(&step)) = (execution_of_key(k), k.get(41)) else { continue };
+        let row = if value.is_empty() {
+            let Some(raw) = store.get(Column::Automation, &execution_key(&id, key))? else {
+                continue;
+            };
+            let execution = pb::Execution::decode(raw.as_slice())
+                .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+            let calldata = execution.steps.get(usize::from(step)).map(|s| s.output.clone());
+            [vec![SEND_UNSIGNED], calldata.unwrap_or_default()].concat()
+        } else {
+            [&[SEND_SIGNED][..], value].concat()
+        };
+        batch.put(Column::Automation, send_key(&id, key, step), row);
+    }
+    store.write(batch, Durability::Sync)?;
+    tracing::info!(rows = old.len(), "automation writes to send moved to their new format");
+    Ok(())
 }
 
 /// A send row's first byte: the call data follows, not signed yet.
@@ -1242,6 +1312,8 @@ fn forget(
 ) {
     batch.delete(Column::Automation, execution_key(id, key));
     batch.delete(Column::Automation, ordinal_key(id, ordinal));
+    batch.delete_range(Column::Automation, tx_key(id, key, 0), tx_key(id, key, u8::MAX));
+    batch.delete(Column::Automation, tx_key(id, key, u8::MAX));
     task.forgotten_executions = task.forgotten_executions.saturating_add(1);
     let kept_from = if key >= execution::MANUAL_KEY {
         &mut task.manual_kept_from

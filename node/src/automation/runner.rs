@@ -23,9 +23,7 @@ use super::execution::{
     EXPIRE_AFTER_BLOCKS, MAX_OUTPUT_BYTES, Prepared, ReadKey, ReadOutcome, calldata, has_writes,
     pinned_block, with_trigger,
 };
-use super::{
-    Automation, AutomationError, SEND, SEND_SIGNED, TaskId, execution_key, scan, send_key,
-};
+use super::{Automation, AutomationError, SEND, SEND_SIGNED, TaskId, scan, send_key};
 use crate::store::{Column, Durability, WriteBatch};
 
 /// How often the runner looks for work.
@@ -268,7 +266,12 @@ async fn run_workflow(
                     Some(response) => response.clone(),
                     None => {
                         let response = rest_call(http, rest, execution).await;
-                        responses.0.insert(cached, response.clone());
+                        // No answer, a server error or "too many requests" may pass: asked
+                        // again when the result is prepared again.
+                        let passing = matches!(response.0, 0 | 429 | 500..);
+                        if !passing {
+                            responses.0.insert(cached, response.clone());
+                        }
                         response
                     }
                 };
@@ -394,15 +397,6 @@ async fn send_one(
         chain_id = call.chain_id,
         "automation contract write sent"
     );
-    let mut batch = WriteBatch::new();
-    // The hash goes into the execution while it is kept (it may have been forgotten).
-    if let Some(mut execution) = automation.execution(&id, key)? {
-        if let Some(step) = execution.steps.get_mut(usize::from(step)) {
-            step.tx_hash = hash.to_vec();
-        }
-        batch.put(Column::Automation, execution_key(&id, key), execution.encode_to_vec());
-    }
-    batch.delete(Column::Automation, send_key(&id, key, step));
-    automation.store.write(batch, Durability::Sync)?;
+    automation.write_sent(&id, key, step, hash.0)?;
     Ok(())
 }

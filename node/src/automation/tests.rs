@@ -895,10 +895,58 @@ fn only_the_node_that_ran_a_workflow_sends_its_writes_and_a_manual_run_is_an_exe
         &id,
         key,
         node_address(1),
-        vec![step("read", true, vec![1], 3), step("write", true, written, 0)],
+        vec![step("read", true, vec![1], 3), step("write", true, written.clone(), 0)],
     );
     finalize(&nodes, &[execution_task(&result, 1)]);
     assert_eq!((rows(&db0, SEND), rows(&db1, SEND)), (0, 1), "node 1 ran it and sends");
+    // The row holds the call data: the write is sent from it, whatever becomes of the record.
+    let store = MemoryStore::open(&db1).unwrap();
+    let row = store.get(Column::Automation, &send_key(&id, key, 1)).unwrap().unwrap();
+    assert_eq!(row, [vec![SEND_UNSIGNED], written.clone()].concat());
+    // Sent: the hash is this node's, shown in its record, and the row is gone.
+    node1.write_sent(&id, key, 1, [0x5e; 32]).unwrap();
+    assert_eq!(rows(&db1, SEND), 0);
+    let sent = node1.get_execution(&alice.address(), &id, key).unwrap();
+    assert_eq!(sent.steps[1].tx_hash, vec![0x5e; 32]);
+    assert!(node0.get_execution(&alice.address(), &id, key).unwrap().steps[1].tx_hash.is_empty());
+}
+
+/// Review of c5c9d60: send rows of the format before (empty, or the signed transaction) are
+/// moved at open, so a write queued across the upgrade is sent once, with its call data.
+#[test]
+fn writes_queued_in_the_old_format_are_sent_after_an_upgrade() {
+    let db = MemoryDb::default();
+    let node = open(&db);
+    let alice = wallet(1);
+    sign_in(&node, &alice, NOW);
+    let task = node.create(alice.address(), read_then_write(), NOW).unwrap();
+    let id = parse_id(&task.id).unwrap();
+    finalize(&[(&node, &db)], &propose(&node, 0, NOW));
+    node.trigger(&alice.address(), &id, NOW + 5).unwrap();
+    finalize(&[(&node, &db)], &propose(&node, 0, NOW + 5));
+    let key = execution::MANUAL_KEY + NOW + 5;
+    let result = execution_result(
+        &id,
+        key,
+        node_address(0),
+        vec![step("read", true, vec![1], 3), step("write", true, vec![0xca, 0x11], 0)],
+    );
+    finalize(&[(&node, &db)], &[execution_task(&result, 0)]);
+    // As the version before left them: one not signed yet, one signed (an EIP-1559 envelope).
+    let store = MemoryStore::open(&db).unwrap();
+    let old = |step: u8| [&[OLD_SEND][..], &id[..], &key.to_be_bytes(), &[step]].concat();
+    let mut batch = WriteBatch::new();
+    batch.delete(Column::Automation, send_key(&id, key, 1));
+    batch.put(Column::Automation, old(1), Vec::new());
+    batch.put(Column::Automation, old(7), vec![0x02, 0xf8, 0x70]);
+    store.write(batch, Durability::Sync).unwrap();
+    drop(node);
+    let _reopened = open(&db);
+    assert_eq!(rows(&db, OLD_SEND), 0);
+    let store = MemoryStore::open(&db).unwrap();
+    let row = |step: u8| store.get(Column::Automation, &send_key(&id, key, step)).unwrap();
+    assert_eq!(row(1), Some(vec![SEND_UNSIGNED, 0xca, 0x11]), "the call data of the execution");
+    assert_eq!(row(7), Some(vec![SEND_SIGNED, 0x02, 0xf8, 0x70]), "the same signed bytes");
 }
 
 #[test]
@@ -1118,7 +1166,8 @@ fn an_automation_keeps_its_last_1000_executions_and_a_forgotten_key_never_runs_a
 
 /// Issue 15's review, defect 3: a node calls a REST step once per execution. Preparing the
 /// result again (every 30 s until it is final) reuses the response instead of calling the
-/// server again, and the response is dropped once the result is final.
+/// server again (unless it may pass: no answer, 5xx, 429), and the response is dropped once
+/// the result is final.
 #[tokio::test]
 async fn a_rest_step_is_called_once_per_execution_however_often_its_result_is_prepared() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1128,7 +1177,9 @@ async fn a_rest_step_is_called_once_per_execution_however_often_its_result_is_pr
         "/hook",
         axum::routing::get(move || {
             let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
-            async move { format!("call {n}") }
+            // The first call meets a server in trouble.
+            let status = if n == 1 { 503 } else { 200 };
+            async move { (axum::http::StatusCode::from_u16(status).unwrap(), format!("call {n}")) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1157,17 +1208,46 @@ async fn a_rest_step_is_called_once_per_execution_however_often_its_result_is_pr
         execution::decode_result(&held.expect("prepared")).unwrap().1
     };
     runner::prepare(&node, &http, &mut responses).await.unwrap();
+    let failed = prepared(&node);
+    assert_eq!((failed.steps[0].http_status, failed.success), (503, false));
+    // A 503 may pass: not kept, the call is made again when the result is prepared again.
+    node.inner().prepared.clear();
+    runner::prepare(&node, &http, &mut responses).await.unwrap();
     let first = prepared(&node);
-    assert_eq!(first.steps[0].output, b"call 1".to_vec());
+    assert_eq!(first.steps[0].output, b"call 2".to_vec());
     // Its prepared result goes stale (30 s) twice: prepared again, from the kept response.
     for _ in 0..2 {
         node.inner().prepared.clear();
         runner::prepare(&node, &http, &mut responses).await.unwrap();
         assert_eq!(prepared(&node), first);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "the server was called once");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "called again only after the 503");
     // Final: the response is no longer held.
     finalize(&[(&node, &db)], &[execution_task(&first, 0)]);
     runner::prepare(&node, &http, &mut responses).await.unwrap();
     assert!(responses.is_empty());
+}
+
+/// Review of c5c9d60: a leader proposes the oldest matching log not fired yet, even below a
+/// later log that fired first (a leader that lacked the older block, or restarted).
+#[test]
+fn an_older_log_fired_after_a_newer_one_is_still_proposed() {
+    let db = MemoryDb::default();
+    let node = Arc::new(open(&db));
+    node.chains().add(CHAIN);
+    let id = active(&node, &db, event_definition(), NOW);
+    chain_blocks(&node, 0, 9);
+    let (older, newer) = (event_log(1), event_log(2));
+    node.chains().write(CHAIN, |c| {
+        assert!(c.push_log(5, 0, block_hash(5), older.clone()));
+        assert!(c.push_log(7, 0, block_hash(7), newer.clone()));
+        c.set_covered(CONTRACT, 9);
+    });
+    finalize(&[(&node, &db)], &[firing_result(&chain_firing(&id, event_point(7, 0, &newer)))]);
+    let due = node.due_firings(NOW + 20_000, 8);
+    assert_eq!(due.len(), 1, "block 5's log is still due");
+    assert_eq!(
+        firing::decode_firing(&due[0]).unwrap().1,
+        chain_firing(&id, event_point(5, 0, &older))
+    );
 }
