@@ -1102,20 +1102,9 @@ impl Automation {
         &self,
         limit: usize,
     ) -> Result<Vec<(TaskId, pb::AutomationTask, pb::Execution)>, AutomationError> {
-        let cursor = self.inner().open_cursor.clone();
-        let start = if cursor.first() == Some(&OPEN) { cursor } else { vec![OPEN] };
-        let mut rows: Vec<crate::store::Entry> = self
-            .store
-            .range(Column::Automation, &start, limit)?
-            .into_iter()
-            .take_while(|(k, _)| k.first() == Some(&OPEN))
-            .collect();
-        if rows.len() < limit && start != [OPEN] {
-            let wrapped = scan(&*self.store, OPEN, limit - rows.len())?;
-            rows.extend(wrapped.into_iter().filter(|(k, _)| *k < start));
-        }
-        self.inner().open_cursor =
-            rows.last().map(|(k, _)| [&k[..], &[0]].concat()).unwrap_or_default();
+        let mut cursor = self.inner().open_cursor.clone();
+        let rows = scan_wrapping(&*self.store, OPEN, &mut cursor, limit)?;
+        self.inner().open_cursor = cursor;
         let mut out = Vec::new();
         for (k, _) in rows {
             let Some((id, key)) = execution_of_key(&k) else { continue };
@@ -1365,6 +1354,25 @@ fn scan(
     limit: usize,
 ) -> Result<Vec<crate::store::Entry>, AutomationError> {
     scan_from(store, prefix, &[prefix], limit)
+}
+
+/// Up to `limit` entries under `prefix` from `cursor` on, wrapping around to the first, and
+/// `cursor` moved past the last one: repeated calls visit every entry, so no set of entries
+/// holds a reader's attention for good.
+pub(crate) fn scan_wrapping(
+    store: &dyn Store,
+    prefix: u8,
+    cursor: &mut Vec<u8>,
+    limit: usize,
+) -> Result<Vec<crate::store::Entry>, AutomationError> {
+    let start = if cursor.first() == Some(&prefix) { cursor.clone() } else { vec![prefix] };
+    let mut rows = scan_from(store, prefix, &start, limit)?;
+    if rows.len() < limit && start != [prefix] {
+        let wrapped = scan(store, prefix, limit - rows.len())?;
+        rows.extend(wrapped.into_iter().filter(|(k, _)| *k < start));
+    }
+    *cursor = rows.last().map(|(k, _)| [&k[..], &[0]].concat()).unwrap_or_default();
+    Ok(rows)
 }
 
 /// The first `limit` entries of [`Column::Automation`] under `prefix` from key `from` on.

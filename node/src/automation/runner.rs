@@ -23,7 +23,7 @@ use super::execution::{
     EXPIRE_AFTER_BLOCKS, MAX_OUTPUT_BYTES, Prepared, ReadKey, ReadOutcome, calldata, has_writes,
     pinned_block, with_trigger,
 };
-use super::{Automation, AutomationError, SEND, SEND_SIGNED, TaskId, scan, send_key};
+use super::{Automation, AutomationError, SEND, SEND_SIGNED, TaskId, scan_wrapping, send_key};
 use crate::store::{Column, Durability, WriteBatch};
 
 /// How often the runner looks for work.
@@ -36,6 +36,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const OPEN_PER_TICK: usize = 256;
 /// Gas one contract write may use at most (the sender pays what it uses).
 const MAX_WRITE_GAS: u64 = 1_000_000;
+/// Writes to send looked at per tick at most.
+pub(crate) const SENDS_PER_TICK: usize = 64;
 /// Re-run reads per tick at most: one slow chain cannot hold up the runner's other work.
 const READS_PER_TICK: usize = 16;
 
@@ -85,6 +87,7 @@ pub async fn run(automation: Arc<Automation>, shutdown: CancellationToken) {
         "automation contract writes are sent from this address (not the operator key): fund it"
     );
     let mut responses = RestResponses::default();
+    let mut send_cursor = Vec::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -94,7 +97,7 @@ pub async fn run(automation: Arc<Automation>, shutdown: CancellationToken) {
         if let Err(e) = prepare(&automation, &http, &mut responses).await {
             tracing::warn!(error = %e, "automation runner: cannot read pending executions");
         }
-        if let Err(e) = send_writes(&automation, &signer).await {
+        if let Err(e) = send_writes(&automation, &signer, &mut send_cursor).await {
             tracing::warn!(error = %e, "automation runner: sending a contract write failed");
         }
     }
@@ -333,8 +336,15 @@ async fn rest_call(
 /// Sends the contract writes queued for this node: each is signed once and the signed
 /// transaction kept before it is sent, so a restart sends the same transaction (same nonce)
 /// rather than a second one. Its hash is then recorded in the execution.
-async fn send_writes(automation: &Automation, signer: &PrivateKeySigner) -> anyhow::Result<()> {
-    for (k, row) in scan(&*automation.store, SEND, 256)? {
+///
+/// Each call looks at up to [`SENDS_PER_TICK`] rows from where the last one stopped (wrapping
+/// around), so writes that wait (a chain this node does not watch) never hold up the others.
+pub(crate) async fn send_writes(
+    automation: &Automation,
+    signer: &PrivateKeySigner,
+    cursor: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    for (k, row) in scan_wrapping(&*automation.store, SEND, cursor, SENDS_PER_TICK)? {
         // One row's failure (an unwatched chain, a reverting write) never holds up the others.
         if let Err(e) = send_one(automation, signer, &k, row).await {
             tracing::warn!(error = %e, "an automation contract write failed; trying again later");
@@ -352,14 +362,24 @@ async fn send_one(
     let (Some((id, key)), Some(&step)) = (super::execution_of_key(k), k.get(41)) else {
         return Ok(());
     };
-    let Some((&kind, body)) = row.split_first() else { return Ok(()) };
-    let Some(task) = automation.lookup(&id, None)? else { return Ok(()) };
-    let definition = task.definition.unwrap_or_default();
-    let Some(pb::workflow_node::Kind::ContractWrite(call)) =
-        definition.nodes.get(usize::from(step)).and_then(|n| n.kind.clone())
-    else {
-        return Ok(());
+    // A row with nothing to send (its automation deleted while it was being sent) goes.
+    let call = match automation.lookup(&id, None)?.and_then(|task| {
+        let node = task.definition?.nodes.into_iter().nth(usize::from(step))?;
+        match node.kind? {
+            pb::workflow_node::Kind::ContractWrite(call) => Some(call),
+            _ => None,
+        }
+    }) {
+        Some(call) if !row.is_empty() => call,
+        _ => {
+            tracing::debug!(id = %super::id_hex(&id), key, "a write of no automation is not sent");
+            let mut batch = WriteBatch::new();
+            batch.delete(Column::Automation, k.to_vec());
+            automation.store.write(batch, Durability::Sync)?;
+            return Ok(());
+        }
     };
+    let Some((&kind, body)) = row.split_first() else { return Ok(()) };
     let Some(url) = automation.chains().url(call.chain_id) else {
         anyhow::bail!("a contract write on chain {} (not watched) waits", call.chain_id);
     };

@@ -1251,3 +1251,42 @@ fn an_older_log_fired_after_a_newer_one_is_still_proposed() {
         chain_firing(&id, event_point(5, 0, &older))
     );
 }
+
+/// Review of 8d9e9b5: writes that wait (a chain this node does not watch) never hold up the
+/// others, however many there are, and a write left behind by an automation deleted while it
+/// was being sent is dropped, not kept for ever in the runner's way.
+#[tokio::test]
+async fn waiting_writes_never_hold_up_the_others_and_a_deleted_automations_write_goes() {
+    let db = MemoryDb::default();
+    let node = open(&db);
+    let alice = wallet(1);
+    sign_in(&node, &alice, NOW);
+    let ids: Vec<TaskId> = (0..2u64)
+        .map(|i| {
+            parse_id(&node.create(alice.address(), read_then_write(), NOW + i).unwrap().id).unwrap()
+        })
+        .collect();
+    finalize(&[(&node, &db)], &propose(&node, 0, NOW + 2));
+    // The automation whose rows sort first waits (this node does not watch its chain); the
+    // other is deleted, and its write is left behind (the race with the runner).
+    let (waiting, deleted) = (ids[0].min(ids[1]), ids[0].max(ids[1]));
+    node.cancel(&alice.address(), &deleted, NOW + 3).unwrap();
+    finalize(&[(&node, &db)], &propose(&node, 0, NOW + 3));
+    node.delete(&alice.address(), &deleted, NOW + 4).unwrap();
+    finalize(&[(&node, &db)], &propose(&node, 0, NOW + 4));
+    let store = MemoryStore::open(&db).unwrap();
+    let mut batch = WriteBatch::new();
+    for key in 0..=runner::SENDS_PER_TICK as u64 {
+        batch.put(Column::Automation, send_key(&waiting, key, 1), vec![SEND_UNSIGNED, 1]);
+    }
+    batch.put(Column::Automation, send_key(&deleted, 0, 1), vec![SEND_SIGNED, 2]);
+    store.write(batch, Durability::Sync).unwrap();
+    let signer = PrivateKeySigner::from_slice(&[7; 32]).unwrap();
+    let mut cursor = Vec::new();
+    for _ in 0..2 {
+        runner::send_writes(&node, &signer, &mut cursor).await.unwrap();
+    }
+    let left_behind = store.get(Column::Automation, &send_key(&deleted, 0, 1)).unwrap();
+    assert_eq!(left_behind, None, "reached past the waiting ones, and dropped");
+    assert_eq!(rows(&db, SEND), runner::SENDS_PER_TICK + 1, "the waiting ones wait");
+}
