@@ -567,6 +567,17 @@ fn an_operator_outside_the_mesh_follows_every_change_once_across_a_killed_stream
     assert_eq!(fresh, got);
 }
 
+/// An anvil mining a block per transaction (in a directory kept with it), and a runtime for
+/// the watcher's calls.
+fn chain_node() -> (tempfile::TempDir, crate::evm::Anvil, tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let anvil = crate::evm::anvil().unwrap();
+    let node = crate::evm::Anvil::start(&anvil, 31337, None, &dir.path().join("a.log")).unwrap();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    (dir, node, runtime)
+}
+
 /// Which `eth_getLogs` (lower-case 0x addresses, first and last block) a chain node refuses,
 /// and with what message.
 type Refusal = Arc<dyn Fn(&[String], u64, u64) -> Option<&'static str> + Send + Sync>;
@@ -627,11 +638,7 @@ fn hex_lower(bytes: &[u8]) -> String {
 fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
     use alloy::providers::Provider;
     use avs_node::automation::chain::{self, ChainWatch};
-    let dir = tempfile::tempdir().unwrap();
-    let anvil = crate::evm::anvil().unwrap();
-    let node = crate::evm::Anvil::start(&anvil, 31337, None, &dir.path().join("a.log")).unwrap();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (_dir, node, runtime) = chain_node();
     runtime.block_on(async {
         let (evm, from) = crate::evm::provider(&node.url).await.unwrap();
         let mine = |blocks: u64| {
@@ -719,10 +726,7 @@ fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
 fn a_head_that_goes_back_drops_the_blocks_the_chain_no_longer_has() {
     use alloy::providers::Provider;
     use avs_node::automation::chain::{self, ChainWatch};
-    let dir = tempfile::tempdir().unwrap();
-    let anvil = crate::evm::anvil().unwrap();
-    let node = crate::evm::Anvil::start(&anvil, 31337, None, &dir.path().join("a.log")).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (_dir, node, runtime) = chain_node();
     runtime.block_on(async {
         let (evm, from) = crate::evm::provider(&node.url).await.unwrap();
         let raw = |method: &'static str, params: serde_json::Value| {
@@ -772,11 +776,7 @@ fn a_head_that_goes_back_drops_the_blocks_the_chain_no_longer_has() {
 #[test]
 fn a_chain_node_that_refuses_every_log_request_is_asked_a_bounded_number_of_times() {
     use avs_node::automation::chain::{self, ChainWatch, MAX_LOG_REQUESTS_PER_POLL};
-    let dir = tempfile::tempdir().unwrap();
-    let anvil = crate::evm::anvil().unwrap();
-    let node = crate::evm::Anvil::start(&anvil, 31337, None, &dir.path().join("a.log")).unwrap();
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (_dir, node, runtime) = chain_node();
     runtime.block_on(async {
         let (evm, _) = crate::evm::provider(&node.url).await.unwrap();
         use alloy::providers::Provider;

@@ -7,7 +7,7 @@ use super::consensus::{AUTOMATION_TASK_ID, AutomationRequests};
 use super::firing;
 use super::spec::tests::cron_definition;
 use super::*;
-use crate::store::{MemoryDb, MemoryStore};
+use crate::store::{CountingStore, MemoryDb, MemoryStore};
 use avs_consensus::task::{TaskDefinition, TaskValidity};
 
 const NOW: u64 = 1_800_000_000_000;
@@ -1030,48 +1030,13 @@ fn a_pending_execution_closes_as_expired_only_300_blocks_after_its_firing() {
     assert_eq!((rows(&db, OPEN), rows(&db, SEND)), (0, 0), "nothing sent for an expired one");
 }
 
-/// A store that counts the range reads made through it.
-#[derive(Debug)]
-struct CountingStore {
-    inner: MemoryStore,
-    ranges: std::sync::atomic::AtomicUsize,
-}
-
-impl Store for CountingStore {
-    fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-        self.inner.get(column, key)
-    }
-    fn write(
-        &self,
-        batch: WriteBatch,
-        durability: Durability,
-    ) -> Result<(), crate::store::StoreError> {
-        self.inner.write(batch, durability)
-    }
-    fn range(
-        &self,
-        column: Column,
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<crate::store::Entry>, crate::store::StoreError> {
-        self.ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.range(column, start, limit)
-    }
-    fn flush(&self) -> Result<(), crate::store::StoreError> {
-        self.inner.flush()
-    }
-}
-
 /// Issue 15's review, defect 2: a leader's proposal and each chain poll read the index of
 /// active automations, never a scan of every stored record (which grew with the table and
 /// stopped at 100 000); the index follows creations, firings, cancellations and a restart.
 #[test]
 fn proposals_and_chain_polls_read_the_index_of_active_automations_not_the_table() {
     let db = MemoryDb::default();
-    let counting = Arc::new(CountingStore {
-        inner: MemoryStore::open(&db).unwrap(),
-        ranges: Default::default(),
-    });
+    let counting = Arc::new(CountingStore::over(MemoryStore::open(&db).unwrap()));
     let network = Network { name: "avs-test".into(), digest: DIGEST, node: node_address(0) };
     let node = Automation::open(Arc::clone(&counting) as Arc<dyn Store>, network).unwrap();
     node.chains().add(CHAIN);

@@ -3,7 +3,7 @@
 
 use super::checkin::{MAX_AGE_MS, MAX_FUTURE_MS, decode_signed, sign, verify};
 use super::*;
-use crate::store::MemoryStore;
+use crate::store::{CountingStore, MemoryStore};
 use avs_consensus::bls::SecretKey;
 use avs_consensus::types::{Epoch, Operator, OperatorSet, byte_list, encode};
 
@@ -260,37 +260,6 @@ fn gossip_verdicts_charge_only_forgeries_to_the_forwarder() {
     // None of them changed the row.
     assert_eq!(pool.rows(NOW).len(), 1);
     assert_eq!(pool.rows(NOW)[0].row, row);
-}
-
-/// A store that counts write batches, to show what a refused check-in did not write.
-#[derive(Debug, Default)]
-struct CountingStore {
-    inner: MemoryStore,
-    writes: AtomicU64,
-}
-
-impl Store for CountingStore {
-    fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(column, key)
-    }
-
-    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-        self.inner.write(batch, durability)
-    }
-
-    fn range(
-        &self,
-        column: Column,
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<crate::store::Entry>, StoreError> {
-        self.inner.range(column, start, limit)
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
 }
 
 #[test]

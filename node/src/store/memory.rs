@@ -119,3 +119,42 @@ impl Store for MemoryStore {
         Ok(())
     }
 }
+
+/// A [`MemoryStore`] that counts the batches written and the ranges read through it, so a
+/// test can show what a path did not write or scan.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct CountingStore {
+    pub inner: MemoryStore,
+    pub writes: std::sync::atomic::AtomicU64,
+    pub ranges: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(test)]
+impl CountingStore {
+    /// Counts the calls made on `inner`.
+    pub fn over(inner: MemoryStore) -> Self {
+        Self { inner, ..Self::default() }
+    }
+}
+
+#[cfg(test)]
+impl Store for CountingStore {
+    fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(column, key)
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.write(batch, durability)
+    }
+
+    fn range(&self, column: Column, start: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.ranges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.range(column, start, limit)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}

@@ -18,6 +18,8 @@ mod rocks;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+pub use memory::CountingStore;
 pub use memory::{MemoryDb, MemoryStore};
 pub use rocks::RocksStore;
 
