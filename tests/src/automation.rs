@@ -578,9 +578,9 @@ fn chain_node() -> (tempfile::TempDir, crate::evm::Anvil, tokio::runtime::Runtim
     (dir, node, runtime)
 }
 
-/// Which `eth_getLogs` (lower-case 0x addresses, first and last block) a chain node refuses,
-/// and with what message.
-type Refusal = Arc<dyn Fn(&[String], u64, u64) -> Option<&'static str> + Send + Sync>;
+/// Which `eth_getLogs` (lower-case 0x addresses, first and last block) a chain node refuses:
+/// with a JSON-RPC error (status 200) or with an HTTP status, and a message.
+type Refusal = Arc<dyn Fn(&[String], u64, u64) -> Option<(u16, &'static str)> + Send + Sync>;
 
 /// A chain node with limits, in front of anvil at `upstream`: it refuses the `eth_getLogs`
 /// that `refuse` picks, and counts the `eth_getLogs` requests in `asked`. Returns its URL.
@@ -610,13 +610,15 @@ async fn limited_chain_node(
                     Value::String(one) => vec![one.to_lowercase()],
                     _ => Vec::new(),
                 };
-                if let Some(message) = refuse(&addresses, from, to) {
+                if let Some((status, message)) = refuse(&addresses, from, to) {
                     let error = json!({"code": -32005, "message": message});
-                    return Json(json!({"jsonrpc": "2.0", "id": request["id"], "error": error}));
+                    let body = json!({"jsonrpc": "2.0", "id": request["id"], "error": error});
+                    let status = axum::http::StatusCode::from_u16(status).unwrap();
+                    return (status, Json(body));
                 }
             }
             let answer = http.post(&upstream).json(&request).send().await.unwrap();
-            Json(answer.json::<Value>().await.unwrap())
+            (axum::http::StatusCode::OK, Json(answer.json::<Value>().await.unwrap()))
         }
     };
     let app = axum::Router::new().route("/", axum::routing::post(handler));
@@ -663,14 +665,14 @@ fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
         let head = evm.get_block_number().await.unwrap();
 
         let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        // A provider's limits: at most 100 blocks a request, and the busy contract's block
-        // holds more logs than it returns.
+        // A provider's limits: at most 100 blocks a request (refused with HTTP 413), and the
+        // busy contract's block holds more logs than it returns (a JSON-RPC error).
         let busy_hex = format!("0x{}", hex_lower(busy.as_slice()));
         let refuse: Refusal = Arc::new(move |addresses, from, to| {
             if to - from + 1 > 100 {
-                Some("block range too large: at most 100 blocks")
+                Some((413, "block range too large: at most 100 blocks"))
             } else if addresses.contains(&busy_hex) && (from..=to).contains(&busy_block) {
-                Some("query returned more than 10000 results")
+                Some((200, "query returned more than 10000 results"))
             } else {
                 None
             }
@@ -705,9 +707,12 @@ fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
         assert!(first_poll < 40, "narrowing down took {first_poll} requests");
 
         // Refused in more polls, but within a second (a passing refusal): nothing is marked.
+        // The stuck contract asks for its block alone: one request a poll.
         for t in [t0 + 500, t0 + 1000] {
+            let before = asked.load(std::sync::atomic::Ordering::Relaxed);
             chain::read_logs(&provider, chain_id, &watch, &watched, t).await.unwrap();
             assert!(!held(busy, busy_later), "a refusal of a second marks nothing");
+            assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), before + 1);
         }
         // Still refused a minute later: the block is marked unreadable for that contract, and
         // its later logs are read.
@@ -756,6 +761,7 @@ fn a_head_that_goes_back_drops_the_blocks_the_chain_no_longer_has() {
 
         // The chain goes back to block 10 and grows another block 11 (another transaction).
         raw("evm_revert", serde_json::json!([at_ten])).await;
+        let at_ten_again = raw("evm_snapshot", serde_json::json!([])).await;
         // A new provider: the first one's nonce cache still counts the reverted transaction.
         let (evm, _) = crate::evm::provider(&node.url).await.unwrap();
         send(&evm, from, from, vec![2]).await;
@@ -767,38 +773,58 @@ fn a_head_that_goes_back_drops_the_blocks_the_chain_no_longer_has() {
         chain::read_headers(&provider, chain_id, &watch).await.unwrap();
         assert_eq!(held(11), Some(hash(11).await), "the new block 11 is read");
         assert_eq!(held(10), Some(hash(10).await));
+
+        // Replaced at the same height (a one-block reorganization): block 11 changes again.
+        let replaced = held(11).unwrap();
+        raw("evm_revert", serde_json::json!([at_ten_again])).await;
+        let (evm, _) = crate::evm::provider(&node.url).await.unwrap();
+        send(&evm, from, from, vec![3]).await;
+        assert_eq!(evm.get_block_number().await.unwrap(), 11);
+        assert_ne!(hash(11).await, replaced);
+        chain::read_headers(&provider, chain_id, &watch).await.unwrap();
+        assert!(held(11).is_none_or(|h| h != replaced), "the replaced block 11 is dropped");
+        chain::read_headers(&provider, chain_id, &watch).await.unwrap();
+        assert_eq!(held(11), Some(hash(11).await));
     });
 }
 
-/// Review of c5c9d60: a chain node that refuses every log request is asked at most 64 times a
-/// poll, and then less and less often, not thousands of times a poll (a request split per
-/// contract and per block for each of many contracts).
+/// Review of c5c9d60 and 8d9e9b5: a chain node that refuses every log request is asked at most
+/// 64 times a poll (not a split per contract and per block for each of many contracts); one in
+/// trouble (503 to everything) is asked once, then less and less often.
 #[test]
 fn a_chain_node_that_refuses_every_log_request_is_asked_a_bounded_number_of_times() {
+    use alloy::providers::Provider;
     use avs_node::automation::chain::{self, ChainWatch, MAX_LOG_REQUESTS_PER_POLL};
+    use std::sync::atomic::{AtomicU16, Ordering};
     let (_dir, node, runtime) = chain_node();
     runtime.block_on(async {
         let (evm, _) = crate::evm::provider(&node.url).await.unwrap();
-        use alloy::providers::Provider;
         let _: serde_json::Value = evm.raw_request("anvil_mine".into(), (150,)).await.unwrap();
         let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let refuse: Refusal = Arc::new(|_, _, _| Some("query returned more than 10000 results"));
+        let status = Arc::new(AtomicU16::new(200));
+        let answer = Arc::clone(&status);
+        let refuse: Refusal = Arc::new(move |_, _, _| {
+            Some((answer.load(Ordering::Relaxed), "query returned more than 10000 results"))
+        });
         let url = limited_chain_node(node.url.clone(), refuse, Arc::clone(&asked)).await;
         let provider = chain::provider(&url).unwrap();
         let (chain_id, watch) = (31337, ChainWatch::default());
         chain::read_headers(&provider, chain_id, &watch).await.unwrap();
         let watched = (0..100u8).map(|i| [i; 20]).collect();
-        let count = || asked.load(std::sync::atomic::Ordering::Relaxed);
+        let count = || asked.load(Ordering::Relaxed);
         let t0 = 1_800_000_000_000;
-        chain::read_logs(&provider, chain_id, &watch, &watched, t0).await.unwrap();
-        assert_eq!(count(), MAX_LOG_REQUESTS_PER_POLL, "one poll's budget");
-        // Nothing was answered: the next polls within the pause ask nothing.
-        chain::read_logs(&provider, chain_id, &watch, &watched, t0 + 500).await.unwrap();
-        assert_eq!(count(), MAX_LOG_REQUESTS_PER_POLL);
-        chain::read_logs(&provider, chain_id, &watch, &watched, t0 + 1_000).await.unwrap();
-        assert_eq!(count(), 2 * MAX_LOG_REQUESTS_PER_POLL, "asked again after the pause");
-        chain::read_logs(&provider, chain_id, &watch, &watched, t0 + 2_000).await.unwrap();
-        assert_eq!(count(), 2 * MAX_LOG_REQUESTS_PER_POLL, "the pause doubled");
+        for (i, t) in [t0, t0 + 500, t0 + 1000].into_iter().enumerate() {
+            chain::read_logs(&provider, chain_id, &watch, &watched, t).await.unwrap();
+            assert_eq!(count(), (i + 1) * MAX_LOG_REQUESTS_PER_POLL, "each poll within its budget");
+        }
+        // In trouble: asked once, then not within the pause (1 s, then 2 s).
+        status.store(503, Ordering::Relaxed);
+        let before = count();
+        let t1 = t0 + 10_000;
+        for (t, total) in [(t1, 1), (t1 + 500, 1), (t1 + 1000, 2), (t1 + 2000, 2), (t1 + 3000, 3)] {
+            chain::read_logs(&provider, chain_id, &watch, &watched, t).await.unwrap();
+            assert_eq!(count() - before, total, "at {}", t - t1);
+        }
         assert!(watch.read(chain_id, |c| watched.iter().all(|a| !c.covers(a, 1))).unwrap());
     });
 }

@@ -41,7 +41,7 @@ pub const UNREADABLE_AFTER: u32 = 3;
 pub const UNREADABLE_AFTER_MS: u64 = 60_000;
 /// `eth_getLogs` requests one poll makes at most per chain; the rest waits for the next poll.
 pub const MAX_LOG_REQUESTS_PER_POLL: usize = 64;
-/// The longest pause of log reading after polls in which no log request was answered.
+/// The longest pause of log reading after polls that the chain node's trouble ended.
 pub const MAX_LOG_PAUSE_MS: u64 = 30_000;
 /// How often each chain is read.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -83,10 +83,12 @@ pub struct ChainCache {
     /// Per contract: the one block its last reads were refused at, in how many polls running,
     /// and since when (ms).
     stuck: HashMap<[u8; 20], (u64, u32, u64)>,
-    /// Polls running in which no log request was answered, and no log request before this
-    /// time (ms): a chain node that answers none is not asked again every poll.
+    /// Polls running that the chain node's trouble ended with no logs given, and no log
+    /// request before this time (ms): a chain node in trouble is not asked again every poll.
     log_failures: u32,
     logs_paused_until_ms: u64,
+    /// See [`ChainCache::generation`].
+    generation: u64,
 }
 
 impl ChainCache {
@@ -214,11 +216,13 @@ impl ChainCache {
         true
     }
 
-    /// Ends a poll's log reading at `now_ms`: after one in which requests were made and none
-    /// answered, log reading pauses: twice [`POLL_INTERVAL`], doubling after each such poll, up
-    /// to [`MAX_LOG_PAUSE_MS`].
-    fn logs_read(&mut self, asked: usize, answered: usize, now_ms: u64) {
-        if asked == 0 || answered > 0 {
+    /// Ends a poll's log reading at `now_ms`: after one that the chain node's trouble ended
+    /// (no answer, no connection, a 5xx) with no logs given, log reading pauses: twice
+    /// [`POLL_INTERVAL`], doubling after each such poll, up to [`MAX_LOG_PAUSE_MS`]. Refusals
+    /// do not pause it: they are answers, and the stuck contract they concern costs one
+    /// request a poll.
+    fn logs_read(&mut self, troubled: bool, answered: usize, now_ms: u64) {
+        if !troubled || answered > 0 {
             self.log_failures = 0;
             self.logs_paused_until_ms = 0;
             return;
@@ -247,7 +251,16 @@ impl ChainCache {
         for blocks in self.unreadable.values_mut() {
             blocks.retain(|n| *n <= to);
         }
-        self.stuck.clear();
+        // A refusal below the rewind still counts: a chain node whose head keeps going back
+        // must not keep a refused block from ever being marked.
+        self.stuck.retain(|_, (n, _, _)| *n <= to);
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Changes at each rewind: what a reader worked out from the logs held before (a leader's
+    /// place in an event automation's logs) holds only within one generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -390,35 +403,37 @@ async fn poll(
 /// Reads the headers after the last one held (from [`BACKLOG_BLOCKS`] before the head on the
 /// first poll), at most [`MAX_BLOCKS_PER_POLL`]; a broken parent link rewinds [`REORG_DEPTH`].
 /// A head below the one held drops the blocks above it, and [`REORG_DEPTH`] more if the block
-/// at the head is not the one held.
+/// at the head is not the one held (so does a head at the same height with another hash).
 pub async fn read_headers(
     provider: &DynProvider,
     chain_id: u64,
     watch: &ChainWatch,
 ) -> anyhow::Result<()> {
-    let head = timed("eth_blockNumber", provider.get_block_number()).await?;
+    let latest =
+        timed("eth_getBlockByNumber", provider.get_block_by_number(BlockNumberOrTag::Latest))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no latest block"))?;
+    let head = latest.header.number;
     if let Some(held) = watch.read(chain_id, ChainCache::head).flatten()
-        && head < held
+        && head <= held
     {
-        // The chain node's head went back: a reorganization to a shorter chain (or another
-        // chain node behind this one). Held blocks above its head are not on its chain now,
-        // and the block at its head is, only if it is still the one held.
-        let block = timed(
-            "eth_getBlockByNumber",
-            provider.get_block_by_number(BlockNumberOrTag::Number(head)),
-        )
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("block {head} not found"))?;
+        // Nothing new, or the chain node's head went back or was replaced at the same height
+        // (a reorganization to a chain no longer than the one held, or another chain node
+        // behind this one): held blocks above its head are not on its chain now, and the block
+        // at its head is, only if it is still the one held.
         let same = watch
-            .read(chain_id, |c| c.header(head).is_some_and(|h| h.hash == block.header.hash.0))
+            .read(chain_id, |c| c.header(head).is_some_and(|h| h.hash == latest.header.hash.0))
             .unwrap_or(false);
+        if same && head == held {
+            return Ok(());
+        }
         let back = if same { head } else { head.saturating_sub(1 + REORG_DEPTH) };
         tracing::warn!(
             chain_id,
             head,
             held,
             back_to = back,
-            "the chain's head went back; reading again"
+            "the chain's head went back or changed; reading again"
         );
         watch.write(chain_id, |cache| cache.rewind(back));
         return Ok(());
@@ -453,17 +468,21 @@ pub async fn read_headers(
 /// What a chain node made of one `eth_getLogs`.
 enum LogAnswer {
     Logs(Vec<alloy::rpc::types::Log>),
-    /// It answered with an error, or with more than the answer cap: this request is refused,
-    /// a narrower one may not be.
+    /// It refused this request (an error answer, a 4xx other than 429, an answer over the
+    /// cap): a narrower one may pass.
     Refused(String),
-    /// No usable answer (no answer in time, the connection, a log without its block): the
-    /// chain node is in trouble, not this request.
+    /// No answer in time: a narrower request may be lighter, but a single block that times
+    /// out says nothing about that block.
+    TimedOut,
+    /// The chain node is in trouble, not the request (no connection, 429, 5xx, an answer with
+    /// a log that lacks its block, index or transaction).
     Failed(String),
 }
 
 async fn get_logs(provider: &DynProvider, filter: &Filter) -> LogAnswer {
+    use alloy::transports::TransportErrorKind;
     match tokio::time::timeout(CALL_TIMEOUT, provider.get_logs(filter)).await {
-        Err(_) => LogAnswer::Failed(format!("no answer within {CALL_TIMEOUT:?}")),
+        Err(_) => LogAnswer::TimedOut,
         Ok(Ok(logs)) => {
             let whole = logs.iter().all(|l| {
                 l.block_number.is_some()
@@ -479,8 +498,18 @@ async fn get_logs(provider: &DynProvider, filter: &Filter) -> LogAnswer {
             }
         }
         Ok(Err(e)) => {
-            let capped = e.to_string().contains("bytes; refused");
-            if e.as_error_resp().is_some() || capped {
+            let refused = e.as_error_resp().is_some()
+                || match e.as_transport_err() {
+                    Some(TransportErrorKind::HttpError(http)) => {
+                        (400..500).contains(&http.status) && !http.is_rate_limit_err()
+                    }
+                    // The answer cap of `avs_internal_tasks::transport::CappedHttp`.
+                    Some(TransportErrorKind::Custom(custom)) => {
+                        custom.to_string().contains("bytes; refused")
+                    }
+                    _ => false,
+                };
+            if refused {
                 LogAnswer::Refused(e.to_string())
             } else {
                 LogAnswer::Failed(e.to_string())
@@ -512,25 +541,51 @@ pub async fn read_logs(
     if now_ms < paused_until {
         return Ok(());
     }
+    // Contracts at the same point share requests; a contract refused at the block it starts
+    // at asks for that block alone (one request a poll, not a narrowing again).
     let mut by_start: BTreeMap<u64, Vec<[u8; 20]>> = BTreeMap::new();
+    let mut stuck: Vec<(Vec<[u8; 20]>, u64, bool)> = Vec::new();
     for address in watched {
-        let start = watch
-            .read(chain_id, |c| c.covered.get(address).map_or(low, |to| (to + 1).max(low)))
-            .unwrap_or(low);
-        if start <= last {
+        let (start, stuck_at) = watch
+            .read(chain_id, |c| {
+                let start = c.covered.get(address).map_or(low, |to| (to + 1).max(low));
+                (start, c.stuck.get(address).map(|(n, _, _)| *n))
+            })
+            .unwrap_or((low, None));
+        if start > last {
+            continue;
+        }
+        if stuck_at == Some(start) {
+            stuck.push((vec![*address], start, true));
+        } else {
             by_start.entry(start).or_default().push(*address);
         }
     }
-    let (mut asked, mut answered) = (0usize, 0usize);
+    // The contracts nearest the head first (the ones in step), then those catching up, then the
+    // stuck ones: the budget never starves the contracts in step.
+    let mut jobs: Vec<(Vec<[u8; 20]>, u64, bool)> = by_start
+        .into_iter()
+        .rev()
+        .map(|(start, mut addresses)| {
+            addresses.sort_unstable();
+            (addresses, start, false)
+        })
+        .collect();
+    stuck.sort_unstable();
+    jobs.extend(stuck);
+    let (mut asked, mut answered, mut troubled) = (0usize, 0usize, false);
     // Contracts whose logs stopped in this poll: not read further until the next one.
     let mut stopped: HashSet<[u8; 20]> = HashSet::new();
-    'poll: for (start, mut addresses) in by_start {
-        addresses.sort_unstable();
+    'poll: for (addresses, start, stuck) in jobs {
         let mut from = start;
         while from <= last {
             let to = last.min(from.saturating_add(LOG_RANGE_BLOCKS - 1));
-            // Depth first, the earlier blocks first, so each contract's logs are read in order.
+            // Depth first, the earlier blocks first, so each contract's logs are read in order;
+            // a stuck contract's block alone first.
             let mut requests = vec![(addresses.clone(), from, to)];
+            if stuck && from == start && from < to {
+                requests = vec![(addresses.clone(), from + 1, to), (addresses.clone(), from, from)];
+            }
             while let Some((mut group, a, b)) = requests.pop() {
                 group.retain(|address| !stopped.contains(address));
                 if group.is_empty() {
@@ -544,49 +599,63 @@ pub async fn read_logs(
                     .address(group.iter().map(|a| Address::from(*a)).collect::<Vec<_>>())
                     .from_block(a)
                     .to_block(b);
-                match get_logs(provider, &filter).await {
+                let answer = get_logs(provider, &filter).await;
+                if matches!(answer, LogAnswer::Logs(_)) {
+                    answered += 1;
+                }
+                let (error, timed_out) = match answer {
                     LogAnswer::Logs(logs) => {
-                        answered += 1;
                         keep_logs(watch, chain_id, &group, b, logs)?;
+                        continue;
                     }
                     LogAnswer::Failed(e) => {
                         tracing::debug!(chain_id, from = a, to = b, error = %e, "reading logs failed; trying again next poll");
+                        troubled = true;
                         break 'poll;
                     }
-                    LogAnswer::Refused(e) if group.len() > 1 => {
-                        tracing::debug!(chain_id, from = a, to = b, error = %e, "logs refused; splitting the contracts");
-                        let right = group.split_off(group.len() / 2);
-                        requests.push((right, a, b));
-                        requests.push((group, a, b));
-                    }
-                    LogAnswer::Refused(e) if a < b => {
-                        tracing::debug!(chain_id, from = a, to = b, error = %e, "logs refused; splitting the blocks");
-                        let middle = a + (b - a) / 2;
-                        requests.push((group.clone(), middle + 1, b));
-                        requests.push((group, a, middle));
-                    }
-                    LogAnswer::Refused(e) => {
-                        let address = group[0];
-                        if watch.write(chain_id, |cache| cache.read_failed(address, a, now_ms)) {
-                            tracing::warn!(
-                                chain_id,
-                                contract = %Address::from(address),
-                                block = a,
-                                error = %e,
-                                "the chain node will not give this contract's logs of this block: \
-                                 its events there get no vote from this node"
-                            );
-                        } else {
-                            stopped.insert(address);
-                            tracing::debug!(chain_id, block = a, error = %e, "one contract's logs refused; trying again next poll");
-                        }
+                    LogAnswer::Refused(e) => (e, false),
+                    LogAnswer::TimedOut => (format!("no answer within {CALL_TIMEOUT:?}"), true),
+                };
+                if group.len() > 1 {
+                    tracing::debug!(chain_id, from = a, to = b, %error, "logs not given; splitting the contracts");
+                    let right = group.split_off(group.len() / 2);
+                    requests.push((right, a, b));
+                    requests.push((group, a, b));
+                } else if a < b {
+                    tracing::debug!(chain_id, from = a, to = b, %error, "logs not given; splitting the blocks");
+                    let middle = a + (b - a) / 2;
+                    requests.push((group.clone(), middle + 1, b));
+                    requests.push((group, a, middle));
+                } else if timed_out {
+                    // One block that takes too long: the chain node is slow, not this block.
+                    tracing::debug!(
+                        chain_id,
+                        block = a,
+                        "one block's logs took too long; trying again next poll"
+                    );
+                    troubled = true;
+                    break 'poll;
+                } else {
+                    let address = group[0];
+                    if watch.write(chain_id, |cache| cache.read_failed(address, a, now_ms)) {
+                        tracing::warn!(
+                            chain_id,
+                            contract = %Address::from(address),
+                            block = a,
+                            %error,
+                            "the chain node will not give this contract's logs of this block: \
+                             its events there get no vote from this node"
+                        );
+                    } else {
+                        stopped.insert(address);
+                        tracing::debug!(chain_id, block = a, %error, "one contract's logs refused; trying again next poll");
                     }
                 }
             }
             from = to + 1;
         }
     }
-    watch.write(chain_id, |cache| cache.logs_read(asked, answered, now_ms));
+    watch.write(chain_id, |cache| cache.logs_read(troubled, answered, now_ms));
     Ok(())
 }
 

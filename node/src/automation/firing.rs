@@ -337,10 +337,17 @@ pub fn decode_firing(bytes: &[u8]) -> Result<(TaskId, pb::Firing), AutomationErr
 /// confirmed multiple of its interval later than its last firing; an event trigger's oldest
 /// confirmed matching log not fired yet (`fired` tells). With its block's time (unix ms), for
 /// the order of firings.
+///
+/// `place` is this node's place in an event automation's logs: `(generation, key)`, every
+/// matching log below `key` fired (or older than the automation) while the chain's cache was
+/// in that generation. The walk starts there, and at the first key kept, and leaves `place` at
+/// the log it found (or past the last confirmed block): a leader does not walk the same fired
+/// logs at each proposal.
 fn chain_due(
     task: &pb::AutomationTask,
     chains: &ChainWatch,
     fired: impl Fn(u64) -> bool,
+    place: &mut Option<(u64, u64)>,
 ) -> Option<(u64, pb::ChainPoint)> {
     let not_before = |header: &Header| {
         header.timestamp.saturating_mul(1000).saturating_add(999) >= task.created_at_ms
@@ -365,9 +372,15 @@ fn chain_due(
             let address = <[u8; 20]>::try_from(trigger.address.as_slice()).ok()?;
             // From the first key kept: below it every log counts as fired. Above it, each fired
             // log has its execution kept, so the walk to the oldest unfired log passes at most
-            // KEEP_EXECUTIONS fired ones (docs/protocol.md, 7.5).
-            cache
-                .logs_of(&address, task.fired_kept_from >> LOG_INDEX_BITS)
+            // KEEP_EXECUTIONS fired ones (docs/protocol.md, 7.5); and from this node's place.
+            let generation = cache.generation();
+            let from = match *place {
+                Some((g, key)) if g == generation => key.max(task.fired_kept_from),
+                _ => task.fired_kept_from,
+            };
+            let found = cache
+                .logs_of(&address, from >> LOG_INDEX_BITS)
+                .filter(|((number, index), _)| (number << LOG_INDEX_BITS) | index >= from)
                 .take_while(|((number, _), _)| *number <= confirmed)
                 .filter(|(_, log)| matches(trigger, log))
                 .find_map(|((number, index), log)| {
@@ -385,7 +398,13 @@ fn chain_due(
                         };
                         (header.timestamp.saturating_mul(1000), point)
                     })
-                })
+                });
+            let next = match &found {
+                Some((_, point)) => (point.block_number << LOG_INDEX_BITS) | point.log_index,
+                None => confirmed.saturating_add(1) << LOG_INDEX_BITS,
+            };
+            *place = Some((generation, next));
+            found
         })?,
         pb::trigger::Kind::Cron(_) | pb::trigger::Kind::FixedTime(_) => None,
     }
@@ -407,7 +426,11 @@ impl Automation {
     /// active time-triggered automation, at most `max`, none proposed in the last
     /// [`REPROPOSE_AFTER_MS`].
     pub(crate) fn due_firings(&self, now_ms: u64, max: usize) -> Vec<Vec<u8>> {
-        let tasks = self.inner().active.candidates(now_ms);
+        let (tasks, mut places) = {
+            let mut inner = self.inner();
+            (inner.active.candidates(now_ms), std::mem::take(&mut inner.event_places))
+        };
+        let mut next_places = std::collections::HashMap::new();
         // Computed before the lock: one schedule step or cache look-up per automation.
         let mut due: Vec<(u64, TaskId, u64, Vec<u8>, pb::Firing)> = tasks
             .into_iter()
@@ -421,7 +444,12 @@ impl Automation {
                     None => {
                         let fired =
                             |key| key < task.fired_kept_from || self.has_execution(&id, key);
-                        let (at, point) = chain_due(&task, &self.chains, fired)?;
+                        let mut place = places.remove(&id);
+                        let due = chain_due(&task, &self.chains, fired, &mut place);
+                        if let Some(place) = place {
+                            next_places.insert(id, place);
+                        }
+                        let (at, point) = due?;
                         (
                             at,
                             pb::Firing {
@@ -439,6 +467,8 @@ impl Automation {
         // The most overdue first; an owner's automations take one slot per block.
         due.sort_by_key(|(at, id, key, ..)| (*at, *id, *key));
         let mut inner = self.inner();
+        // The places of automations no longer active go.
+        inner.event_places = next_places;
         inner.firing_proposed.retain(|_, at| at.saturating_add(REPROPOSE_AFTER_MS) > now_ms);
         let mut per_owner: std::collections::HashMap<Vec<u8>, usize> = Default::default();
         let mut out = Vec::new();

@@ -136,6 +136,8 @@ struct Inner {
     /// Firings this node proposed, and when, until they are final or [`firing::REPROPOSE_AFTER_MS`].
     /// Keyed by automation and firing key.
     firing_proposed: HashMap<(TaskId, u64), u64>,
+    /// A leader's place in each event automation's logs (see `firing::chain_due`).
+    event_places: HashMap<TaskId, (u64, u64)>,
     /// Workflow results this node ran, by automation and execution key, until final.
     prepared: HashMap<(TaskId, u64), execution::Prepared>,
     /// The last finalized height this node applied (what the runner expires against).

@@ -1255,3 +1255,43 @@ async fn waiting_writes_never_hold_up_the_others_and_a_deleted_automations_write
     assert_eq!(left_behind, None, "reached past the waiting ones, and dropped");
     assert_eq!(rows(&db, SEND), runner::SENDS_PER_TICK + 1, "the waiting ones wait");
 }
+
+/// Review of 8d9e9b5: a leader keeps its place in an event automation's logs, so each proposal
+/// does not read the executions of every fired log again to find the first one not fired.
+#[test]
+fn a_leader_keeps_its_place_in_an_event_automations_logs() {
+    let db = MemoryDb::default();
+    let counting = Arc::new(CountingStore::over(MemoryStore::open(&db).unwrap()));
+    let network = Network { name: "avs-test".into(), digest: DIGEST, node: node_address(0) };
+    let node = Automation::open(Arc::clone(&counting) as Arc<dyn Store>, network).unwrap();
+    node.chains().add(CHAIN);
+    let id = active(&node, &db, event_definition(), NOW);
+    chain_blocks(&node, 0, 60);
+    let log = event_log(1);
+    node.chains().write(CHAIN, |c| {
+        for n in 1..=51 {
+            assert!(c.push_log(n, 0, block_hash(n), log.clone()));
+        }
+        c.set_covered(CONTRACT, 60);
+    });
+    for n in 1..=50 {
+        finalize(&[(&node, &db)], &[firing_result(&chain_firing(&id, event_point(n, 0, &log)))]);
+    }
+    let gets = || counting.gets.load(std::sync::atomic::Ordering::Relaxed);
+    let due = |now| node.due_firings(now, 8);
+    let first = gets();
+    let proposed = due(NOW + 20_000);
+    assert_eq!(
+        firing::decode_firing(&proposed[0]).unwrap().1,
+        chain_firing(&id, event_point(51, 0, &log))
+    );
+    assert!(gets() - first >= 50, "the first walk reads the fired ones");
+    let second = gets();
+    due(NOW + 60_000);
+    assert!(gets() - second <= 2, "from its place: {} reads", gets() - second);
+    // A rewind of the chain forgets the place: logs may come back below it.
+    node.chains().write(CHAIN, |c| c.rewind(55));
+    let third = gets();
+    due(NOW + 100_000);
+    assert!(gets() - third >= 50);
+}

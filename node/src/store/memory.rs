@@ -120,14 +120,15 @@ impl Store for MemoryStore {
     }
 }
 
-/// A [`MemoryStore`] that counts the batches written and the ranges read through it, so a
-/// test can show what a path did not write or scan.
+/// A [`MemoryStore`] that counts the batches written, the ranges and the keys read through it,
+/// so a test can show what a path did not write, scan or read.
 #[cfg(test)]
 #[derive(Debug, Default)]
 pub struct CountingStore {
     pub inner: MemoryStore,
     pub writes: std::sync::atomic::AtomicU64,
     pub ranges: std::sync::atomic::AtomicU64,
+    pub gets: std::sync::atomic::AtomicU64,
 }
 
 #[cfg(test)]
@@ -141,6 +142,7 @@ impl CountingStore {
 #[cfg(test)]
 impl Store for CountingStore {
     fn get(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.get(column, key)
     }
 
