@@ -75,22 +75,8 @@ fn an_automation_created_on_one_node_is_served_by_every_node_once_final() {
         }
 
         // Created on node 0: pending there, then active on every node.
-        let definition = pb::TaskDefinition {
-            name: "hourly ping".into(),
-            trigger: Some(pb::Trigger {
-                kind: Some(pb::trigger::Kind::Cron(pb::CronTrigger {
-                    expression: "0 0 * * * *".into(),
-                })),
-            }),
-            nodes: vec![pb::WorkflowNode {
-                name: "ping".into(),
-                kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
-                    url: "http://127.0.0.1:9/hook".into(),
-                    method: "GET".into(),
-                    body: String::new(),
-                })),
-            }],
-        };
+        let definition =
+            example::cron_get("hourly ping", "0 0 * * * *", "ping", "http://127.0.0.1:9/hook");
         let (client0, token0) = &mut sessions[0];
         let request = pb::CreateTaskRequest { definition: Some(definition.clone()) };
         let task = client0.create_task(with_token(token0, request)).await.unwrap().into_inner();
@@ -334,22 +320,8 @@ fn automations_execute_once_per_attested_firing_on_a_real_chain() {
                 },
             ],
         };
-        let every_two_seconds = pb::TaskDefinition {
-            name: "health every two seconds".into(),
-            trigger: Some(pb::Trigger {
-                kind: Some(pb::trigger::Kind::Cron(pb::CronTrigger {
-                    expression: "*/2 * * * * *".into(),
-                })),
-            }),
-            nodes: vec![pb::WorkflowNode {
-                name: "health".into(),
-                kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
-                    url: health.clone(),
-                    method: "GET".into(),
-                    body: String::new(),
-                })),
-            }],
-        };
+        let every_two_seconds =
+            example::cron_get("health every two seconds", "*/2 * * * * *", "health", &health);
         let (client0, token0) = &mut sessions[0];
         let request = pb::CreateTaskRequest { definition: Some(on_ping) };
         let event_task =
@@ -492,22 +464,8 @@ fn an_operator_outside_the_mesh_follows_every_change_once_across_a_killed_stream
         ))
     };
     let wallet = PrivateKeySigner::from_slice(&[0x44; 32]).unwrap();
-    let hourly = |name: &str| pb::TaskDefinition {
-        name: name.into(),
-        trigger: Some(pb::Trigger {
-            kind: Some(pb::trigger::Kind::Cron(pb::CronTrigger {
-                expression: "0 0 * * * *".into(),
-            })),
-        }),
-        nodes: vec![pb::WorkflowNode {
-            name: "ping".into(),
-            kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
-                url: "http://127.0.0.1:9/hook".into(),
-                method: "GET".into(),
-                body: String::new(),
-            })),
-        }],
-    };
+    let hourly =
+        |name: &str| example::cron_get(name, "0 0 * * * *", "ping", "http://127.0.0.1:9/hook");
     let assigned = |id: &[u8]| {
         let id = id.to_vec();
         move |m: &pb::SyncMessage| matches!(&m.kind, Some(pb::sync_message::Kind::Assigned(t)) if t.id == id)
@@ -628,10 +586,6 @@ async fn limited_chain_node(
     url
 }
 
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Issue 15's review, defect 1: a chain node refuses wide `eth_getLogs` ranges and one busy
 /// contract's block; the watcher still holds every other contract's and block's logs, and
 /// after three polls marks only that contract's block unreadable (its events there get
@@ -667,7 +621,7 @@ fn one_contract_a_chain_node_will_not_answer_for_holds_up_only_itself() {
         let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // A provider's limits: at most 100 blocks a request (refused with HTTP 413), and the
         // busy contract's block holds more logs than it returns (a JSON-RPC error).
-        let busy_hex = format!("0x{}", hex_lower(busy.as_slice()));
+        let busy_hex = alloy::hex::encode_prefixed(busy);
         let refuse: Refusal = Arc::new(move |addresses, from, to| {
             if to - from + 1 > 100 {
                 Some((413, "block range too large: at most 100 blocks"))
@@ -758,14 +712,21 @@ fn a_head_that_goes_back_drops_the_blocks_the_chain_no_longer_has() {
         chain::read_headers(&provider, chain_id, &watch).await.unwrap();
         assert_eq!(watch.read(chain_id, |c| c.head()).flatten(), Some(20));
         let old_eleven = held(11).unwrap();
+        // Goes back to the block-10 state `snapshot` and grows another block 11 with a
+        // transaction carrying `data`; a snapshot of that block-10 state again.
+        let (raw, url) = (&raw, &node.url);
+        let another_eleven = |snapshot: serde_json::Value, data: u8| async move {
+            raw("evm_revert", serde_json::json!([snapshot])).await;
+            let again = raw("evm_snapshot", serde_json::json!([])).await;
+            // A new provider: the first one's nonce cache still counts the reverted transaction.
+            let (evm, _) = crate::evm::provider(url).await.unwrap();
+            send(&evm, from, from, vec![data]).await;
+            assert_eq!(evm.get_block_number().await.unwrap(), 11);
+            again
+        };
 
         // The chain goes back to block 10 and grows another block 11 (another transaction).
-        raw("evm_revert", serde_json::json!([at_ten])).await;
-        let at_ten_again = raw("evm_snapshot", serde_json::json!([])).await;
-        // A new provider: the first one's nonce cache still counts the reverted transaction.
-        let (evm, _) = crate::evm::provider(&node.url).await.unwrap();
-        send(&evm, from, from, vec![2]).await;
-        assert_eq!(evm.get_block_number().await.unwrap(), 11);
+        let at_ten_again = another_eleven(at_ten, 2).await;
         assert_ne!(hash(11).await, old_eleven);
         chain::read_headers(&provider, chain_id, &watch).await.unwrap();
         assert!(held(11).is_none_or(|h| h != old_eleven), "block 11 of the old chain is dropped");
@@ -776,10 +737,7 @@ fn a_head_that_goes_back_drops_the_blocks_the_chain_no_longer_has() {
 
         // Replaced at the same height (a one-block reorganization): block 11 changes again.
         let replaced = held(11).unwrap();
-        raw("evm_revert", serde_json::json!([at_ten_again])).await;
-        let (evm, _) = crate::evm::provider(&node.url).await.unwrap();
-        send(&evm, from, from, vec![3]).await;
-        assert_eq!(evm.get_block_number().await.unwrap(), 11);
+        another_eleven(at_ten_again, 3).await;
         assert_ne!(hash(11).await, replaced);
         chain::read_headers(&provider, chain_id, &watch).await.unwrap();
         assert!(held(11).is_none_or(|h| h != replaced), "the replaced block 11 is dropped");

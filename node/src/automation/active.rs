@@ -99,6 +99,7 @@ impl Active {
     }
 
     /// How many automations are held.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.tasks.len()
     }

@@ -443,17 +443,23 @@ pub async fn read_headers(
         .flatten()
         .map_or(head.saturating_sub(BACKLOG_BLOCKS), |h| h + 1);
     let to = head.min(from.saturating_add(MAX_BLOCKS_PER_POLL - 1));
+    let header_of = |block: &alloy::rpc::types::Block| Header {
+        hash: block.header.hash.0,
+        parent: block.header.parent_hash.0,
+        timestamp: block.header.timestamp,
+    };
     for number in from..=to {
-        let block = timed(
-            "eth_getBlockByNumber",
-            provider.get_block_by_number(BlockNumberOrTag::Number(number)),
-        )
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("block {number} not found"))?;
-        let header = Header {
-            hash: block.header.hash.0,
-            parent: block.header.parent_hash.0,
-            timestamp: block.header.timestamp,
+        // The latest block was read already.
+        let header = if number == head {
+            header_of(&latest)
+        } else {
+            let block = timed(
+                "eth_getBlockByNumber",
+                provider.get_block_by_number(BlockNumberOrTag::Number(number)),
+            )
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("block {number} not found"))?;
+            header_of(&block)
         };
         if !watch.write(chain_id, |cache| cache.push_header(number, header)) {
             let back = number.saturating_sub(1 + REORG_DEPTH);
@@ -582,10 +588,11 @@ pub async fn read_logs(
             let to = last.min(from.saturating_add(LOG_RANGE_BLOCKS - 1));
             // Depth first, the earlier blocks first, so each contract's logs are read in order;
             // a stuck contract's block alone first.
-            let mut requests = vec![(addresses.clone(), from, to)];
-            if stuck && from == start && from < to {
-                requests = vec![(addresses.clone(), from + 1, to), (addresses.clone(), from, from)];
-            }
+            let mut requests = if stuck && from == start && from < to {
+                vec![(addresses.clone(), from + 1, to), (addresses.clone(), from, from)]
+            } else {
+                vec![(addresses.clone(), from, to)]
+            };
             while let Some((mut group, a, b)) = requests.pop() {
                 group.retain(|address| !stopped.contains(address));
                 if group.is_empty() {
@@ -616,16 +623,10 @@ pub async fn read_logs(
                     LogAnswer::Refused(e) => (e, false),
                     LogAnswer::TimedOut => (format!("no answer within {CALL_TIMEOUT:?}"), true),
                 };
-                if group.len() > 1 {
-                    tracing::debug!(chain_id, from = a, to = b, %error, "logs not given; splitting the contracts");
-                    let right = group.split_off(group.len() / 2);
-                    requests.push((right, a, b));
-                    requests.push((group, a, b));
-                } else if a < b {
-                    tracing::debug!(chain_id, from = a, to = b, %error, "logs not given; splitting the blocks");
-                    let middle = a + (b - a) / 2;
-                    requests.push((group.clone(), middle + 1, b));
-                    requests.push((group, a, middle));
+                if let Some([first, second]) = halves(&mut group, a, b) {
+                    tracing::debug!(chain_id, from = a, to = b, %error, "logs not given; splitting the request");
+                    requests.push(second);
+                    requests.push(first);
                 } else if timed_out {
                     // One block that takes too long: the chain node is slow, not this block.
                     tracing::debug!(
@@ -657,6 +658,23 @@ pub async fn read_logs(
     }
     watch.write(chain_id, |cache| cache.logs_read(troubled, answered, now_ms));
     Ok(())
+}
+
+/// One `eth_getLogs`: the contracts, the first block and the last.
+type LogRequest = (Vec<[u8; 20]>, u64, u64);
+
+/// One log request in two: the contracts in halves while there are several, else the blocks;
+/// `None` for one contract's one block.
+fn halves(group: &mut Vec<[u8; 20]>, a: u64, b: u64) -> Option<[LogRequest; 2]> {
+    if group.len() > 1 {
+        let right = group.split_off(group.len() / 2);
+        Some([(std::mem::take(group), a, b), (right, a, b)])
+    } else if a < b {
+        let middle = a + (b - a) / 2;
+        Some([(group.clone(), a, middle), (std::mem::take(group), middle + 1, b)])
+    } else {
+        None
+    }
 }
 
 /// Holds `logs`, the answer for `group` up to block `to`; an error (after a rewind) if a log's

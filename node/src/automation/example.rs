@@ -70,6 +70,25 @@ pub async fn send(
 }
 
 /// `Bearer` metadata on `message`.
+/// An automation `name` on the cron `expression` whose workflow is one REST GET of `url`,
+/// named `step`.
+pub fn cron_get(name: &str, expression: &str, step: &str, url: &str) -> pb::TaskDefinition {
+    pb::TaskDefinition {
+        name: name.into(),
+        trigger: Some(pb::Trigger {
+            kind: Some(pb::trigger::Kind::Cron(pb::CronTrigger { expression: expression.into() })),
+        }),
+        nodes: vec![pb::WorkflowNode {
+            name: step.into(),
+            kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
+                url: url.into(),
+                method: "GET".into(),
+                body: String::new(),
+            })),
+        }],
+    }
+}
+
 pub fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = format!("Bearer {token}").parse() {
@@ -140,22 +159,7 @@ async fn run(
     };
     let wallet = PrivateKeySigner::from_slice(&[0x11; 32])?;
     let token = sign_in(&mut client, &wallet).await?;
-    let cron = pb::TaskDefinition {
-        name: "health every 10 s".into(),
-        trigger: Some(pb::Trigger {
-            kind: Some(pb::trigger::Kind::Cron(pb::CronTrigger {
-                expression: "*/10 * * * * *".into(),
-            })),
-        }),
-        nodes: vec![pb::WorkflowNode {
-            name: "health".into(),
-            kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
-                url: health.to_owned(),
-                method: "GET".into(),
-                body: String::new(),
-            })),
-        }],
-    };
+    let cron = cron_get("health every 10 s", "*/10 * * * * *", "health", health);
     let event = pb::TaskDefinition {
         name: "read each ping".into(),
         trigger: Some(pb::Trigger {

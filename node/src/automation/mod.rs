@@ -262,8 +262,9 @@ pub fn parse_id(raw: &[u8]) -> Result<TaskId, AutomationError> {
         .map_err(|_| AutomationError::BadRequest(format!("id has {} bytes, need 32", raw.len())))
 }
 
-fn decode_record(raw: &[u8]) -> Result<pb::AutomationTask, AutomationError> {
-    pb::AutomationTask::decode(raw).map_err(|e| AutomationError::Corrupt(e.to_string()))
+/// A stored message; one that does not decode is a corrupt store.
+fn decode<M: Message + Default>(raw: &[u8]) -> Result<M, AutomationError> {
+    M::decode(raw).map_err(|e| AutomationError::Corrupt(e.to_string()))
 }
 
 fn is_state(task: &pb::AutomationTask, states: &[pb::TaskState]) -> bool {
@@ -297,8 +298,7 @@ impl Automation {
         let now = crate::node::now_ms();
         let mut expired = WriteBatch::new();
         for (key, value) in scan(&*store, GRANT, MAX_GRANTS_READ)? {
-            let stored = pb::StoredGrant::decode(value.as_slice())
-                .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+            let stored = decode::<pb::StoredGrant>(value.as_slice())?;
             let grant = Grant::from(stored);
             let terms = grant.verify(digest)?;
             if terms.session_expires_ms < now {
@@ -312,8 +312,7 @@ impl Automation {
         }
         for (key, bytes) in scan(&*store, PENDING, MAX_PENDING)? {
             let Ok(hash) = <[u8; 32]>::try_from(key.get(1..).unwrap_or_default()) else { continue };
-            let request = pb::ReplicatedRequest::decode(bytes.as_slice())
-                .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+            let request = decode::<pb::ReplicatedRequest>(bytes.as_slice())?;
             let owner = Grant::of_request(&request).verify(digest)?.owner;
             inner.pending.insert(hash, Pending { bytes, request, owner, proposed_ms: None });
         }
@@ -322,7 +321,7 @@ impl Automation {
         loop {
             let page = scan_from(&*store, RECORD, &from, 1024)?;
             for (_, raw) in &page {
-                inner.active.put(&decode_record(raw)?);
+                inner.active.put(&decode::<pb::AutomationTask>(raw)?);
             }
             match page.last() {
                 Some((key, _)) if page.len() == 1024 => from = [&key[..], &[0]].concat(),
@@ -448,7 +447,9 @@ impl Automation {
             return Err(AutomationError::Corrupt("owner index entry is not an address".into()));
         }
         let owner = Address::from_slice(&owner);
-        self.read(batch, &record_key(&owner, id))?.map(|raw| decode_record(&raw)).transpose()
+        self.read(batch, &record_key(&owner, id))?
+            .map(|raw| decode::<pb::AutomationTask>(&raw))
+            .transpose()
     }
 
     /// `owner`'s automation `id`: as finalized, or pending on this node.
@@ -638,7 +639,7 @@ impl Automation {
         let mut tasks = rows
             .iter()
             .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, v)| decode_record(v))
+            .map(|(_, v)| decode::<pb::AutomationTask>(v))
             .collect::<Result<Vec<_>, _>>()?;
         let more = tasks.len() > page;
         tasks.truncate(page);
@@ -947,8 +948,7 @@ impl Automation {
             && let Ok(old_key) = <[u8; 8]>::try_from(raw.as_slice()).map(u64::from_be_bytes)
             && let Some(row) = self.read(Some(batch), &execution_key(id, old_key))?
         {
-            let row = pb::Execution::decode(row.as_slice())
-                .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+            let row = decode::<pb::Execution>(row.as_slice())?;
             if row.status != i32::from(pb::ExecutionStatus::Pending) {
                 forget(task, id, old_key, old, batch);
             }
@@ -984,8 +984,7 @@ impl Automation {
         let Some(raw) = self.read(Some(batch), &execution_key(&id, result.key))? else {
             return Ok(false);
         };
-        let mut row = pb::Execution::decode(raw.as_slice())
-            .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+        let mut row = decode::<pb::Execution>(raw.as_slice())?;
         if row.status != i32::from(pb::ExecutionStatus::Pending) {
             tracing::info!("a second result of one execution does nothing");
             return Ok(false);
@@ -1047,8 +1046,7 @@ impl Automation {
 
     /// A stored execution, with the hashes of the writes this node sent filled in.
     fn decode_execution(&self, raw: &[u8]) -> Result<pb::Execution, AutomationError> {
-        let mut execution =
-            pb::Execution::decode(raw).map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+        let mut execution = decode::<pb::Execution>(raw)?;
         let Ok(id) = parse_id(&execution.automation_id) else { return Ok(execution) };
         let from = tx_key(&id, execution.key, 0);
         let prefix = &from[..from.len() - 1];
@@ -1146,10 +1144,7 @@ impl Automation {
         let rows = self.store.range(Column::Automation, &log_key(from), limit)?;
         rows.iter()
             .take_while(|(k, _)| k.first() == Some(&LOG))
-            .map(|(_, v)| {
-                pb::SyncMessage::decode(v.as_slice())
-                    .map_err(|e| AutomationError::Corrupt(e.to_string()))
-            })
+            .map(|(_, v)| decode::<pb::SyncMessage>(v.as_slice()))
             .collect()
     }
 
@@ -1205,7 +1200,8 @@ impl Automation {
     }
 
     /// How many automations are active or executing.
-    pub fn active_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn active_count(&self) -> usize {
         self.inner().active.len()
     }
 
@@ -1273,8 +1269,7 @@ fn migrate_send_rows(store: &dyn Store) -> Result<(), AutomationError> {
             let Some(raw) = store.get(Column::Automation, &execution_key(&id, key))? else {
                 continue;
             };
-            let execution = pb::Execution::decode(raw.as_slice())
-                .map_err(|e| AutomationError::Corrupt(e.to_string()))?;
+            let execution = decode::<pb::Execution>(raw.as_slice())?;
             let calldata = execution.steps.get(usize::from(step)).map(|s| s.output.clone());
             [vec![SEND_UNSIGNED], calldata.unwrap_or_default()].concat()
         } else {
@@ -1303,8 +1298,8 @@ fn forget(
 ) {
     batch.delete(Column::Automation, execution_key(id, key));
     batch.delete(Column::Automation, ordinal_key(id, ordinal));
-    batch.delete_range(Column::Automation, tx_key(id, key, 0), tx_key(id, key, u8::MAX));
-    batch.delete(Column::Automation, tx_key(id, key, u8::MAX));
+    let steps_end = [&tx_key(id, key, u8::MAX)[..], &[0]].concat();
+    batch.delete_range(Column::Automation, tx_key(id, key, 0), steps_end);
     task.forgotten_executions = task.forgotten_executions.saturating_add(1);
     let kept_from = if key >= execution::MANUAL_KEY {
         &mut task.manual_kept_from

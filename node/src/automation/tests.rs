@@ -1153,17 +1153,7 @@ async fn a_rest_step_is_called_once_per_execution_however_often_its_result_is_pr
 
     let db = MemoryDb::default();
     let node = Arc::new(open(&db));
-    let definition = pb::TaskDefinition {
-        nodes: vec![pb::WorkflowNode {
-            name: "hook".into(),
-            kind: Some(pb::workflow_node::Kind::Rest(pb::RestCall {
-                url,
-                method: "GET".into(),
-                body: String::new(),
-            })),
-        }],
-        ..every_second()
-    };
+    let definition = super::example::cron_get("every minute", "* * * * * *", "hook", &url);
     let id = active(&node, &db, definition, NOW);
     finalize(&[(&node, &db)], &[firing(&id, NOW + 1000)]);
     let http = alloy::transports::http::reqwest::Client::new();

@@ -575,21 +575,13 @@ async fn a_wallet_signs_in_and_manages_only_its_own_automations() {
         request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         request
     }
-    let definition = |expression: &str| apb::TaskDefinition {
-        name: "hourly".into(),
-        trigger: Some(apb::Trigger {
-            kind: Some(apb::trigger::Kind::Cron(apb::CronTrigger {
-                expression: expression.into(),
-            })),
-        }),
-        nodes: vec![apb::WorkflowNode {
-            name: "ping".into(),
-            kind: Some(apb::workflow_node::Kind::Rest(apb::RestCall {
-                url: "http://127.0.0.1:9/hook".into(),
-                method: "GET".into(),
-                body: String::new(),
-            })),
-        }],
+    let definition = |expression: &str| {
+        crate::automation::example::cron_get(
+            "hourly",
+            expression,
+            "ping",
+            "http://127.0.0.1:9/hook",
+        )
     };
     let create = |definition| apb::CreateTaskRequest { definition: Some(definition) };
     // What consensus does with this node's requests: it proposes them, the block is final.
